@@ -1,0 +1,3 @@
+"""flowactors: a durable workflow engine for Trio programs."""
+
+__all__: list[str] = []
