@@ -1,6 +1,42 @@
 """wal: a Bitcask-style append-only log store with group commit.
 
-It knows nothing of flows; flowactors builds on it.
+Knows nothing of flows and imports nothing from flowactors: it could ship on its own.
+See `wal._format` for the byte layout and `wal._log` for the durability promise.
 """
 
-__all__: list[str] = []
+from ._errors import CorruptLog, InvalidArgument, LogBroken, LogClosed, LogLocked, WalError
+from ._format import MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, decode_frames
+from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem
+from ._log import (
+    Log,
+    LogStatistics,
+    MergeReport,
+    RecoveryReport,
+    Repair,
+    SyncMode,
+    open_log,
+)
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_VALUE_BYTES",
+    "CorruptLog",
+    "DirLock",
+    "FileHandle",
+    "FileSystem",
+    "InvalidArgument",
+    "Log",
+    "LogBroken",
+    "LogClosed",
+    "LogLocked",
+    "LogStatistics",
+    "MergeReport",
+    "Op",
+    "OsFileSystem",
+    "RecoveryReport",
+    "Repair",
+    "SyncMode",
+    "WalError",
+    "decode_frames",
+    "open_log",
+]

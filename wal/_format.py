@@ -1,0 +1,341 @@
+"""On-disk format of segments and hint files. Pure: bytes in, bytes or records out.
+
+Segment files (`NNNNNNNNNN.log`) are a sequence of frames. One frame is one atomic batch of
+puts and tombstones: after a crash it is either wholly there or treated as absent.
+All integers are little-endian.
+
+Frame (44-byte header, then the body)::
+
+    0  4  magic  b"FWAL"        lets recovery find frame starts after damage
+    4  1  format version (1)
+    5  1  flags                 bit 0 MERGED: every entry carries its own sequence number
+    6  2  reserved (0)
+    8  4  entry count
+    12 4  body length in bytes
+    16 4  batch back-distance   this frame's offset minus the offset where the write(2)
+                                that carried it began (0 for the first frame of a write)
+    20 8  sequence number       per log, strictly increasing from frame to frame
+    28 8  timestamp, ms since the Unix epoch (the writer's clock)
+    36 8  xxh3-64 of header bytes 0..36 followed by the body
+
+Entry (11-byte header; 19 bytes in MERGED frames)::
+
+    0  1  kind                  1 put, 2 tombstone
+    1  2  key length            keys are 1..65535 bytes
+    3  4  value length          0 for a tombstone
+    7  4  xxh32 of the value    checked again on every read
+    [11 8 sequence number]      MERGED frames only
+    key bytes, value bytes
+
+The keydir points at whole entries, so a read is one pread that re-checks kind, key and
+value hash: a misdirected or rotted read raises `CorruptLog` instead of returning bytes.
+
+Hint file (`NNNNNNNNNN.hint`), one per closed segment, so opening never reads values::
+
+    header (32 bytes): magic b"FWHT", version u8, 3 reserved, segment id u64,
+                       segment size u64, entry count u64
+    entries: kind u8, key length u16, entry size u32, entry offset u64, sequence u64, key
+    trailer: xxh3-64 of everything before it
+
+A hint holds the last operation per key within its segment, tombstones included, so a
+delete is never forgotten by a fast open (the classic Bitcask resurrection bug).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import xxhash
+
+from ._errors import CorruptLog
+
+MAGIC = b"FWAL"
+HINT_MAGIC = b"FWHT"
+VERSION = 1
+FLAG_MERGED = 1
+
+PUT = 1
+TOMBSTONE = 2
+
+_HEAD = struct.Struct("<4sBBHIIIQQ")  # up to (not including) the checksum
+_CHECKSUM = struct.Struct("<Q")
+HEADER_SIZE = _HEAD.size + _CHECKSUM.size  # 44
+_ENTRY = struct.Struct("<BHII")
+_MERGED_ENTRY = struct.Struct("<BHIIQ")
+ENTRY_HEADER_SIZE = _ENTRY.size  # 11
+MERGED_ENTRY_HEADER_SIZE = _MERGED_ENTRY.size  # 19
+
+_HINT_HEAD = struct.Struct("<4sB3xQQQ")
+_HINT_ENTRY = struct.Struct("<BHIQQ")
+
+MAX_KEY_BYTES = 0xFFFF
+MAX_VALUE_BYTES = 256 * 1024 * 1024
+MAX_BODY_BYTES = 1 << 30
+
+_xxh3 = xxhash.xxh3_64
+_xxh32 = xxhash.xxh32_intdigest
+
+Op = tuple[bytes, bytes | None]
+"""One operation of a batch: (key, value) is a put, (key, None) a tombstone."""
+
+
+EntryRef = tuple[bytes, int, int, int]
+"""Where one entry of an encoded frame sits: (key, kind, offset from frame start, size).
+A plain tuple: it is built once per record on the hot path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A decoded entry: its absolute offset and size within the segment."""
+
+    key: bytes
+    kind: int
+    offset: int
+    size: int
+    seq: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    offset: int
+    size: int
+    seq: int
+    timestamp_ms: int
+    flags: int
+    batch_start: int
+    entries: tuple[Entry, ...]
+
+
+def encode_frame(
+    ops: Sequence[Op], seq: int, timestamp_ms: int, batch_back: int
+) -> tuple[bytes, list[EntryRef]]:
+    """Encode one frame; return its bytes and where each entry sits inside it."""
+    parts: list[bytes] = []
+    refs: list[EntryRef] = []
+    pos = HEADER_SIZE
+    pack = _ENTRY.pack
+    for key, value in ops:
+        if value is None:
+            parts.append(pack(TOMBSTONE, len(key), 0, 0))
+            parts.append(key)
+            size = ENTRY_HEADER_SIZE + len(key)
+            refs.append((key, TOMBSTONE, pos, size))
+        else:
+            parts.append(pack(PUT, len(key), len(value), _xxh32(value)))
+            parts.append(key)
+            parts.append(value)
+            size = ENTRY_HEADER_SIZE + len(key) + len(value)
+            refs.append((key, PUT, pos, size))
+        pos += size
+    body = b"".join(parts)
+    return _seal(0, len(ops), body, batch_back, seq, timestamp_ms), refs
+
+
+def encode_merged_frame(
+    entries: Sequence[tuple[bytes, int, bytes]], batch_back: int, timestamp_ms: int
+) -> tuple[bytes, list[EntryRef]]:
+    """Encode a merge output frame: puts that keep their original sequence numbers."""
+    parts: list[bytes] = []
+    refs: list[EntryRef] = []
+    pos = HEADER_SIZE
+    pack = _MERGED_ENTRY.pack
+    top = 0
+    for key, seq, value in entries:
+        parts.append(pack(PUT, len(key), len(value), _xxh32(value), seq))
+        parts.append(key)
+        parts.append(value)
+        size = MERGED_ENTRY_HEADER_SIZE + len(key) + len(value)
+        refs.append((key, PUT, pos, size))
+        pos += size
+        top = max(top, seq)
+    body = b"".join(parts)
+    return _seal(FLAG_MERGED, len(entries), body, batch_back, top, timestamp_ms), refs
+
+
+def _seal(flags: int, count: int, body: bytes, batch_back: int, seq: int, ts: int) -> bytes:
+    head = _HEAD.pack(MAGIC, VERSION, flags, 0, count, len(body), batch_back, seq, ts)
+    hasher = _xxh3(head)
+    hasher.update(body)
+    return b"".join((head, _CHECKSUM.pack(hasher.intdigest()), body))
+
+
+def decode_entry_value(path: str, data: bytes, offset: int, key: bytes) -> bytes | None:
+    """Check one entry read back from `offset` and return its value (None: tombstone)."""
+    if len(data) < ENTRY_HEADER_SIZE:
+        raise CorruptLog(path, offset, "entry cut short")
+    kind, key_len, value_len, value_hash = _ENTRY.unpack_from(data)
+    # Entries of MERGED frames carry 8 more header bytes; the size the keydir recorded
+    # tells the two layouts apart (their first 11 bytes are the same).
+    header = ENTRY_HEADER_SIZE
+    if len(data) == MERGED_ENTRY_HEADER_SIZE + key_len + value_len:
+        header = MERGED_ENTRY_HEADER_SIZE
+    if kind not in (PUT, TOMBSTONE) or header + key_len + value_len != len(data):
+        raise CorruptLog(path, offset, "entry header does not match the keydir")
+    if data[header : header + key_len] != key:
+        raise CorruptLog(path, offset, "entry holds another key")
+    if kind == TOMBSTONE:
+        return None
+    value = data[header + key_len :]
+    if _xxh32(value) != value_hash:
+        raise CorruptLog(path, offset, "value checksum mismatch")
+    return value
+
+
+def entry_value_length(path: str, head: bytes, offset: int) -> int:
+    """The value length recorded in an entry header read back from `offset`."""
+    if len(head) < ENTRY_HEADER_SIZE:
+        raise CorruptLog(path, offset, "entry cut short")
+    _kind, _key_len, value_len, _hash = _ENTRY.unpack_from(head)
+    return int(value_len)
+
+
+def _parse_frame(data: bytes, offset: int) -> Frame | str:
+    """Parse the frame at `offset`, or return why it is not a valid frame."""
+    end_head = offset + HEADER_SIZE
+    if end_head > len(data):
+        return "frame header cut short"
+    magic, version, flags, _res, count, body_len, back, seq, ts = _HEAD.unpack_from(data, offset)
+    if magic != MAGIC:
+        return "bad frame magic"
+    if version != VERSION:
+        return f"unknown frame version {version}"
+    end = end_head + body_len
+    if end > len(data):
+        return "frame body cut short"
+    hasher = _xxh3(data[offset : offset + _HEAD.size])
+    hasher.update(data[end_head:end])
+    (checksum,) = _CHECKSUM.unpack_from(data, offset + _HEAD.size)
+    if hasher.intdigest() != checksum:
+        return "frame checksum mismatch"
+    if back > offset:
+        return "frame batch start before the file start"
+    merged = bool(flags & FLAG_MERGED)
+    eh = _MERGED_ENTRY if merged else _ENTRY
+    entries: list[Entry] = []
+    pos = end_head
+    for _ in range(count):
+        if pos + eh.size > end:
+            return "entry header beyond the frame body"
+        if merged:
+            kind, key_len, value_len, value_hash, eseq = _MERGED_ENTRY.unpack_from(data, pos)
+        else:
+            kind, key_len, value_len, value_hash = _ENTRY.unpack_from(data, pos)
+            eseq = seq
+        if kind not in (PUT, TOMBSTONE) or key_len == 0:
+            return "bad entry kind or empty key"
+        kstart = pos + eh.size
+        vstart = kstart + key_len
+        vend = vstart + value_len
+        if vend > end:
+            return "entry beyond the frame body"
+        value = data[vstart:vend]
+        if kind == PUT and _xxh32(value) != value_hash:
+            return "entry value checksum mismatch"
+        entries.append(Entry(data[kstart:vstart], kind, pos, vend - pos, eseq, value))
+        pos = vend
+    if pos != end:
+        return "frame body longer than its entries"
+    return Frame(offset, end - offset, seq, ts, flags, offset - back, tuple(entries))
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What a scan of one segment found.
+
+    `frames` is the longest valid prefix. When `end < file size`, `error` says why the frame
+    at `end` is bad and `later_frames` holds any valid frames found after the damage.
+    """
+
+    frames: list[Frame]
+    end: int
+    error: str | None
+    later_frames: list[Frame]
+
+
+def scan(data: bytes) -> ScanResult:
+    """Decode the frames of a segment image, stopping at the first bad frame."""
+    frames: list[Frame] = []
+    offset = 0
+    size = len(data)
+    while offset < size:
+        parsed = _parse_frame(data, offset)
+        if isinstance(parsed, str):
+            return ScanResult(frames, offset, parsed, _resync(data, offset + 1))
+        frames.append(parsed)
+        offset += parsed.size
+    return ScanResult(frames, offset, None, [])
+
+
+def _resync(data: bytes, start: int) -> list[Frame]:
+    """Every valid frame after damage, found by searching for the frame magic."""
+    found: list[Frame] = []
+    pos = data.find(MAGIC, start)
+    while pos >= 0:
+        parsed = _parse_frame(data, pos)
+        if isinstance(parsed, Frame):
+            found.append(parsed)
+            pos = data.find(MAGIC, pos + parsed.size)
+        else:
+            pos = data.find(MAGIC, pos + 1)
+    return found
+
+
+def decode_frames(data: bytes, path: str = "<bytes>") -> list[Frame]:
+    """Strict decode: every byte must belong to a valid frame, else `CorruptLog`."""
+    result = scan(data)
+    if result.error is not None:
+        raise CorruptLog(path, result.end, result.error)
+    return result.frames
+
+
+# -- hint files --------------------------------------------------------------------------
+
+HintEntry = tuple[bytes, int, int, int, int]
+"""(key, kind, entry offset, entry size, seq)"""
+
+
+def last_ops(frames: Sequence[Frame]) -> dict[bytes, HintEntry]:
+    """The last operation per key within one segment, in file order."""
+    last: dict[bytes, HintEntry] = {}
+    for frame in frames:
+        for e in frame.entries:
+            last[e.key] = (e.key, e.kind, e.offset, e.size, e.seq)
+    return last
+
+
+def encode_hint(segment_id: int, segment_size: int, entries: Sequence[HintEntry]) -> bytes:
+    parts = [_HINT_HEAD.pack(HINT_MAGIC, VERSION, segment_id, segment_size, len(entries))]
+    pack = _HINT_ENTRY.pack
+    for key, kind, offset, size, seq in entries:
+        parts.append(pack(kind, len(key), size, offset, seq))
+        parts.append(key)
+    body = b"".join(parts)
+    return body + _CHECKSUM.pack(_xxh3(body).intdigest())
+
+
+def decode_hint(data: bytes, path: str) -> tuple[int, int, Iterator[HintEntry]]:
+    """Check a hint file; return (segment id, segment size, entries iterator)."""
+    if len(data) < _HINT_HEAD.size + _CHECKSUM.size:
+        raise CorruptLog(path, 0, "hint file cut short")
+    (checksum,) = _CHECKSUM.unpack_from(data, len(data) - _CHECKSUM.size)
+    body = memoryview(data)[: len(data) - _CHECKSUM.size]
+    if _xxh3(body).intdigest() != checksum:
+        raise CorruptLog(path, 0, "hint checksum mismatch")
+    magic, version, seg_id, seg_size, count = _HINT_HEAD.unpack_from(data)
+    if magic != HINT_MAGIC or version != VERSION:
+        raise CorruptLog(path, 0, "bad hint magic or version")
+
+    def entries() -> Iterator[HintEntry]:
+        pos = _HINT_HEAD.size
+        unpack = _HINT_ENTRY.unpack_from
+        hsize = _HINT_ENTRY.size
+        for _ in range(count):
+            kind, key_len, size, offset, seq = unpack(data, pos)
+            pos += hsize
+            yield data[pos : pos + key_len], kind, offset, size, seq
+            pos += key_len
+
+    return seg_id, seg_size, entries()

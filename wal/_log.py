@@ -1,0 +1,1084 @@
+"""The log: segments + keydir + group commit + recovery + merge.
+
+Theory of operation
+-------------------
+*Write path (group commit).* A writer validates its operations, then joins the open batch.
+The task that opened a batch is its leader: when no commit is in flight it commits at once,
+otherwise it waits for its turn. Everything that arrived while the previous commit was in
+flight is therefore committed together: the leader encodes one frame per submitted batch of
+operations, appends them with one write(2) and makes them durable with one fdatasync, both
+in a worker thread so the Trio loop keeps running. Only then does it publish the new
+locations in the keydir and wake every member of the batch. A reader never sees a value
+that a crash could take back. The leader's part runs shielded from cancellation, so a
+cancelled caller cannot strand the others; a cancelled non-leader's write still lands.
+This is the write-group design of LevelDB/RocksDB, without a background task, so the log
+needs no nursery and raises plain exceptions.
+
+*Sync modes.* `always` (default): acknowledged means fdatasync'd. `interval`: acknowledged
+after write(2); fdatasync at most every `sync_interval_ms` on the write path, on `sync()`
+and at close. A process crash loses nothing (the page cache survives it); a power loss
+loses what was written since the last fdatasync. `never`: fdatasync only at rotation and
+close; for tests and benchmarks.
+
+*Failure.* If a write or fdatasync fails, the log is broken: the failing batch and every
+later write raise `LogBroken`. The fsync is never retried (after a failed fsync the kernel
+may have dropped the dirty pages). Reads still serve the keydir, which only ever holds
+acknowledged data. Reopening recovers; a torn tail left by the failed write is truncated.
+
+*Segments.* `NNNNNNNNNN.log`, append-only; the active one rotates at `segment_max_bytes`
+(a segment overshoots by at most one commit batch, since frames never span files). A
+closed segment is immutable and gets a hint file. The directory is fsync'd after every
+create, rename and remove.
+
+*Recovery on open.* Merge leftovers are finished or discarded (see merge). Segments with a
+valid hint load from it without reading values. The newest segment without a hint is the
+one that was being written: it is scanned, and damage there is a torn tail, truncated to
+the last good frame and reported, provided no valid frame of a *later* write follows the
+damage (frames record where their write began). Any other damage, or damage in a closed
+segment, raises `CorruptLog` naming file and offset, unless `repair=True`: then every
+valid frame is kept, the damaged ranges are skipped and reported, and the segment is
+sealed (data in damaged frames is lost, which is why repair is never implicit). A hint that
+fails its checksum, or disagrees with its segment's size, is rebuilt from a strict scan.
+
+*Last writer wins by sequence number, not by file order*, because merge outputs get new
+segment ids but keep their entries' original sequence numbers.
+
+*Merge.* Seals the active segment, then rewrites every closed segment (those whose hint is
+written) keeping only the entries the keydir points at. Outputs and their hints are
+written into `merge/` and fsync'd; then a `merge/DONE` manifest naming inputs and outputs
+is written and fsync'd: that is the commit point. The outputs are renamed in (hints
+first), the keydir is repointed with compare-and-swap (a key written meanwhile keeps its
+newer location), and the inputs are removed. A crash before DONE discards `merge/`; a crash
+after it makes the next open finish the swap. Tombstones are dropped safely because a
+merge always takes every closed segment, and segments it leaves out only hold newer data:
+no older value of a deleted key can survive the merge and come back.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from functools import partial
+
+import trio
+import xxhash
+
+from . import _format as fmt
+from ._errors import CorruptLog, InvalidArgument, LogBroken, LogClosed, LogLocked, WalError
+from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem
+from ._keydir import (
+    MAX_SEGMENT_BYTES,
+    MAX_SEGMENT_ID,
+    Keydir,
+    pack,
+    segment_of,
+    seq_of,
+    size_of,
+    unpack,
+)
+
+LOCK_NAME = "LOCK"
+MERGE_DIR = "merge"
+DONE_NAME = "DONE"
+MERGE_FRAME_BYTES = 1 << 20
+
+
+def _log_name(seg: int) -> str:
+    return f"{seg:010d}.log"
+
+
+def _hint_name(seg: int) -> str:
+    return f"{seg:010d}.hint"
+
+
+def _parse_id(name: str, suffix: str) -> int | None:
+    stem = name[: -len(suffix)]
+    if name.endswith(suffix) and len(stem) == 10 and stem.isdigit():
+        return int(stem)
+    return None
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SyncMode(enum.Enum):
+    ALWAYS = "always"
+    INTERVAL = "interval"
+    NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """One repair made while opening: a truncated torn tail or a skipped damaged range."""
+
+    path: str
+    offset: int
+    dropped_bytes: int
+    reason: str
+    kind: str  # "torn-tail" | "salvaged" | "hint-rebuilt"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    segments: int
+    segments_from_hints: int
+    segments_scanned: int
+    keys: int
+    repairs: tuple[Repair, ...]
+    merge: str | None  # None, "completed" or "discarded"
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LogStatistics:
+    segments: int
+    active_segment: int
+    keys: int
+    live_bytes: int
+    total_bytes: int
+    dead_bytes: int
+    frames_written: int
+    records_written: int
+    bytes_written: int
+    commits: int
+    fsyncs: int
+    max_batch_frames: int
+    mean_batch_frames: float
+    batch_frames_histogram: dict[int, int]  # power-of-two bucket -> commits
+    merges: int
+    broken: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MergeReport:
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    keys_copied: int
+    bytes_before: int
+    bytes_after: int
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    """Frames committed together: one write(2), one fdatasync."""
+
+    frames: list[Sequence[fmt.Op]] = field(default_factory=list)
+    done: trio.Event = field(default_factory=trio.Event)
+    turn: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+    force_sync: bool = False
+    rotate: bool = False
+
+
+@dataclass(slots=True)
+class _Counters:
+    frames: int = 0
+    records: int = 0
+    bytes: int = 0
+    commits: int = 0
+    fsyncs: int = 0
+    max_batch: int = 0
+    histogram: dict[int, int] = field(default_factory=dict)
+    merges: int = 0
+
+
+def _validate(ops: Sequence[fmt.Op]) -> int:
+    """Reject bad operations before anything is written; return the encoded body size."""
+    body = 0
+    for op in ops:
+        if not isinstance(op, tuple) or len(op) != 2:
+            raise InvalidArgument("an operation is a (key, value-or-None) tuple")
+        key, value = op
+        if not isinstance(key, bytes) or not 0 < len(key) <= fmt.MAX_KEY_BYTES:
+            raise InvalidArgument(f"keys are 1..{fmt.MAX_KEY_BYTES} bytes, got {key!r:.60}")
+        if value is None:
+            body += fmt.ENTRY_HEADER_SIZE + len(key)
+            continue
+        if not isinstance(value, bytes):
+            raise InvalidArgument(f"values are bytes or None, got {type(value).__name__}")
+        if len(value) > fmt.MAX_VALUE_BYTES:
+            raise InvalidArgument(f"values are at most {fmt.MAX_VALUE_BYTES} bytes")
+        body += fmt.ENTRY_HEADER_SIZE + len(key) + len(value)
+    if body > fmt.MAX_BODY_BYTES:
+        raise InvalidArgument(f"one frame holds at most {fmt.MAX_BODY_BYTES} bytes")
+    return body
+
+
+class Log:
+    """A Bitcask-style log store. Open it with `open_log` (or `await Log.open`)."""
+
+    def __init__(
+        self,
+        path: str,
+        fs: FileSystem,
+        lock: DirLock,
+        *,
+        sync: SyncMode,
+        sync_interval_ms: int,
+        segment_max_bytes: int,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.path = path
+        self._fs = fs
+        self._lock: DirLock | None = lock
+        self._sync_mode = sync
+        self._sync_interval_ms = sync_interval_ms
+        self._segment_max = segment_max_bytes
+        self._clock = clock_ms
+        self._keydir = Keydir()
+        self._files: dict[int, FileHandle] = {}
+        self._sizes: dict[int, int] = {}
+        self._active = 0
+        self._next_segment = 0
+        self._next_seq = 1
+        self._broken: LogBroken | None = None
+        self._closed = False
+        self._open_batch: _Batch | None = None
+        self._leader_active = False
+        self._unsynced = False
+        self._last_sync_ms = 0
+        self._hint_pending: set[int] = set()
+        self._merging = False
+        self._merge_done = trio.Event()
+        self._merge_done.set()
+        self._counters = _Counters()
+        self.recovery = RecoveryReport(0, 0, 0, 0, (), None, 0.0)
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        sync: SyncMode | str = SyncMode.ALWAYS,
+        sync_interval_ms: int = 200,
+        segment_max_bytes: int = 64 * 1024 * 1024,
+        repair: bool = False,
+        fs: FileSystem | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> Log:
+        """Open (creating if needed) the log in directory `path`, recovering as documented."""
+        mode = SyncMode(sync)
+        if not 4096 <= segment_max_bytes <= MAX_SEGMENT_BYTES:
+            raise InvalidArgument(f"segment_max_bytes must be 4096..{MAX_SEGMENT_BYTES}")
+        if sync_interval_ms <= 0:
+            raise InvalidArgument("sync_interval_ms must be positive")
+        opener = partial(
+            cls._open_sync,
+            os.fspath(path),
+            fs or OsFileSystem(),
+            sync=mode,
+            sync_interval_ms=sync_interval_ms,
+            segment_max_bytes=segment_max_bytes,
+            repair=repair,
+            clock_ms=clock_ms or _wall_clock_ms,
+        )
+        return await trio.to_thread.run_sync(opener)
+
+    @classmethod
+    def _open_sync(
+        cls,
+        path: str,
+        fs: FileSystem,
+        *,
+        sync: SyncMode,
+        sync_interval_ms: int,
+        segment_max_bytes: int,
+        repair: bool,
+        clock_ms: Callable[[], int],
+    ) -> Log:
+        started = time.perf_counter()
+        fs.makedirs(path)
+        try:
+            lock = fs.lock(os.path.join(path, LOCK_NAME))
+        except BlockingIOError:
+            raise LogLocked(f"log directory {path} is already open (its LOCK is held)") from None
+        log = cls(
+            path,
+            fs,
+            lock,
+            sync=sync,
+            sync_interval_ms=sync_interval_ms,
+            segment_max_bytes=segment_max_bytes,
+            clock_ms=clock_ms,
+        )
+        try:
+            log._recover(repair, started)
+        except BaseException:
+            log._release()
+            raise
+        return log
+
+    def _recover(self, repair: bool, started: float) -> None:
+        fs, path = self._fs, self.path
+        merge_outcome = _finish_or_discard_merge(fs, path)
+        names = fs.listdir(path)
+        for name in names:
+            if name.endswith(".tmp"):
+                fs.remove(os.path.join(path, name))
+        logs = sorted(i for n in names if (i := _parse_id(n, ".log")) is not None)
+        hints = {i for n in names if (i := _parse_id(n, ".hint")) is not None}
+        for orphan in hints - set(logs):
+            fs.remove(os.path.join(path, _hint_name(orphan)))
+        hintless = [i for i in logs if i not in hints]
+        write_seg = hintless[-1] if hintless else None
+
+        repairs: list[Repair] = []
+        tombs: dict[bytes, int] = {}
+        from_hints = scanned = 0
+        max_seq = 0
+        for seg in logs:
+            handle = fs.open(os.path.join(path, _log_name(seg)), create=False)
+            self._files[seg] = handle
+            size = handle.size()
+            entries: Iterable[fmt.HintEntry] | None = None
+            if seg in hints:
+                entries = self._read_hint(seg, size, repairs)
+            if entries is not None:
+                from_hints += 1
+            else:
+                scanned += 1
+                frames, size, sealed = self._scan_segment(
+                    seg, handle, lenient=seg == write_seg, repair=repair, repairs=repairs
+                )
+                entries = fmt.last_ops(frames).values()
+                if seg != write_seg or sealed:
+                    self._write_hint_sync(seg, list(entries), size)
+                    if seg == write_seg:
+                        write_seg = None
+            self._sizes[seg] = size
+            max_seq = max(max_seq, self._load(seg, entries, tombs))
+        self._next_seq = max_seq + 1
+        self._next_segment = (logs[-1] + 1) if logs else 1
+        if write_seg is None:
+            self._active = self._create_segment_sync()
+        else:
+            self._active = write_seg
+        self.recovery = RecoveryReport(
+            segments=len(self._files),
+            segments_from_hints=from_hints,
+            segments_scanned=scanned,
+            keys=len(self._keydir),
+            repairs=tuple(repairs),
+            merge=merge_outcome,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _read_hint(self, seg: int, size: int, repairs: list[Repair]) -> list[fmt.HintEntry] | None:
+        hint_path = os.path.join(self.path, _hint_name(seg))
+        try:
+            hint_seg, hint_size, entries = fmt.decode_hint(self._fs.read_file(hint_path), hint_path)
+            if hint_seg != seg or hint_size != size:
+                raise CorruptLog(hint_path, 0, f"hint describes {hint_seg}/{hint_size} bytes")
+            return list(entries)
+        except CorruptLog as exc:
+            repairs.append(Repair(hint_path, exc.offset, 0, exc.reason, "hint-rebuilt"))
+            return None
+
+    def _scan_segment(
+        self, seg: int, handle: FileHandle, *, lenient: bool, repair: bool, repairs: list[Repair]
+    ) -> tuple[list[fmt.Frame], int, bool]:
+        """Scan one segment; return (frames, size to keep, sealed-by-salvage)."""
+        seg_path = os.path.join(self.path, _log_name(seg))
+        data = handle.pread(handle.size(), 0)
+        result = fmt.scan(data)
+        if result.error is None:
+            return result.frames, len(data), False
+        bad = result.end
+        later_writes = [f for f in result.later_frames if f.batch_start > bad]
+        if lenient and not later_writes:
+            handle.truncate(bad)
+            handle.sync()
+            repairs.append(Repair(seg_path, bad, len(data) - bad, result.error, "torn-tail"))
+            return result.frames, bad, False
+        if not repair:
+            detail = "; valid frames of later writes follow it" if lenient else ""
+            raise CorruptLog(seg_path, bad, result.error + detail)
+        frames = result.frames + result.later_frames
+        kept_end = bad
+        for frame in result.later_frames:
+            if frame.offset > kept_end:
+                repairs.append(
+                    Repair(seg_path, kept_end, frame.offset - kept_end, result.error, "salvaged")
+                )
+            kept_end = frame.offset + frame.size
+        if kept_end < len(data):
+            repairs.append(
+                Repair(seg_path, kept_end, len(data) - kept_end, result.error, "salvaged")
+            )
+        return frames, len(data), True
+
+    def _load(self, seg: int, entries: Iterable[fmt.HintEntry], tombs: dict[bytes, int]) -> int:
+        """Fold one segment's last operations into the keydir, newest sequence winning."""
+        kd = self._keydir
+        kmap = kd.map
+        top = 0
+        for key, kind, offset, size, seq in entries:
+            top = max(top, seq)
+            cur = kmap.get(key)
+            if cur is not None and seq_of(cur) > seq:
+                continue
+            tomb = tombs.get(key)
+            if kind == fmt.PUT:
+                if tomb is not None:
+                    if tomb > seq:
+                        continue
+                    del tombs[key]
+                kd.set(key, pack(seg, offset, size, seq))
+            else:
+                kd.delete(key)
+                if tomb is None or tomb < seq:
+                    tombs[key] = seq
+        return top
+
+    def _allocate_segment_id(self) -> int:
+        seg = self._next_segment
+        if seg > MAX_SEGMENT_ID:
+            raise WalError("segment ids exhausted; merge the log into a new directory")
+        self._next_segment += 1
+        return seg
+
+    def _create_segment_file(self, seg: int) -> FileHandle:
+        """Create an empty segment file and make its directory entry durable (any thread)."""
+        handle = self._fs.open(os.path.join(self.path, _log_name(seg)), create=True)
+        self._fs.sync_dir(self.path)
+        return handle
+
+    def _create_segment_sync(self) -> int:
+        seg = self._allocate_segment_id()
+        self._files[seg] = self._create_segment_file(seg)
+        self._sizes[seg] = 0
+        return seg
+
+    def _write_hint_sync(self, seg: int, entries: Sequence[fmt.HintEntry], size: int) -> None:
+        blob = fmt.encode_hint(seg, size, entries)
+        _write_file_durably(self._fs, os.path.join(self.path, _hint_name(seg)), blob)
+        self._fs.sync_dir(self.path)
+
+    def _seal_segment_sync(self, seg: int) -> None:
+        """Write the hint of a closed segment, from the segment's own bytes."""
+        seg_path = os.path.join(self.path, _log_name(seg))
+        handle = self._files[seg]
+        size = self._sizes[seg]
+        frames = fmt.decode_frames(handle.pread(size, 0), seg_path)
+        self._write_hint_sync(seg, list(fmt.last_ops(frames).values()), size)
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        """Store one value; returns once it is durable (per the sync mode)."""
+        await self.write_frames([[(key, value)]])
+
+    async def delete(self, key: bytes) -> None:
+        """Write a tombstone for `key` (a no-op for readers if it was absent)."""
+        await self.write_frames([[(key, None)]])
+
+    async def write(self, ops: Sequence[fmt.Op]) -> None:
+        """Write a batch of puts and tombstones as one atomic frame."""
+        await self.write_frames([ops])
+
+    async def write_frames(self, frames: Sequence[Sequence[fmt.Op]]) -> None:
+        """Write several atomic frames in one commit (each frame all-or-nothing)."""
+        total = 0
+        for ops in frames:
+            total += _validate(ops)
+        if total > fmt.MAX_BODY_BYTES:
+            raise InvalidArgument(f"one call writes at most {fmt.MAX_BODY_BYTES} bytes")
+        await self._submit(list(frames), force_sync=False, rotate=False)
+
+    async def sync(self) -> None:
+        """fdatasync now (useful in `interval` and `never` modes)."""
+        await self._submit([], force_sync=True, rotate=False)
+
+    async def rotate(self) -> None:
+        """Close the active segment (writing its hint) and start a new one."""
+        await self._submit([], force_sync=True, rotate=True)
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise LogClosed(f"log {self.path} is closed")
+        if self._broken is not None:
+            raise LogBroken(str(self._broken)) from self._broken.__cause__
+
+    async def _submit(
+        self, frames: list[Sequence[fmt.Op]], *, force_sync: bool, rotate: bool
+    ) -> None:
+        self._check_writable()
+        batch = self._open_batch
+        leader = batch is None
+        if batch is None:
+            batch = self._open_batch = _Batch()
+        batch.frames.extend(frames)
+        batch.force_sync |= force_sync
+        batch.rotate |= rotate
+        if leader:
+            with trio.CancelScope(shield=True):
+                if self._leader_active:
+                    await batch.turn.wait()
+                else:
+                    self._leader_active = True
+                await self._lead(batch)
+        else:
+            await batch.done.wait()
+        if batch.error is not None:
+            if isinstance(batch.error, WalError):
+                raise type(batch.error)(str(batch.error)) from batch.error.__cause__
+            raise LogBroken(f"commit failed: {batch.error!r}") from batch.error
+
+    async def _lead(self, batch: _Batch) -> None:
+        if self._open_batch is batch:
+            self._open_batch = None  # later arrivals form the next batch
+        sealed: int | None = None
+        try:
+            if self._broken is not None:
+                batch.error = self._broken
+            elif self._closed:
+                batch.error = LogClosed(f"log {self.path} is closed")
+            else:
+                sealed = await self._commit(batch)
+        except BaseException as exc:
+            batch.error = exc
+            if not isinstance(exc, WalError):
+                self._broken = LogBroken(f"commit failed: {exc!r}")
+                self._broken.__cause__ = exc
+            raise
+        finally:
+            batch.done.set()
+            nxt = self._open_batch
+            if nxt is not None:
+                nxt.turn.set()
+            else:
+                self._leader_active = False
+        if sealed is not None:
+            # After waking the batch: the closed segment's hint only speeds up the next open.
+            try:
+                await trio.to_thread.run_sync(self._seal_segment_sync, sealed)
+            except OSError:
+                pass  # without a hint, the next open scans the segment instead
+            finally:
+                self._hint_pending.discard(sealed)
+
+    async def _commit(self, batch: _Batch) -> int | None:
+        """Encode, write and sync one batch; publish it. Returns a segment sealed by rotation."""
+        pieces: list[bytes] = []
+        placed: list[tuple[int, int, list[fmt.EntryRef]]] = []  # (frame offset, seq, refs)
+        size = sum(_estimate(ops) for ops in batch.frames)
+        sealed: int | None = None
+        old_active = self._active
+        rotate = batch.rotate or (
+            self._sizes[old_active] > 0 and self._sizes[old_active] + size > self._segment_max
+        )
+        if rotate and self._sizes[old_active] == 0:
+            rotate = False
+        base = 0 if rotate else self._sizes[old_active]
+        pos = base
+        now = self._clock()
+        seq = self._next_seq
+        for ops in batch.frames:
+            data, refs = fmt.encode_frame(ops, seq, now, pos - base)
+            pieces.append(data)
+            placed.append((pos, seq, refs))
+            pos += len(data)
+            seq += 1
+        blob = b"".join(pieces)
+        sync = (
+            self._sync_mode is SyncMode.ALWAYS
+            or batch.force_sync
+            or (
+                self._sync_mode is SyncMode.INTERVAL
+                and now - self._last_sync_ms >= self._sync_interval_ms
+            )
+        )
+        new_seg = self._allocate_segment_id() if rotate else None
+        try:
+            new_handle = await trio.to_thread.run_sync(self._write_sync, blob, new_seg, sync)
+        except OSError as exc:
+            self._broken = LogBroken(
+                f"write to {self.path} failed ({errno.errorcode.get(exc.errno or 0, exc)}: "
+                f"{exc.strerror}); the log refuses writes until it is reopened"
+            )
+            self._broken.__cause__ = exc
+            raise self._broken from exc
+        if new_seg is not None and new_handle is not None:
+            # Registered here, in the event loop: the worker thread never mutates the dicts
+            # that statistics() and merge iterate.
+            self._files[new_seg] = new_handle
+            self._sizes[new_seg] = 0
+            self._active = new_seg
+            sealed = old_active
+            self._hint_pending.add(sealed)
+        seg = self._active
+        self._sizes[seg] += len(blob)
+        if sync:
+            self._last_sync_ms = now
+            self._counters.fsyncs += 1
+        self._next_seq = seq
+        # Publish: the bytes are on disk (or in the page cache, per the sync mode).
+        # Keydir.set inlined: this loop runs once per record.
+        kmap = self._keydir.map
+        live = self._keydir.live
+        seg_bits = seg << 72
+        records = 0
+        added = 0
+        for frame_off, fseq, refs in placed:
+            seq_bits = (fseq << 96) | seg_bits
+            records += len(refs)
+            for key, kind, offset, size in refs:
+                old = kmap.get(key)
+                if old is not None:
+                    old_seg = segment_of(old)
+                    live[old_seg] -= size_of(old)
+                if kind == fmt.PUT:
+                    kmap[key] = seq_bits | ((frame_off + offset) << 32) | size
+                    added += size
+                elif old is not None:
+                    del kmap[key]
+        live[seg] = live.get(seg, 0) + added
+        c = self._counters
+        n = len(batch.frames)
+        if n:
+            c.commits += 1
+            c.frames += n
+            c.records += records
+            c.bytes += len(blob)
+            c.max_batch = max(c.max_batch, n)
+            bucket = 1 << (n - 1).bit_length()
+            c.histogram[bucket] = c.histogram.get(bucket, 0) + 1
+        return sealed
+
+    def _write_sync(self, blob: bytes, new_seg: int | None, sync: bool) -> FileHandle | None:
+        """Worker thread: rotate to `new_seg` if given, append, fdatasync.
+
+        Returns the new segment's handle (the caller registers it in the event loop).
+        """
+        handle = self._files[self._active]
+        new_handle: FileHandle | None = None
+        if new_seg is not None:
+            if self._unsynced or self._sync_mode is not SyncMode.ALWAYS:
+                handle.sync()  # a hint may only describe bytes that are durable
+            self._unsynced = False
+            handle = new_handle = self._create_segment_file(new_seg)
+        if blob:
+            handle.append(blob)
+            self._unsynced = True
+        if sync and self._unsynced:
+            handle.sync()
+            self._unsynced = False
+        return new_handle
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """The latest acknowledged value of `key`, read from disk; None if absent."""
+        if self._closed:
+            raise LogClosed(f"log {self.path} is closed")
+        loc = self._keydir.map.get(key)
+        if loc is None:
+            return None
+        seg, offset, size, _seq = unpack(loc)
+        try:
+            data = self._files[seg].pread(size, offset)
+        except OSError as exc:
+            raise CorruptLog(
+                os.path.join(self.path, _log_name(seg)), offset, f"read failed: {exc}"
+            ) from exc
+        if len(data) != size:
+            raise CorruptLog(os.path.join(self.path, _log_name(seg)), offset, "entry cut short")
+        return fmt.decode_entry_value(os.path.join(self.path, _log_name(seg)), data, offset, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keydir.map
+
+    def __len__(self) -> int:
+        return len(self._keydir)
+
+    def value_size(self, key: bytes) -> int | None:
+        """The stored value's size in bytes, without reading it; None if absent."""
+        loc = self._keydir.map.get(key)
+        if loc is None:
+            return None
+        seg, offset, _size, _seq = unpack(loc)
+        head = self._files[seg].pread(fmt.ENTRY_HEADER_SIZE, offset)
+        return fmt.entry_value_length(os.path.join(self.path, _log_name(seg)), head, offset)
+
+    def keys(self, prefix: bytes = b"") -> list[bytes]:
+        """A snapshot of the live keys starting with `prefix` (unordered)."""
+        return self._keydir.keys_with_prefix(prefix)
+
+    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Live (key, value) pairs under `prefix`, values read from disk one by one."""
+        for key in self.keys(prefix):
+            value = self.get(key)
+            if value is not None:
+                yield key, value
+
+    # -- merge --------------------------------------------------------------------------
+
+    async def merge(self) -> MergeReport:
+        """Rewrite every closed segment keeping only live entries (see the module doc)."""
+        self._check_writable()
+        if self._merging:
+            raise InvalidArgument("a merge is already running on this log")
+        self._merging = True
+        self._merge_done = trio.Event()
+        try:
+            if self._sizes[self._active] > 0:
+                await self.rotate()
+            inputs = sorted(
+                s for s in self._files if s != self._active and s not in self._hint_pending
+            )
+            bytes_before = sum(self._sizes[s] for s in inputs)
+            if not inputs:
+                return MergeReport((), (), 0, 0, 0)
+            chosen = set(inputs)
+            live = sorted(
+                ((k, loc) for k, loc in self._keydir.map.items() if segment_of(loc) in chosen),
+                key=_file_position,
+            )
+            live_bytes = sum(size_of(loc) for _k, loc in live)
+            # Merged entries carry 8 more header bytes; reserve ids generously (gaps are fine).
+            reserve = (2 * live_bytes) // self._segment_max + 2
+            first = self._next_segment
+            self._next_segment += reserve
+            moves, outputs = await trio.to_thread.run_sync(
+                self._merge_copy_sync, inputs, live, list(range(first, first + reserve))
+            )
+            self._check_writable()
+            try:
+                handles = await trio.to_thread.run_sync(self._merge_install_sync, outputs)
+                for seg, size in outputs:
+                    self._files[seg] = handles[seg]
+                    self._sizes[seg] = size
+                copied = 0
+                for key, old, new in moves:
+                    copied += self._keydir.replace_if(key, old, new)
+                for seg in inputs:
+                    self._files.pop(seg).close()
+                    del self._sizes[seg]
+                    left = self._keydir.live.pop(seg, 0)
+                    assert left == 0, f"merge left {left} live bytes in segment {seg}"
+                await trio.to_thread.run_sync(self._merge_cleanup_sync, inputs)
+            except OSError as exc:
+                self._broken = LogBroken(f"merge commit failed ({exc}); reopen to finish it")
+                self._broken.__cause__ = exc
+                raise self._broken from exc
+            self._counters.merges += 1
+            return MergeReport(
+                tuple(inputs),
+                tuple(s for s, _ in outputs),
+                copied,
+                bytes_before,
+                sum(size for _, size in outputs),
+            )
+        finally:
+            self._merging = False
+            self._merge_done.set()
+
+    def _merge_copy_sync(
+        self, inputs: list[int], live: list[tuple[bytes, int]], out_ids: list[int]
+    ) -> tuple[list[tuple[bytes, int, int]], list[tuple[int, int]]]:
+        fs = self._fs
+        mdir = os.path.join(self.path, MERGE_DIR)
+        fs.makedirs(mdir)
+        moves: list[tuple[bytes, int, int]] = []
+        outputs: list[tuple[int, int]] = []
+        out_ids = list(out_ids)
+        writer: _MergeWriter | None = None
+        now = self._clock()
+        try:
+            by_seg: dict[int, list[tuple[bytes, int]]] = {}
+            for key, loc in live:
+                by_seg.setdefault(segment_of(loc), []).append((key, loc))
+            for seg in inputs:
+                items = by_seg.get(seg)
+                if not items:
+                    continue
+                seg_path = os.path.join(self.path, _log_name(seg))
+                data = self._files[seg].pread(self._sizes[seg], 0)
+                for key, loc in items:
+                    _s, offset, size, seq = unpack(loc)
+                    value = fmt.decode_entry_value(
+                        seg_path, data[offset : offset + size], offset, key
+                    )
+                    assert value is not None
+                    if writer is None or writer.full(len(key) + len(value), self._segment_max):
+                        if writer is not None:
+                            outputs.append(writer.finish())
+                        writer = _MergeWriter(fs, mdir, out_ids.pop(0), now)
+                    writer.add(key, loc, seq, value)
+                    if writer.pending_bytes >= MERGE_FRAME_BYTES:
+                        moves.extend(writer.flush())
+            if writer is not None:
+                moves.extend(writer.flush())
+                outputs.append(writer.finish())
+                writer = None
+            fs.sync_dir(mdir)
+            manifest = json.dumps(
+                {"inputs": inputs, "outputs": [s for s, _ in outputs]}, sort_keys=True
+            ).encode()
+            checksum = xxhash.xxh3_64_hexdigest(manifest).encode()
+            _write_file_durably(fs, os.path.join(mdir, DONE_NAME), manifest + b"\n" + checksum)
+            fs.sync_dir(mdir)  # DONE is durable: the merge is committed
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            _remove_tree(fs, mdir)
+            raise
+        return moves, outputs
+
+    def _merge_install_sync(self, outputs: list[tuple[int, int]]) -> dict[int, FileHandle]:
+        fs = self._fs
+        mdir = os.path.join(self.path, MERGE_DIR)
+        for seg, _size in outputs:
+            fs.rename(os.path.join(mdir, _hint_name(seg)), os.path.join(self.path, _hint_name(seg)))
+        for seg, _size in outputs:
+            fs.rename(os.path.join(mdir, _log_name(seg)), os.path.join(self.path, _log_name(seg)))
+        fs.sync_dir(self.path)
+        return {
+            seg: fs.open(os.path.join(self.path, _log_name(seg)), create=False)
+            for seg, _ in outputs
+        }
+
+    def _merge_cleanup_sync(self, inputs: list[int]) -> None:
+        fs = self._fs
+        for seg in inputs:
+            for name in (_log_name(seg), _hint_name(seg)):
+                p = os.path.join(self.path, name)
+                if fs.exists(p):
+                    fs.remove(p)
+        fs.sync_dir(self.path)
+        _remove_tree(fs, os.path.join(self.path, MERGE_DIR))
+        fs.sync_dir(self.path)
+
+    # -- introspection and closing -------------------------------------------------------
+
+    @property
+    def broken(self) -> bool:
+        return self._broken is not None
+
+    def statistics(self) -> LogStatistics:
+        c = self._counters
+        total = sum(self._sizes.values())
+        live = sum(self._keydir.live.values())
+        return LogStatistics(
+            segments=len(self._files),
+            active_segment=self._active,
+            keys=len(self._keydir),
+            live_bytes=live,
+            total_bytes=total,
+            dead_bytes=total - live,
+            frames_written=c.frames,
+            records_written=c.records,
+            bytes_written=c.bytes,
+            commits=c.commits,
+            fsyncs=c.fsyncs,
+            max_batch_frames=c.max_batch,
+            mean_batch_frames=c.frames / c.commits if c.commits else 0.0,
+            batch_frames_histogram=dict(sorted(c.histogram.items())),
+            merges=c.merges,
+            broken=self._broken is not None,
+        )
+
+    def _check(self) -> None:
+        """Invariants, for tests: keydir consistent with the segments held open."""
+        assert set(self._files) == set(self._sizes)
+        assert self._active in self._files
+        self._keydir._check(self._sizes)
+        assert all(seq_of(loc) < self._next_seq for loc in self._keydir.map.values())
+
+    async def aclose(self) -> None:
+        """Finish in-flight commits, sync, seal the active segment with a hint, release."""
+        if self._closed:
+            return
+        with trio.CancelScope(shield=True):
+            await self._merge_done.wait()
+            while self._leader_active:
+                await self._submit_quiet()
+            self._closed = True
+            try:
+                if self._broken is None:
+                    await trio.to_thread.run_sync(self._close_sync)
+            finally:
+                self._release()
+
+    async def _submit_quiet(self) -> None:
+        with suppress(WalError):
+            await self._submit([], force_sync=False, rotate=False)
+
+    def _close_sync(self) -> None:
+        handle = self._files[self._active]
+        if self._unsynced or self._sync_mode is not SyncMode.ALWAYS:
+            handle.sync()
+            self._unsynced = False
+        if self._sizes[self._active] > 0:
+            self._seal_segment_sync(self._active)
+
+    def _release(self) -> None:
+        self._closed = True
+        for handle in self._files.values():
+            with suppress(OSError):
+                handle.close()
+        self._files.clear()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def __aenter__(self) -> Log:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _file_position(item: tuple[bytes, int]) -> int:
+    """Sort key: (segment, offset) packed, read straight out of a location."""
+    return (item[1] >> 32) & ((1 << 64) - 1)
+
+
+def _estimate(ops: Sequence[fmt.Op]) -> int:
+    size = fmt.HEADER_SIZE
+    for key, value in ops:
+        size += fmt.ENTRY_HEADER_SIZE + len(key) + (len(value) if value is not None else 0)
+    return size
+
+
+class _MergeWriter:
+    """Writes one merge output segment in `merge/`, frame by frame, then its hint."""
+
+    def __init__(self, fs: FileSystem, mdir: str, seg: int, now: int) -> None:
+        self.fs = fs
+        self.mdir = mdir
+        self.seg = seg
+        self.now = now
+        self.handle = fs.open(os.path.join(mdir, _log_name(seg)), create=True)
+        self.size = 0
+        self.pending: list[tuple[bytes, int, bytes]] = []
+        self.pending_old: list[int] = []
+        self.pending_bytes = 0
+        self.hint: list[fmt.HintEntry] = []
+
+    def full(self, nbytes: int, limit: int) -> bool:
+        return self.size + self.pending_bytes > 0 and (
+            self.size + self.pending_bytes + nbytes + 64 > limit
+        )
+
+    def add(self, key: bytes, old_loc: int, seq: int, value: bytes) -> None:
+        self.pending.append((key, seq, value))
+        self.pending_old.append(old_loc)
+        self.pending_bytes += fmt.MERGED_ENTRY_HEADER_SIZE + len(key) + len(value)
+
+    def flush(self) -> list[tuple[bytes, int, int]]:
+        if not self.pending:
+            return []
+        data, refs = fmt.encode_merged_frame(self.pending, 0, self.now)
+        base = self.size
+        self.handle.append(data)
+        self.size += len(data)
+        moves = []
+        for (key, seq, _v), old, ref in zip(self.pending, self.pending_old, refs, strict=True):
+            offset = base + ref[2]
+            self.hint.append((key, fmt.PUT, offset, ref[3], seq))
+            moves.append((key, old, pack(self.seg, offset, ref[3], seq)))
+        self.pending, self.pending_old, self.pending_bytes = [], [], 0
+        return moves
+
+    def finish(self) -> tuple[int, int]:
+        self.handle.sync()
+        self.handle.close()
+        blob = fmt.encode_hint(self.seg, self.size, self.hint)
+        _write_file_durably(self.fs, os.path.join(self.mdir, _hint_name(self.seg)), blob)
+        return self.seg, self.size
+
+    def abort(self) -> None:
+        with suppress(OSError):
+            self.handle.close()
+
+
+def _write_file_durably(fs: FileSystem, path: str, blob: bytes) -> None:
+    """Write `blob` to `path` via a fsync'd temp file and a rename (directory sync: caller)."""
+    tmp = path + ".tmp"
+    if fs.exists(tmp):
+        fs.remove(tmp)
+    handle = fs.open(tmp, create=True)
+    try:
+        handle.append(blob)
+        handle.sync()
+    finally:
+        handle.close()
+    fs.rename(tmp, path)
+
+
+def _remove_tree(fs: FileSystem, directory: str) -> None:
+    if not fs.exists(directory):
+        return
+    for name in fs.listdir(directory):
+        fs.remove(os.path.join(directory, name))
+    fs.rmdir(directory)
+
+
+def _finish_or_discard_merge(fs: FileSystem, path: str) -> str | None:
+    """Open-time: finish a committed merge (DONE present and valid), else discard it."""
+    mdir = os.path.join(path, MERGE_DIR)
+    if not fs.exists(mdir):
+        return None
+    done_path = os.path.join(mdir, DONE_NAME)
+    manifest: dict[str, list[int]] | None = None
+    if fs.exists(done_path):
+        raw = fs.read_file(done_path)
+        body, _, checksum = raw.rpartition(b"\n")
+        if xxhash.xxh3_64_hexdigest(body).encode() == checksum:
+            manifest = json.loads(body)
+    if manifest is None:
+        _remove_tree(fs, mdir)
+        fs.sync_dir(path)
+        return "discarded"
+    for seg in manifest["outputs"]:
+        for name in (_hint_name(seg), _log_name(seg)):
+            src = os.path.join(mdir, name)
+            if fs.exists(src):
+                fs.rename(src, os.path.join(path, name))
+    fs.sync_dir(path)
+    for seg in manifest["inputs"]:
+        for name in (_log_name(seg), _hint_name(seg)):
+            p = os.path.join(path, name)
+            if fs.exists(p):
+                fs.remove(p)
+    fs.sync_dir(path)
+    _remove_tree(fs, mdir)
+    fs.sync_dir(path)
+    return "completed"
+
+
+@asynccontextmanager
+async def open_log(
+    path: str | os.PathLike[str],
+    *,
+    sync: SyncMode | str = SyncMode.ALWAYS,
+    sync_interval_ms: int = 200,
+    segment_max_bytes: int = 64 * 1024 * 1024,
+    repair: bool = False,
+    fs: FileSystem | None = None,
+    clock_ms: Callable[[], int] | None = None,
+) -> AsyncIterator[Log]:
+    """`async with open_log(path) as log:` — open, recover, and close on exit."""
+    log = await Log.open(
+        path,
+        sync=sync,
+        sync_interval_ms=sync_interval_ms,
+        segment_max_bytes=segment_max_bytes,
+        repair=repair,
+        fs=fs,
+        clock_ms=clock_ms,
+    )
+    try:
+        yield log
+    finally:
+        await log.aclose()
