@@ -1,3 +1,56 @@
-"""flowactors: a durable workflow engine for Trio programs."""
+"""flowactors: a durable workflow engine embedded in a Trio program.
 
-__all__: list[str] = []
+async with flowactors.open_engine("data") as engine:
+    await engine.create("order-1", "order", payload=b"...")
+    for job in await engine.claim_due("order", "worker-1", limit=10):
+        await engine.complete(job.id, job.lease_token, job.fencing_token)
+"""
+
+from ._engine import Engine, open_engine, slot_of, trio_clock_ms, wall_clock_ms
+from ._errors import (
+    CorruptLog,
+    DataDirLocked,
+    EngineClosed,
+    FlowError,
+    FlowExists,
+    FlowNotFound,
+    FlowTerminal,
+    IdempotencyConflict,
+    InvalidArgument,
+    Overloaded,
+    ShardBroken,
+    StaleLease,
+    StorageError,
+    WrongState,
+)
+from ._retry import backoff_delay_ms
+from ._types import Ack, CreateSpec, Flow, HistoryEvent, ItemResult, RetryPolicy
+
+__all__ = [
+    "Ack",
+    "CorruptLog",
+    "CreateSpec",
+    "DataDirLocked",
+    "Engine",
+    "EngineClosed",
+    "Flow",
+    "FlowError",
+    "FlowExists",
+    "FlowNotFound",
+    "FlowTerminal",
+    "HistoryEvent",
+    "IdempotencyConflict",
+    "InvalidArgument",
+    "ItemResult",
+    "Overloaded",
+    "RetryPolicy",
+    "ShardBroken",
+    "StaleLease",
+    "StorageError",
+    "WrongState",
+    "backoff_delay_ms",
+    "open_engine",
+    "slot_of",
+    "trio_clock_ms",
+    "wall_clock_ms",
+]

@@ -1,0 +1,785 @@
+"""The Flow state machine: `decide(state, command, now, config) -> (result, mutations)`.
+
+Pure: it reads the shard state, never changes it, does no I/O, reads no clock and draws no
+random numbers. The shard actor applies the returned mutations to its state and writes
+them to its log (one frame per command); recovery rebuilds the state through the same
+`ShardState.put`. Guards follow reference/ferricstore-flow.md §1-§3, with its gaps closed:
+
+- time is the engine's (`now`), never the client's;
+- reclaims count toward a crash budget (`RetryPolicy.max_reclaims`);
+- exact replays of transition / complete / fail / retry are no-ops: they return the
+  current flow and write nothing (no second history event);
+- idempotent create compares a digest of the whole create request.
+
+Guard order for commands on a claimed flow: exact replay -> terminal -> fencing -> lease
+token -> state, so a worker that lost its flow to a reclaim hears `StaleLease`, not a
+confusing `WrongState`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import xxhash
+
+from ._errors import (
+    FlowExists,
+    FlowNotFound,
+    FlowTerminal,
+    IdempotencyConflict,
+    InvalidArgument,
+    StaleLease,
+    WrongState,
+)
+from ._record import CANCELLED, COMPLETED, FAILED, RUNNING, TERMINAL, Record
+from ._retry import backoff_delay_ms
+from ._state import ShardState
+from ._types import RetryPolicy
+
+# -- limits (documented in README "Limits") ---------------------------------------------
+
+MAX_ID_BYTES = 1024
+MAX_NAME_BYTES = 256
+MAX_BLOB_BYTES = 16 * 1024 * 1024
+MAX_CLAIM_LIMIT = 10_000
+MAX_BATCH_ITEMS = 100_000
+MAX_DELAY_MS = 30 * 24 * 3600 * 1000
+MAX_ACTIVE_MS = 366 * 24 * 3600 * 1000
+MAX_TIME_MS = (1 << 53) - 1
+MAX_RETRIES = 1000
+MAX_ATTRIBUTES = 64
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Engine-wide settings the machine needs (pure data)."""
+
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    type_policies: Mapping[str, RetryPolicy] = field(default_factory=dict)
+    default_retention_ms: int = DEFAULT_RETENTION_MS
+
+    def policy_for(self, flow_type: str) -> RetryPolicy:
+        return self.type_policies.get(flow_type, self.retry_policy)
+
+
+# -- mutations --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Write:
+    """A new version of a record, with its history event and the bytes it sets."""
+
+    record: Record
+    event: str
+    meta: dict[str, Any] | None = None
+    blobs: dict[str, bytes] | None = None
+    values: dict[str, bytes] | None = None
+
+
+Mutation = Write
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Create:
+    id: str
+    type: str
+    state: str = "queued"
+    payload: bytes | None = None
+    partition: str | None = None
+    run_at: int | None = None
+    priority: int = 0
+    values: Mapping[str, bytes] | None = None
+    attributes: Mapping[str, str] | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    correlation_id: str | None = None
+    idempotent: bool = False
+    max_active_ms: int | None = None
+    retention_ms: int | None = None
+
+
+@dataclass(slots=True)
+class CreateMany:
+    items: list[Create]
+
+
+@dataclass(slots=True)
+class Claim:
+    type: str
+    worker: str
+    states: tuple[str, ...] | None = None
+    limit: int = 1
+    lease_ms: int = 30_000
+    reclaim: bool = True
+    reclaim_ratio: int = 25
+    priority: int | None = None
+    only_expired: bool = False
+
+
+@dataclass(slots=True)
+class ExtendLease:
+    id: str
+    lease_token: str
+    fencing: int
+    lease_ms: int = 30_000
+
+
+@dataclass(slots=True)
+class Transition:
+    id: str
+    from_state: str
+    to_state: str
+    fencing: int
+    lease_token: str | None = None
+    run_at: int | None = None
+    priority: int | None = None
+    payload: bytes | None = None
+    values: Mapping[str, bytes] | None = None
+    attributes: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Complete:
+    id: str
+    lease_token: str | None
+    fencing: int
+    result: bytes | None = None
+    values: Mapping[str, bytes] | None = None
+
+
+@dataclass(slots=True)
+class Fail:
+    id: str
+    lease_token: str | None
+    fencing: int
+    error: bytes | None = None
+    values: Mapping[str, bytes] | None = None
+
+
+@dataclass(slots=True)
+class Retry:
+    id: str
+    lease_token: str | None
+    fencing: int
+    error: bytes | None = None
+    run_at: int | None = None
+    payload: bytes | None = None
+    max_retries: int | None = None
+    exhausted_to: str | None = None
+
+
+@dataclass(slots=True)
+class Cancel:
+    id: str
+    fencing: int | None = None
+    lease_token: str | None = None
+    reason: bytes | None = None
+    force: bool = False
+
+
+@dataclass(slots=True)
+class PutValue:
+    id: str
+    name: str
+    data: bytes
+    override: bool = False
+
+
+@dataclass(slots=True)
+class Read:
+    """get / history / values: resolved against the state, hydrated by the shard."""
+
+    id: str
+
+
+Command = (
+    Create
+    | CreateMany
+    | Claim
+    | ExtendLease
+    | Transition
+    | Complete
+    | Fail
+    | Retry
+    | Cancel
+    | PutValue
+    | Read
+)
+
+Result = Any
+Decision = tuple[Result, list[Mutation]]
+
+# -- validation -------------------------------------------------------------------------
+
+
+def check_id(value: object, what: str = "id") -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} must be a non-empty string")
+    raw = value.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_ID_BYTES or b"\x00" in raw:
+        raise InvalidArgument(f"{what} must be 1..{MAX_ID_BYTES} bytes without NUL")
+    return value
+
+
+def check_name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} must be a non-empty string")
+    raw = value.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_NAME_BYTES or b"\x00" in raw:
+        raise InvalidArgument(f"{what} must be 1..{MAX_NAME_BYTES} bytes without NUL")
+    return value
+
+
+def check_type(value: object) -> str:
+    name = check_name(value, "type")
+    if name.startswith("__"):
+        raise InvalidArgument("types starting with '__' are reserved")
+    return name
+
+
+def check_state(value: object, what: str = "state") -> str:
+    name = check_name(value, what)
+    if name == RUNNING:
+        raise InvalidArgument(f"{what} 'running' is reserved for claimed flows")
+    return name
+
+
+def check_active_state(value: object, what: str = "state") -> str:
+    name = check_state(value, what)
+    if name in TERMINAL:
+        raise InvalidArgument(
+            f"{what} {name!r} is terminal: use complete, fail or cancel to end a flow"
+        )
+    return name
+
+
+def check_blob(value: object, what: str) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise InvalidArgument(f"{what} must be bytes, got {type(value).__name__}")
+    data = bytes(value)
+    if len(data) > MAX_BLOB_BYTES:
+        raise InvalidArgument(f"{what} is {len(data)} bytes; the limit is {MAX_BLOB_BYTES}")
+    return data
+
+
+def check_int(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidArgument(f"{what} must be an integer in {low}..{high}, got {value!r}")
+    return value
+
+
+def check_values(values: Mapping[str, bytes] | None) -> dict[str, bytes] | None:
+    if not values:
+        return None
+    out: dict[str, bytes] = {}
+    for name, data in values.items():
+        blob = check_blob(data, f"value {name!r}")
+        assert blob is not None or data is None
+        if blob is None:
+            raise InvalidArgument(f"value {name!r} must be bytes")
+        out[check_name(name, "value name")] = blob
+    return out
+
+
+def check_attributes(attrs: Mapping[str, str] | None) -> dict[str, str] | None:
+    if not attrs:
+        return None
+    if len(attrs) > MAX_ATTRIBUTES:
+        raise InvalidArgument(f"at most {MAX_ATTRIBUTES} attributes")
+    out: dict[str, str] = {}
+    for k, v in attrs.items():
+        out[check_name(k, "attribute key")] = check_name(v, f"attribute {k!r}")
+    return out
+
+
+def validate_create(c: Create) -> None:
+    """Check a create request completely before anything is decided or written."""
+    check_id(c.id)
+    check_type(c.type)
+    check_active_state(c.state)
+    c.payload = check_blob(c.payload, "payload")
+    if c.partition is not None:
+        check_name(c.partition, "partition_key")
+    if c.run_at is not None:
+        check_int(c.run_at, "run_at_ms", 0, MAX_TIME_MS)
+    check_int(c.priority, "priority", 0, 2)
+    c.values = check_values(c.values)
+    c.attributes = check_attributes(c.attributes)
+    for what, v in (
+        ("parent_id", c.parent_id),
+        ("root_id", c.root_id),
+        ("correlation_id", c.correlation_id),
+    ):
+        if v is not None:
+            check_id(v, what)
+    if c.max_active_ms is not None:
+        check_int(c.max_active_ms, "max_active_ms", 1, MAX_ACTIVE_MS)
+    if c.retention_ms is not None:
+        check_int(c.retention_ms, "retention_ms", 0, MAX_ACTIVE_MS)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _digest(*parts: object) -> int:
+    return xxhash.xxh64_intdigest(repr(parts).encode())
+
+
+def _values_meta(record: Record, values: dict[str, bytes] | None) -> dict[str, list[int]] | None:
+    if not values:
+        return record.values
+    merged = dict(record.values or {})
+    for name, data in values.items():
+        merged[name] = [xxhash.xxh64_intdigest(data), len(data)]
+    return merged
+
+
+def _require(state: ShardState, flow_id: str) -> Record:
+    record = state.get(flow_id)
+    if record is None:
+        raise FlowNotFound(f"flow {flow_id!r} not found")
+    return record
+
+
+def _check_lease(r: Record, fencing: int, lease_token: str | None, *, need_lease: bool) -> None:
+    if r.terminal:
+        raise FlowTerminal(f"flow {r.id!r} is {r.state}; rewind it to change it")
+    if fencing != r.fencing:
+        raise StaleLease(f"flow {r.id!r}: fencing token {fencing} is stale (current {r.fencing})")
+    if r.leased:
+        if lease_token != r.lease_token:
+            raise StaleLease(f"flow {r.id!r}: lease token does not match the current lease")
+    elif need_lease:
+        raise WrongState(f"flow {r.id!r} is {r.state!r}, not running under a lease")
+    elif lease_token is not None:
+        raise StaleLease(f"flow {r.id!r} holds no lease; its lease token is stale")
+
+
+def _terminal(r: Record, state: str, now: int, config: Config, **changes: Any) -> Record:
+    retention = r.retention_ms if r.retention_ms is not None else config.default_retention_ms
+    return r.evolve(
+        state=state,
+        run_state=None,
+        version=r.version + 1,
+        lease_owner=None,
+        lease_token=None,
+        lease_deadline=None,
+        next_run_at=None,
+        updated_at=now,
+        retention_until=min(now + retention, MAX_TIME_MS),
+        **changes,
+    )
+
+
+# -- decisions --------------------------------------------------------------------------
+
+
+def decide_create(state: ShardState, c: Create, now: int) -> Decision:
+    digest = _digest(
+        c.type,
+        c.state,
+        c.partition,
+        c.payload,
+        c.parent_id,
+        c.root_id,
+        c.correlation_id,
+        c.priority,
+        c.max_active_ms,
+        c.retention_ms,
+    )
+    existing = state.get(c.id)
+    if existing is not None:
+        if not c.idempotent:
+            raise FlowExists(f"flow {c.id!r} already exists")
+        if existing.create_digest != digest or existing.partition != c.partition:
+            raise IdempotencyConflict(f"flow {c.id!r} exists with a different create request")
+        return existing, []
+    version = 1
+    payload = c.payload
+    record = Record(
+        id=c.id,
+        type=c.type,
+        state=c.state,
+        run_state=None,
+        version=version,
+        attempts=0,
+        reclaims=0,
+        fencing=0,
+        created_at=now,
+        updated_at=now,
+        next_run_at=c.run_at if c.run_at is not None else now,
+        priority=c.priority,
+        partition=c.partition,
+        payload_ver=version if payload is not None else 0,
+        payload_size=len(payload) if payload is not None else 0,
+        result_ver=0,
+        error_ver=0,
+        values=None,
+        attributes=c.attributes,
+        parent_id=c.parent_id,
+        root_id=c.root_id if c.root_id not in (None, c.id) else None,
+        correlation_id=c.correlation_id,
+        hist_floor=1,
+        active_deadline=now + c.max_active_ms if c.max_active_ms is not None else None,
+        retention_ms=c.retention_ms,
+        create_digest=digest,
+        last_event="created",
+    )
+    values = dict(c.values) if c.values else None
+    if values:
+        record.values = _values_meta(record, values)
+    blobs = {"p": payload} if payload is not None else None
+    return record, [Write(record, "created", None, blobs, values)]
+
+
+def decide_create_many(state: ShardState, cm: CreateMany, now: int) -> Decision:
+    """All or nothing: any failing item fails the whole (per-shard) batch."""
+    seen: set[str] = set()
+    results: list[Record] = []
+    mutations: list[Mutation] = []
+    for item in cm.items:
+        if item.id in seen:
+            raise InvalidArgument(f"duplicate id {item.id!r} in one create_many batch")
+        seen.add(item.id)
+        record, muts = decide_create(state, item, now)
+        results.append(record)
+        mutations.extend(muts)
+    return results, mutations
+
+
+def _expired_active(r: Record, now: int) -> bool:
+    return r.active_deadline is not None and now >= r.active_deadline and not r.terminal
+
+
+def _timeout(r: Record, now: int, config: Config) -> Write:
+    rec = _terminal(r, FAILED, now, config, error_ver=r.version + 1)
+    rec.last_event = "failed"
+    error = b"max_active_ms exceeded"
+    return Write(rec, "failed", {"reason": "max_active_ms"}, {"e": error})
+
+
+def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decision:
+    """Claim up to `limit` due flows of one type, reclaiming expired leases as asked."""
+    claimed: list[Record] = []
+    mutations: list[Mutation] = []
+    taken: set[str] = set()
+    lease_deadline = now + c.lease_ms
+
+    def take(r: Record, reclaim: bool) -> None:
+        taken.add(r.id)
+        if _expired_active(r, now):
+            mutations.append(_timeout(r, now, config))
+            return
+        if reclaim:
+            policy = config.policy_for(r.type)
+            if r.reclaims + 1 > policy.max_reclaims:
+                mutations.append(_exhaust_reclaims(r, now, config, policy))
+                return
+        fencing = r.fencing + 1
+        new = r.evolve(
+            state=RUNNING,
+            run_state=r.run_state if reclaim else r.state,
+            version=r.version + 1,
+            reclaims=r.reclaims + 1 if reclaim else r.reclaims,
+            fencing=fencing,
+            lease_owner=c.worker,
+            lease_token=f"{c.worker}:{now}:{fencing}",
+            lease_deadline=lease_deadline,
+            next_run_at=lease_deadline,
+            updated_at=now,
+            last_event="reclaimed" if reclaim else "claimed",
+        )
+        meta: dict[str, Any] = {"worker": c.worker}
+        if reclaim:
+            meta["previous_owner"] = r.lease_owner
+        mutations.append(Write(new, new.last_event, meta))
+        claimed.append(new)
+
+    def reclaim_up_to(n: int) -> None:
+        if n <= 0 or not c.reclaim:
+            return
+        for _p, _due, fid in list(state.iter_due(c.type, RUNNING, now, c.priority)):
+            if len(claimed) >= c.limit or n <= 0:
+                return
+            r = state.records[fid]
+            if fid in taken or (c.states is not None and r.run_state not in c.states):
+                continue
+            take(r, reclaim=True)
+            n -= 1
+
+    if c.only_expired:
+        reclaim_up_to(c.limit)
+        return claimed, mutations
+
+    if c.limit > 1:
+        reclaim_up_to(-(-c.limit * c.reclaim_ratio // 100))
+    states = c.states if c.states is not None else tuple(state.due_states(c.type))
+    candidates: list[tuple[int, int, str]] = []
+    want = c.limit - len(claimed)
+    if want > 0:
+        for s in states:
+            if s == RUNNING or s in TERMINAL:
+                continue
+            candidates.extend(islice(state.iter_due(c.type, s, now, c.priority), want))
+        if len(states) > 1:
+            candidates.sort()
+        for _p, _due, fid in candidates:
+            if len(claimed) >= c.limit:
+                break
+            if fid not in taken:
+                take(state.records[fid], reclaim=False)
+    reclaim_up_to(c.limit - len(claimed))
+    return claimed, mutations
+
+
+def _exhaust_reclaims(r: Record, now: int, config: Config, policy: RetryPolicy) -> Write:
+    error = f"lease expired {r.reclaims + 1} times (max_reclaims {policy.max_reclaims})"
+    meta = {"reason": "max_reclaims", "previous_owner": r.lease_owner}
+    return _exhaust(r, policy.exhausted_to, now, config, error.encode(), "exhausted", meta)
+
+
+def _exhaust(
+    r: Record,
+    target: str,
+    now: int,
+    config: Config,
+    error: bytes | None,
+    event: str,
+    meta: dict[str, Any],
+) -> Write:
+    version = r.version + 1
+    blobs = {"e": error} if error is not None else None
+    error_ver = version if error is not None else r.error_ver
+    if target in TERMINAL:
+        rec = _terminal(r, target, now, config, error_ver=error_ver, last_event=event)
+    else:
+        rec = r.evolve(
+            state=target,
+            run_state=None,
+            version=version,
+            lease_owner=None,
+            lease_token=None,
+            lease_deadline=None,
+            next_run_at=now,
+            updated_at=now,
+            error_ver=error_ver,
+            last_event=event,
+        )
+    return Write(rec, event, meta, blobs)
+
+
+def decide_extend(state: ShardState, c: ExtendLease, now: int) -> Decision:
+    r = _require(state, c.id)
+    _check_lease(r, c.fencing, c.lease_token, need_lease=True)
+    deadline = now + c.lease_ms
+    new = r.evolve(
+        version=r.version + 1,
+        lease_deadline=deadline,
+        next_run_at=deadline,
+        updated_at=now,
+        last_event="lease_extended",
+    )
+    return new, [Write(new, "lease_extended", {"lease_deadline_ms": deadline})]
+
+
+def decide_transition(state: ShardState, c: Transition, now: int) -> Decision:
+    r = _require(state, c.id)
+    if (
+        r.state == c.to_state
+        and r.fencing == c.fencing
+        and not r.leased
+        and r.last_event == "transitioned"
+    ):
+        return r, []  # exact replay
+    _check_lease(r, c.fencing, c.lease_token, need_lease=False)
+    if r.state != c.from_state:
+        raise WrongState(f"flow {r.id!r} is {r.state!r}, not {c.from_state!r}")
+    version = r.version + 1
+    changes: dict[str, Any] = {}
+    blobs = None
+    if c.payload is not None:
+        changes.update(payload_ver=version, payload_size=len(c.payload))
+        blobs = {"p": c.payload}
+    if c.attributes:
+        changes["attributes"] = {**(r.attributes or {}), **c.attributes}
+    new = r.evolve(
+        state=c.to_state,
+        run_state=None,
+        version=version,
+        lease_owner=None,
+        lease_token=None,
+        lease_deadline=None,
+        next_run_at=c.run_at if c.run_at is not None else now,
+        priority=c.priority if c.priority is not None else r.priority,
+        updated_at=now,
+        values=_values_meta(r, dict(c.values) if c.values else None),
+        last_event="transitioned",
+        **changes,
+    )
+    meta = {"from": r.run_state if r.state == RUNNING else r.state, "to": c.to_state}
+    values = dict(c.values) if c.values else None
+    return new, [Write(new, "transitioned", meta, blobs, values)]
+
+
+def _finish(
+    state: ShardState,
+    flow_id: str,
+    fencing: int,
+    lease_token: str | None,
+    target: str,
+    data_key: str,
+    data: bytes | None,
+    values: Mapping[str, bytes] | None,
+    now: int,
+    config: Config,
+) -> Decision:
+    r = _require(state, flow_id)
+    if r.state == target and r.fencing == fencing:
+        return r, []  # exact replay
+    _check_lease(r, fencing, lease_token, need_lease=True)
+    if _expired_active(r, now):
+        timeout = _timeout(r, now, config)
+        return timeout.record, [timeout]
+    version = r.version + 1
+    changes: dict[str, Any] = {}
+    blobs = None
+    if data is not None:
+        changes["result_ver" if data_key == "r" else "error_ver"] = version
+        blobs = {data_key: data}
+    vals = dict(values) if values else None
+    new = _terminal(
+        r, target, now, config, values=_values_meta(r, vals), last_event=target, **changes
+    )
+    return new, [Write(new, target, {"from": r.run_state}, blobs, vals)]
+
+
+def decide_complete(state: ShardState, c: Complete, now: int, config: Config) -> Decision:
+    return _finish(
+        state, c.id, c.fencing, c.lease_token, COMPLETED, "r", c.result, c.values, now, config
+    )
+
+
+def decide_fail(state: ShardState, c: Fail, now: int, config: Config) -> Decision:
+    return _finish(
+        state, c.id, c.fencing, c.lease_token, FAILED, "e", c.error, c.values, now, config
+    )
+
+
+def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decision:
+    r = _require(state, c.id)
+    if r.fencing == c.fencing and not r.leased and r.last_event in ("retry", "exhausted"):
+        return r, []  # exact replay
+    _check_lease(r, c.fencing, c.lease_token, need_lease=True)
+    policy = config.policy_for(r.type)
+    max_retries = c.max_retries if c.max_retries is not None else policy.max_retries
+    exhausted_to = c.exhausted_to if c.exhausted_to is not None else policy.exhausted_to
+    attempts = r.attempts + 1
+    version = r.version + 1
+    blobs: dict[str, bytes] = {}
+    changes: dict[str, Any] = {"attempts": attempts}
+    if c.error is not None:
+        blobs["e"] = c.error
+        changes["error_ver"] = version
+    if c.payload is not None:
+        blobs["p"] = c.payload
+        changes.update(payload_ver=version, payload_size=len(c.payload))
+    if attempts <= max_retries:
+        due = c.run_at if c.run_at is not None else now + backoff_delay_ms(policy, r.id, attempts)
+        new = r.evolve(
+            state=r.run_state or "queued",
+            run_state=None,
+            version=version,
+            lease_owner=None,
+            lease_token=None,
+            lease_deadline=None,
+            next_run_at=due,
+            updated_at=now,
+            last_event="retry",
+            **changes,
+        )
+        meta = {"decision": "scheduled", "attempt": attempts, "next_run_at_ms": due}
+        return new, [Write(new, "retry", meta, blobs or None)]
+    meta = {"decision": "exhausted", "attempt": attempts, "exhausted_to": exhausted_to}
+    write = _exhaust(r.evolve(**changes), exhausted_to, now, config, c.error, "exhausted", meta)
+    if blobs:
+        write.blobs = blobs  # the error and, when given, the new payload
+    return write.record, [write]
+
+
+def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Decision:
+    r = _require(state, c.id)
+    if r.terminal:
+        raise FlowTerminal(f"flow {r.id!r} is {r.state}; rewind it to change it")
+    if not c.force:
+        if c.fencing is not None and c.fencing != r.fencing:
+            raise StaleLease(
+                f"flow {r.id!r}: fencing token {c.fencing} is stale (current {r.fencing})"
+            )
+        if r.leased and c.lease_token != r.lease_token:
+            raise StaleLease(f"flow {r.id!r} is running; cancelling it needs its lease token")
+    version = r.version + 1
+    changes: dict[str, Any] = {}
+    blobs = None
+    if c.reason is not None:
+        changes["error_ver"] = version
+        blobs = {"e": c.reason}
+    new = _terminal(r, CANCELLED, now, config, last_event="cancelled", **changes)
+    return new, [Write(new, "cancelled", {"forced": c.force} if c.force else None, blobs)]
+
+
+def decide_put_value(state: ShardState, c: PutValue, now: int) -> Decision:
+    r = _require(state, c.id)
+    digest = xxhash.xxh64_intdigest(c.data)
+    current = (r.values or {}).get(c.name)
+    if current is not None and current[0] == digest:
+        return r, []
+    if current is not None and not c.override:
+        raise IdempotencyConflict(
+            f"flow {r.id!r}: value {c.name!r} exists with a different digest (use override)"
+        )
+    values = {c.name: c.data}
+    new = r.evolve(
+        version=r.version + 1,
+        updated_at=now,
+        values=_values_meta(r, values),
+        last_event="value_put",
+    )
+    return new, [Write(new, "value_put", {"name": c.name}, None, values)]
+
+
+def decide(state: ShardState, command: Command, now: int, config: Config) -> Decision:
+    """Dispatch one command. Raises a `FlowError` (and decides nothing) on bad input."""
+    if isinstance(command, Claim):
+        return decide_claim(state, command, now, config)
+    if isinstance(command, Complete):
+        return decide_complete(state, command, now, config)
+    if isinstance(command, Create):
+        return decide_create(state, command, now)
+    if isinstance(command, CreateMany):
+        return decide_create_many(state, command, now)
+    if isinstance(command, Retry):
+        return decide_retry(state, command, now, config)
+    if isinstance(command, Fail):
+        return decide_fail(state, command, now, config)
+    if isinstance(command, Transition):
+        return decide_transition(state, command, now)
+    if isinstance(command, ExtendLease):
+        return decide_extend(state, command, now)
+    if isinstance(command, Cancel):
+        return decide_cancel(state, command, now, config)
+    if isinstance(command, PutValue):
+        return decide_put_value(state, command, now)
+    if isinstance(command, Read):
+        return state.get(command.id), []
+    raise InvalidArgument(f"unknown command {type(command).__name__}")
+
+
+ACK_COMMANDS: Sequence[type] = (Complete, Fail, Retry, Transition)

@@ -1,0 +1,136 @@
+"""Public value types: what callers pass in and get back. Immutable, typed, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Backoff = Literal["none", "fixed", "linear", "exponential"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How `retry` schedules the next attempt, and where a flow goes when out of budget.
+
+    After a retry raises `attempts` to `a`, the flow runs again if `a <= max_retries`
+    (so `max_retries=0` means a single attempt). The delay before jitter is 0 (none),
+    `base_ms` (fixed), `min(base_ms * a, max_ms)` (linear) or
+    `min(base_ms * 2**(a-1), max_ms)` (exponential). Jitter adds a deterministic offset
+    in +-`jitter_pct`% of the delay, derived from the flow id and attempt, capped at
+    `max_ms`. Out of budget, the flow moves to `exhausted_to`: a terminal state, or a
+    "manual" state where it is due at once and retried no further.
+
+    `max_reclaims` is the crash budget: a flow whose lease expired (its worker died) more
+    than this many times moves to `exhausted_to` instead of being claimed again, so a
+    flow that kills its workers cannot loop forever.
+    """
+
+    max_retries: int = 3
+    backoff: Backoff = "exponential"
+    base_ms: int = 1_000
+    max_ms: int = 30_000
+    jitter_pct: int = 20
+    exhausted_to: str = "failed"
+    max_reclaims: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A flow as callers see it. `payload`, `result`, `error` and `values` hold bytes only
+    when the call asked for them (hydration); sizes are always known."""
+
+    id: str
+    type: str
+    state: str
+    run_state: str | None
+    version: int
+    attempts: int
+    reclaims: int
+    fencing_token: int
+    lease_owner: str | None
+    lease_token: str | None
+    lease_deadline_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
+    next_run_at_ms: int | None
+    priority: int
+    partition_key: str | None
+    attributes: Mapping[str, str]
+    parent_id: str | None
+    root_id: str
+    correlation_id: str | None
+    payload_size: int
+    payload: bytes | None = None
+    payload_omitted: bool = False
+    result: bytes | None = None
+    error: bytes | None = None
+    values: Mapping[str, bytes] = field(default_factory=dict)
+    value_sizes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in ("completed", "failed", "cancelled")
+
+    @property
+    def logical_state(self) -> str:
+        """The state being worked on: `run_state` while running, else `state`."""
+        return self.run_state if self.state == "running" and self.run_state else self.state
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    event_id: str  # "<at_ms>-<version>", monotonic within a flow
+    name: str
+    at_ms: int
+    version: int
+    state: str
+    run_state: str | None
+    attempts: int
+    fencing_token: int
+    lease_owner: str | None
+    next_run_at_ms: int | None
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSpec:
+    """One item of `create_many`; unset fields take the call's shared options."""
+
+    id: str
+    payload: bytes | None = None
+    partition_key: str | None = None
+    priority: int | None = None
+    run_at_ms: int | None = None
+    values: Mapping[str, bytes] | None = None
+    attributes: Mapping[str, str] | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """One item of `complete_many` / `retry_many` / `fail_many` / `transition_many`.
+
+    `data` is the result (complete) or the error (retry, fail); ignored by transition.
+    """
+
+    id: str
+    lease_token: str | None
+    fencing_token: int
+    data: bytes | None = None
+    partition_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """Per-item outcome of a batch command: `flow` on success, else `error`."""
+
+    id: str
+    flow: Flow | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
