@@ -34,7 +34,7 @@ from ._errors import (
     StaleLease,
     WrongState,
 )
-from ._record import CANCELLED, COMPLETED, FAILED, RUNNING, TERMINAL, Record
+from ._record import CANCELLED, COMPLETED, FAILED, RUNNING, TERMINAL, Record, make_record
 from ._retry import backoff_delay_ms
 from ._state import ShardState
 from ._types import RetryPolicy
@@ -329,8 +329,13 @@ def validate_create(c: Create) -> None:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _digest(*parts: object) -> int:
-    return xxhash.xxh64_intdigest(repr(parts).encode())
+def _create_digest(c: Create) -> int:
+    """Digest of what an idempotent create must repeat exactly (one format, one hash)."""
+    head = (
+        f"{c.type}\0{c.state}\0{c.partition}\0{c.parent_id}\0{c.root_id}\0"
+        f"{c.correlation_id}\0{c.priority}\0{c.max_active_ms}\0{c.retention_ms}\0"
+    ).encode("utf-8", "surrogatepass")
+    return xxhash.xxh64_intdigest(head + c.payload if c.payload is not None else head)
 
 
 def _values_meta(record: Record, values: dict[str, bytes] | None) -> dict[str, list[int]] | None:
@@ -383,18 +388,7 @@ def _terminal(r: Record, state: str, now: int, config: Config, **changes: Any) -
 
 
 def decide_create(state: ShardState, c: Create, now: int) -> Decision:
-    digest = _digest(
-        c.type,
-        c.state,
-        c.partition,
-        c.payload,
-        c.parent_id,
-        c.root_id,
-        c.correlation_id,
-        c.priority,
-        c.max_active_ms,
-        c.retention_ms,
-    )
+    digest = _create_digest(c)
     existing = state.get(c.id)
     if existing is not None:
         if not c.idempotent:
@@ -404,7 +398,7 @@ def decide_create(state: ShardState, c: Create, now: int) -> Decision:
         return existing, []
     version = 1
     payload = c.payload
-    record = Record(
+    record = make_record(
         id=c.id,
         type=c.type,
         state=c.state,

@@ -18,7 +18,7 @@ Payload, result, error and value bytes are hydrated after the commit, from the l
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from ._record import (
     value_key,
 )
 from ._state import ShardState
-from ._types import Flow, HistoryEvent, ItemResult
+from ._types import EMPTY, Flow, HistoryEvent, ItemResult
 
 MAX_BATCH = 1024
 
@@ -257,13 +257,12 @@ class Shard:
                 omitted = True
             else:
                 payload = self._blob(r, r.payload_ver, "p")
-        values: dict[str, bytes] = {}
-        sizes = {name: meta[1] for name, meta in (r.values or {}).items()}
-        for name in hyd.values:
-            if name in sizes:
-                data = self._read(value_key(r.id, name))
-                if data is not None:
-                    values[name] = data
+        values: Mapping[str, bytes] = EMPTY
+        sizes: Mapping[str, int] = EMPTY
+        if r.values:
+            sizes = {name: meta[1] for name, meta in r.values.items()}
+            if hyd.values:
+                values = self.get_values(r, hyd.values)
         return Flow(
             id=r.id,
             type=r.type,
@@ -281,7 +280,7 @@ class Shard:
             next_run_at_ms=r.next_run_at,
             priority=r.priority,
             partition_key=r.partition,
-            attributes=dict(r.attributes or {}),
+            attributes=dict(r.attributes) if r.attributes else EMPTY,
             parent_id=r.parent_id,
             root_id=r.root_id or r.id,
             correlation_id=r.correlation_id,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
+
+EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 Backoff = Literal["none", "fixed", "linear", "exponential"]
 
@@ -35,10 +38,12 @@ class RetryPolicy:
     max_reclaims: int = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Flow:
+class Flow(NamedTuple):
     """A flow as callers see it. `payload`, `result`, `error` and `values` hold bytes only
-    when the call asked for them (hydration); sizes are always known."""
+    when the call asked for them (hydration); sizes are always known.
+
+    A NamedTuple rather than a frozen dataclass: one is built per flow in every reply, and
+    a tuple is several times cheaper to build, while just as immutable."""
 
     id: str
     type: str
@@ -65,8 +70,8 @@ class Flow:
     payload_omitted: bool = False
     result: bytes | None = None
     error: bytes | None = None
-    values: Mapping[str, bytes] = field(default_factory=dict)
-    value_sizes: Mapping[str, int] = field(default_factory=dict)
+    values: Mapping[str, bytes] = EMPTY
+    value_sizes: Mapping[str, int] = EMPTY
 
     @property
     def terminal(self) -> bool:
