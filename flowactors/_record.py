@@ -133,9 +133,7 @@ class Record:
     def from_snapshot(cls, values: list[Any]) -> Record:
         if len(values) != len(FIELDS):
             raise ValueError(f"record snapshot has {len(values)} fields, want {len(FIELDS)}")
-        new = cls.__new__(cls)
-        for name, value in zip(FIELDS, values, strict=True):
-            setattr(new, name, value)
+        new: Record = _from_list(values)
         # Interning keeps one copy of each type and state string across a million records.
         new.type = _intern(new.type)
         new.state = _intern(new.state)
@@ -148,7 +146,7 @@ class Record:
         return f"Record({self.id!r}, {self.type!r}, {self.state!r}, v{self.version})"
 
 
-def _generate() -> tuple[Any, Any, Any]:
+def _generate() -> tuple[Any, Any, Any, Any]:
     # Straight-line copy and snapshot functions, generated from FIELDS: a loop of getattr
     # and setattr costs ~3x more, and these run once per mutation.
     copy_src = (
@@ -163,14 +161,25 @@ def _generate() -> tuple[Any, Any, Any]:
         + "".join(f"    new.{f} = {f}\n" for f in FIELDS)
         + "    return new\n"
     )
+    from_src = (
+        "def _from_list(v):\n    new = _new(_cls)\n"
+        + "".join(f"    new.{f} = v[{i}]\n" for i, f in enumerate(FIELDS))
+        + "    return new\n"
+    )
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": Record}
+    exec(from_src, namespace)
     exec(copy_src, namespace)
     exec(snap_src, namespace)
     exec(make_src, namespace)
-    return namespace["_copy"], namespace["_snapshot"], namespace["make_record"]
+    return (
+        namespace["_copy"],
+        namespace["_snapshot"],
+        namespace["make_record"],
+        namespace["_from_list"],
+    )
 
 
-_copy, _snapshot, _make = _generate()
+_copy, _snapshot, _make, _from_list = _generate()
 
 
 def make_record(**fields: Any) -> Record:

@@ -17,7 +17,6 @@ Payload, result, error and value bytes are hydrated after the commit, from the l
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -342,16 +341,17 @@ def rebuild_state(log: wal.Log) -> ShardState:
         if version < oldest.get(flow_id, 1 << 62):
             oldest[flow_id] = version
     state = ShardState()
+    records = []
+    get = log.get
     for flow_id, version in newest.items():
-        data = log.get(history_key(flow_id, version))
+        data = get(history_key(flow_id, version))
         if data is None:  # pragma: no cover - keys() and get() agree
             raise FlowNotFound(flow_id)
         try:
             record = Record.from_snapshot(decode_event(data)[2])
         except ValueError as exc:
-            raise CorruptLog(
-                os.path.join(log.path, "?"), 0, f"flow {flow_id!r} event {version}: {exc}"
-            ) from exc
+            raise CorruptLog(log.path, 0, f"flow {flow_id!r} event {version}: {exc}") from exc
         record.hist_floor = oldest[flow_id]
-        state.put(record)
+        records.append(record)
+    state.load(records)
     return state

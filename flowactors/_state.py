@@ -28,7 +28,16 @@ DueKey = tuple[int, int, str]
 
 
 class ShardState:
-    __slots__ = ("by_correlation", "by_root", "children", "counts", "due", "records", "retention")
+    __slots__ = (
+        "_sorted_list",
+        "by_correlation",
+        "by_root",
+        "children",
+        "counts",
+        "due",
+        "records",
+        "retention",
+    )
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
@@ -38,6 +47,7 @@ class ShardState:
         self.by_root: dict[str, set[str]] = {}
         self.by_correlation: dict[str, set[str]] = {}
         self.retention: SortedList = SortedList()
+        self._sorted_list: type = SortedList
 
     def get(self, flow_id: str) -> Record | None:
         return self.records.get(flow_id)
@@ -50,6 +60,29 @@ class ShardState:
         self.records[record.id] = record
         self._index(record)
 
+    def load(self, records: list[Record]) -> None:
+        """Recovery: index many records at once. Runs the same `_index` as `put`, but the
+        sorted indexes collect into plain lists that are sorted once at the end."""
+        due, retention = self.due, self.retention
+        self.due = {}
+        self.retention = _Bulk()
+        self._sorted_list = _Bulk
+        try:
+            for r in records:
+                self.records[r.id] = r
+                self._index(r)
+        finally:
+            bulk_due, bulk_retention = self.due, self.retention
+            self.due, self.retention = due, retention
+            self._sorted_list = SortedList
+        for key, entries in bulk_due.items():
+            sl = self.due.get(key)
+            if sl is None:
+                self.due[key] = SortedList(entries)
+            else:
+                sl.update(entries)
+        self.retention.update(bulk_retention)
+
     def remove(self, flow_id: str) -> None:
         old = self.records.pop(flow_id, None)
         if old is not None:
@@ -61,7 +94,7 @@ class ShardState:
         if r.next_run_at is not None:
             sl = self.due.get(key)
             if sl is None:
-                sl = self.due[key] = SortedList()
+                sl = self.due[key] = self._sorted_list()
             sl.add((-r.priority, r.next_run_at, r.id))
         if r.parent_id is not None:
             self.children.setdefault(r.parent_id, set()).add(r.id)
@@ -151,6 +184,12 @@ class ShardState:
         self.retention._check()
         for _t, s in counts:
             assert s not in TERMINAL or (_t, s) not in self.due
+
+
+class _Bulk(list):  # type: ignore[type-arg]
+    """A list that answers `add`, standing in for a SortedList during bulk loads."""
+
+    add = list.append
 
 
 def _discard(index: dict[str, set[str]], key: str, member: str) -> None:
