@@ -826,32 +826,34 @@ class Engine:
             await shard.send.aclose()
 
 
-def _read_engine_file(path: str, shards: int) -> int:
+def _read_engine_file(fs: wal.FileSystem, path: str, shards: int) -> int:
+    """Check (or, for a new directory, durably record) the engine's shard count."""
     meta_path = os.path.join(path, ENGINE_FILE)
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            try:
-                meta = json.load(f)
-                count = int(meta["shards"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidArgument(f"{meta_path} is not a flowactors engine file") from exc
+    if fs.exists(meta_path):
+        try:
+            meta = json.loads(fs.read_file(meta_path))
+            count = int(meta["shards"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidArgument(f"{meta_path} is not a flowactors engine file") from exc
         if count != shards:
             raise InvalidArgument(
                 f"{path} was created with {count} shards; open it with shards={count}"
             )
         return count
-    os.makedirs(path, exist_ok=True)
+    fs.makedirs(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    fs.sync_dir(parent)
     tmp = meta_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"format": 1, "shards": shards, "slots": SLOTS}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, meta_path)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    if fs.exists(tmp):
+        fs.remove(tmp)
+    handle = fs.open(tmp, create=True)
     try:
-        os.fsync(fd)
+        handle.append(json.dumps({"format": 1, "shards": shards, "slots": SLOTS}).encode())
+        handle.sync()
     finally:
-        os.close(fd)
+        handle.close()
+    fs.rename(tmp, meta_path)
+    fs.sync_dir(path)
     return shards
 
 
@@ -877,7 +879,8 @@ async def open_engine(
     root = os.fspath(path)
     m.check_int(shards, "shards", 1, SLOTS)
     m.check_int(queue_capacity, "queue_capacity", 1, 1 << 20)
-    await trio.to_thread.run_sync(_read_engine_file, root, shards)
+    files = fs or wal.OsFileSystem()
+    await trio.to_thread.run_sync(_read_engine_file, files, root, shards)
     config = m.Config(
         retry_policy=retry_policy or RetryPolicy(),
         type_policies=dict(type_policies or {}),
@@ -895,7 +898,7 @@ async def open_engine(
                     sync=sync,
                     capacity=queue_capacity,
                     segment_max_bytes=segment_max_bytes,
-                    fs=fs,
+                    fs=files,
                 )
             )
     except BaseException:
