@@ -18,13 +18,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default="flowactors-data", help="engine data directory")
     demo.add_argument("--orders", type=int, default=5000, help="orders to create this run")
     demo.add_argument("--workers", type=int, default=4, help="concurrent worker tasks")
+    sub.add_parser("bench", help="the benchmark harness (see: flowactors bench --help)",
+                   add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["bench"]:
+        from bench.__main__ import main as bench_main
+
+        return bench_main(args_list[1:], prog="flowactors bench")
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
     except SystemExit as exc:
         return int(exc.code or 0)
     console = Console()
