@@ -18,8 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default="flowactors-data", help="engine data directory")
     demo.add_argument("--orders", type=int, default=5000, help="orders to create this run")
     demo.add_argument("--workers", type=int, default=4, help="concurrent worker tasks")
-    sub.add_parser("bench", help="the benchmark harness (see: flowactors bench --help)",
-                   add_help=False)
+    sub.add_parser(
+        "bench", help="the benchmark harness (see: flowactors bench --help)", add_help=False
+    )
     return parser
 
 

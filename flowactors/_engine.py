@@ -14,7 +14,6 @@ commands are split per shard and run on all shards concurrently (atomic per shar
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -220,6 +219,8 @@ class Engine:
 
     def _due(self, run_at_ms: int | None, delay_ms: int | None) -> int | None:
         if delay_ms is None:
+            if run_at_ms is not None:
+                m.check_int(run_at_ms, "run_at_ms", 0, m.MAX_TIME_MS)
             return run_at_ms
         if run_at_ms is not None:
             raise InvalidArgument("give run_at_ms or delay_ms, not both")
@@ -244,6 +245,7 @@ class Engine:
         if not 0 < len(items) <= m.MAX_BATCH_ITEMS:
             raise InvalidArgument(f"create_many takes 1..{m.MAX_BATCH_ITEMS} items")
         commands: list[tuple[str, str | None, m.Create]] = []
+        seen: set[tuple[str, str | None]] = set()
         for spec in items:
             part = spec.partition_key if spec.partition_key is not None else partition_key
             command = m.Create(
@@ -264,22 +266,21 @@ class Engine:
                 retention_ms,
             )
             m.validate_create(command)
+            if (spec.id, part) in seen:
+                raise InvalidArgument(f"duplicate id {spec.id!r} in one create_many call")
+            seen.add((spec.id, part))
             commands.append((spec.id, part, command))
         outcome = await self._grouped(commands, lambda g: Request(m.CreateMany(g)))
-        by_id: dict[str, ItemResult] = {}
-        for result in outcome.values():
-            if isinstance(result, BaseException):
-                continue
-            for flow in result:
-                by_id[flow.id] = ItemResult(flow.id, flow)
         out = []
+        cursors = dict.fromkeys(outcome, 0)
         for flow_id, part, _c in commands:
-            got = by_id.get(flow_id)
-            if got is None:
-                err = outcome[self.shard_for(flow_id, part)]
-                assert isinstance(err, Exception)
-                got = ItemResult(flow_id, None, err)
-            out.append(got)
+            i = self.shard_for(flow_id, part)
+            result = outcome[i]
+            if isinstance(result, Exception):
+                out.append(ItemResult(flow_id, None, result))
+            else:
+                out.append(ItemResult(flow_id, result[cursors[i]]))
+                cursors[i] += 1
         return out
 
     # -- claiming -----------------------------------------------------------------------
@@ -360,15 +361,22 @@ class Engine:
         wanted = None if states is None else tuple(m.check_state(s) for s in states)
         hyd = _hydrate(payload, values)
         n = len(self._shards)
-        share = math.ceil(limit / n)
+        # Exact shares that add up to `limit`, the remainder rotating between calls, so a
+        # claim never takes more than `limit` flows; then shards that filled their share
+        # (or had none) are asked, one by one, for whatever is still missing.
+        self._claim_cursor = (self._claim_cursor + 1) % n
+        order = [(self._claim_cursor + k) % n for k in range(n)]
+        shares = [0] * n
+        for k, i in enumerate(order):
+            shares[i] = limit // n + (1 if k < limit % n else 0)
 
-        def make(shard: Shard) -> Request | None:
+        def command(count: int) -> Request:
             return Request(
                 m.Claim(
                     type,
                     worker,
                     wanted,
-                    share,
+                    count,
                     lease_ms,
                     reclaim,
                     reclaim_ratio,
@@ -378,39 +386,21 @@ class Engine:
                 hydrate=hyd,
             )
 
-        results = await self._each_shard(make)
+        results = await self._each_shard(
+            lambda shard: command(shares[shard.index]) if shares[shard.index] else None
+        )
         claimed: list[Flow] = []
-        full: list[int] = []
-        for i, got in enumerate(results):
+        for i in order:
+            got = results[i] or []
             claimed.extend(got)
-            if len(got) == share:
-                full.append(i)
-        # A second pass fills the remainder from shards that had more than their share.
-        self._claim_cursor = (self._claim_cursor + 1) % n
-        for i in (
-            full[self._claim_cursor % max(1, len(full)) :]
-            + full[: self._claim_cursor % max(1, len(full))]
-        ):
+            if len(got) < shares[i]:
+                shares[i] = -1  # this shard has nothing more to give
+        for i in order:
             rest = limit - len(claimed)
             if rest <= 0:
                 break
-            req = Request(
-                m.Claim(
-                    type,
-                    worker,
-                    wanted,
-                    rest,
-                    lease_ms,
-                    reclaim,
-                    reclaim_ratio,
-                    priority,
-                    only_expired,
-                ),
-                hydrate=hyd,
-            )
-            claimed.extend(await self._call(self._shards[i], req))
-        if len(claimed) > limit:  # pragma: no cover - shares never exceed the limit
-            raise AssertionError("claimed more than the limit")
+            if shares[i] >= 0:
+                claimed.extend(await self._call(self._shards[i], command(rest)))
         return claimed
 
     async def extend_lease(
@@ -425,7 +415,9 @@ class Engine:
         """Push the lease deadline to now + lease_ms. Token and fencing stay the same."""
         m.check_int(lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
         result: Flow = await self._one(
-            flow_id, partition_key, m.ExtendLease(flow_id, lease_token, fencing_token, lease_ms)
+            flow_id,
+            partition_key,
+            m.ExtendLease(flow_id, lease_token, fencing_token, lease_ms),
         )
         return result
 

@@ -218,21 +218,28 @@ Decision = tuple[Result, list[Mutation]]
 # -- validation -------------------------------------------------------------------------
 
 
-def check_id(value: object, what: str = "id") -> str:
+def _utf8(value: object, what: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise InvalidArgument(f"{what} must be a non-empty string")
-    raw = value.encode("utf-8", "surrogatepass")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{what} must be valid Unicode (no lone surrogates)") from None
+
+
+def check_id(value: object, what: str = "id") -> str:
+    raw = _utf8(value, what)
     if len(raw) > MAX_ID_BYTES or b"\x00" in raw:
         raise InvalidArgument(f"{what} must be 1..{MAX_ID_BYTES} bytes without NUL")
+    assert isinstance(value, str)
     return value
 
 
 def check_name(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string")
-    raw = value.encode("utf-8", "surrogatepass")
+    raw = _utf8(value, what)
     if len(raw) > MAX_NAME_BYTES or b"\x00" in raw:
         raise InvalidArgument(f"{what} must be 1..{MAX_NAME_BYTES} bytes without NUL")
+    assert isinstance(value, str)
     return value
 
 
@@ -334,7 +341,7 @@ def _create_digest(c: Create) -> int:
     head = (
         f"{c.type}\0{c.state}\0{c.partition}\0{c.parent_id}\0{c.root_id}\0"
         f"{c.correlation_id}\0{c.priority}\0{c.max_active_ms}\0{c.retention_ms}\0"
-    ).encode("utf-8", "surrogatepass")
+    ).encode()
     return xxhash.xxh64_intdigest(head + c.payload if c.payload is not None else head)
 
 
@@ -345,6 +352,14 @@ def _values_meta(record: Record, values: dict[str, bytes] | None) -> dict[str, l
     for name, data in values.items():
         merged[name] = [xxhash.xxh64_intdigest(data), len(data)]
     return merged
+
+
+def _check_tokens(fencing: object, lease_token: object, *, optional: bool = False) -> None:
+    """Type-check the tokens a fenced command presents (before any guard compares them)."""
+    if not (optional and fencing is None):
+        check_int(fencing, "fencing_token", 0, MAX_TIME_MS)
+    if lease_token is not None and not isinstance(lease_token, str):
+        raise InvalidArgument("lease_token must be a string or None")
 
 
 def _require(state: ShardState, flow_id: str) -> Record:
@@ -454,7 +469,8 @@ def _expired_active(r: Record, now: int) -> bool:
 
 
 def _timeout(r: Record, now: int, config: Config) -> Write:
-    rec = _terminal(r, FAILED, now, config, error_ver=r.version + 1)
+    # fencing + 1: whoever held the lease must not be able to "replay" an outcome now.
+    rec = _terminal(r, FAILED, now, config, error_ver=r.version + 1, fencing=r.fencing + 1)
     rec.last_event = "failed"
     error = b"max_active_ms exceeded"
     return Write(rec, "failed", {"reason": "max_active_ms"}, {"e": error})
@@ -537,7 +553,9 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
 def _exhaust_reclaims(r: Record, now: int, config: Config, policy: RetryPolicy) -> Write:
     error = f"lease expired {r.reclaims + 1} times (max_reclaims {policy.max_reclaims})"
     meta = {"reason": "max_reclaims", "previous_owner": r.lease_owner}
-    return _exhaust(r, policy.exhausted_to, now, config, error.encode(), "exhausted", meta)
+    # fencing + 1: the expired holder is locked out, as by any reclaim.
+    fenced = r.evolve(fencing=r.fencing + 1)
+    return _exhaust(fenced, policy.exhausted_to, now, config, error.encode(), "exhausted", meta)
 
 
 def _exhaust(
@@ -571,6 +589,7 @@ def _exhaust(
 
 
 def decide_extend(state: ShardState, c: ExtendLease, now: int) -> Decision:
+    _check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     _check_lease(r, c.fencing, c.lease_token, need_lease=True)
     deadline = now + c.lease_ms
@@ -585,6 +604,7 @@ def decide_extend(state: ShardState, c: ExtendLease, now: int) -> Decision:
 
 
 def decide_transition(state: ShardState, c: Transition, now: int) -> Decision:
+    _check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if (
         r.state == c.to_state
@@ -635,13 +655,15 @@ def _finish(
     now: int,
     config: Config,
 ) -> Decision:
+    _check_tokens(fencing, lease_token)
     r = _require(state, flow_id)
     if r.state == target and r.fencing == fencing:
         return r, []  # exact replay
     _check_lease(r, fencing, lease_token, need_lease=True)
     if _expired_active(r, now):
         timeout = _timeout(r, now, config)
-        return timeout.record, [timeout]
+        error = FlowTerminal(f"flow {r.id!r} exceeded max_active_ms and has failed")
+        return error, [timeout]  # the failure is written; the caller hears the error
     version = r.version + 1
     changes: dict[str, Any] = {}
     blobs = None
@@ -668,6 +690,7 @@ def decide_fail(state: ShardState, c: Fail, now: int, config: Config) -> Decisio
 
 
 def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decision:
+    _check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if r.fencing == c.fencing and not r.leased and r.last_event in ("retry", "exhausted"):
         return r, []  # exact replay
@@ -709,6 +732,7 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
 
 
 def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Decision:
+    _check_tokens(c.fencing, c.lease_token, optional=True)
     r = _require(state, c.id)
     if r.terminal:
         raise FlowTerminal(f"flow {r.id!r} is {r.state}; rewind it to change it")
@@ -719,6 +743,8 @@ def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Dec
             )
         if r.leased and c.lease_token != r.lease_token:
             raise StaleLease(f"flow {r.id!r} is running; cancelling it needs its lease token")
+        if not r.leased and c.lease_token is not None:
+            raise StaleLease(f"flow {r.id!r} holds no lease; its lease token is stale")
     version = r.version + 1
     changes: dict[str, Any] = {}
     blobs = None

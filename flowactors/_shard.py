@@ -152,7 +152,7 @@ class Shard:
             except Exception as exc:  # a bug: the state may be half-applied
                 self.broken = StorageError(f"shard {self.index} hit an internal error: {exc!r}")
                 self.broken.__cause__ = exc
-                req.error = exc
+                req.error = self.broken
         if frames and self.broken is None:
             try:
                 await self.log.write_frames(frames)
@@ -186,7 +186,10 @@ class Shard:
                     results.append((flow_id, None, exc))
                     continue
                 self._apply(mutations, ops)
-                results.append((flow_id, result, None))
+                if isinstance(result, FlowError):  # written, yet answered with an error
+                    results.append((flow_id, None, result))
+                else:
+                    results.append((flow_id, result, None))
             if ops:
                 frames.append(ops)
             req.result = results
@@ -197,7 +200,10 @@ class Shard:
             ops = []
             self._apply(mutations, ops)
             frames.append(ops)
-        req.result = result
+        if isinstance(result, FlowError):  # e.g. a timeout failure: written, then raised
+            req.error = result
+        else:
+            req.result = result
 
     def _apply(self, mutations: list[m.Mutation], ops: list[wal.Op]) -> None:
         put = self.state.put

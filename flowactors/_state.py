@@ -138,7 +138,8 @@ class ShardState:
         if sl is None:
             return
         for p in (2, 1, 0) if priority is None else (priority,):
-            yield from sl.irange((-p, -1, ""), (-p, now, "\U0010ffff"))
+            # (-p, now + 1) sorts after every (-p, due <= now, id), whatever the id.
+            yield from sl.irange((-p,), (-p, now + 1), inclusive=(True, False))
 
     def _check(self) -> None:
         """Invariant: every index equals what the records imply."""

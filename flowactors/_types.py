@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
+from ._errors import InvalidArgument
+
 EMPTY: Mapping[Any, Any] = MappingProxyType({})
+MAX_POLICY_DELAY_MS = 30 * 24 * 3600 * 1000
 
 Backoff = Literal["none", "fixed", "linear", "exponential"]
 
@@ -36,6 +39,30 @@ class RetryPolicy:
     jitter_pct: int = 20
     exhausted_to: str = "failed"
     max_reclaims: int = 10
+
+    def __post_init__(self) -> None:
+        def bounded(name: str, high: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+                raise InvalidArgument(f"RetryPolicy.{name} must be an integer in 0..{high}")
+
+        bounded("max_retries", 1000)
+        bounded("max_reclaims", 1000)
+        bounded("base_ms", MAX_POLICY_DELAY_MS)
+        bounded("max_ms", MAX_POLICY_DELAY_MS)
+        bounded("jitter_pct", 100)
+        if self.backoff not in ("none", "fixed", "linear", "exponential"):
+            raise InvalidArgument(
+                f"RetryPolicy.backoff must be none, fixed, linear or exponential, "
+                f"not {self.backoff!r}"
+            )
+        if (
+            not isinstance(self.exhausted_to, str)
+            or not self.exhausted_to
+            or self.exhausted_to == "running"
+            or "\x00" in self.exhausted_to
+        ):
+            raise InvalidArgument("RetryPolicy.exhausted_to must name a state other than running")
 
 
 class Flow(NamedTuple):
