@@ -177,6 +177,8 @@ def decode_entry_value(path: str, data: bytes, offset: int, key: bytes) -> bytes
     if data[header : header + key_len] != key:
         raise CorruptLog(path, offset, "entry holds another key")
     if kind == TOMBSTONE:
+        if value_len or value_hash:  # a put whose kind byte rotted must not read as absent
+            raise CorruptLog(path, offset, "tombstone entry carries a value")
         return None
     value = data[header + key_len :]
     if _xxh32(value) != value_hash:

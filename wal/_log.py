@@ -266,7 +266,10 @@ class Log:
         clock_ms: Callable[[], int] | None = None,
     ) -> Log:
         """Open (creating if needed) the log in directory `path`, recovering as documented."""
-        mode = SyncMode(sync)
+        try:
+            mode = SyncMode(sync)
+        except ValueError:
+            raise InvalidArgument(f"sync must be one of {[m.value for m in SyncMode]}") from None
         if not 4096 <= segment_max_bytes <= MAX_SEGMENT_BYTES:
             raise InvalidArgument(f"segment_max_bytes must be 4096..{MAX_SEGMENT_BYTES}")
         if sync_interval_ms <= 0:
@@ -296,7 +299,7 @@ class Log:
         clock_ms: Callable[[], int],
     ) -> Log:
         started = time.perf_counter()
-        fs.makedirs(path)
+        _makedirs_durably(fs, path)
         try:
             lock = fs.lock(os.path.join(path, LOCK_NAME))
         except BlockingIOError:
@@ -635,7 +638,7 @@ class Log:
                 old = kmap.get(key)
                 if old is not None:
                     old_seg = segment_of(old)
-                    live[old_seg] -= size_of(old)
+                    live[old_seg] = live.get(old_seg, 0) - size_of(old)
                 if kind == fmt.PUT:
                     kmap[key] = seq_bits | ((frame_off + offset) << 32) | size
                     added += size
@@ -683,16 +686,18 @@ class Log:
         loc = self._keydir.map.get(key)
         if loc is None:
             return None
-        seg, offset, size, _seq = unpack(loc)
+        seg = segment_of(loc)
+        offset = (loc >> 32) & 0xFFFFFFFFFF
+        size = size_of(loc)
         try:
             data = self._files[seg].pread(size, offset)
-        except OSError as exc:
-            raise CorruptLog(
-                os.path.join(self.path, _log_name(seg)), offset, f"read failed: {exc}"
-            ) from exc
-        if len(data) != size:
-            raise CorruptLog(os.path.join(self.path, _log_name(seg)), offset, "entry cut short")
-        return fmt.decode_entry_value(os.path.join(self.path, _log_name(seg)), data, offset, key)
+            if len(data) != size:
+                raise CorruptLog("", offset, "entry cut short")
+            return fmt.decode_entry_value("", data, offset, key)
+        except (OSError, CorruptLog) as exc:
+            # The file name is formatted only on this rare path: get() is hot in recovery.
+            reason = exc.reason if isinstance(exc, CorruptLog) else f"read failed: {exc}"
+            raise CorruptLog(os.path.join(self.path, _log_name(seg)), offset, reason) from exc
 
     def __contains__(self, key: object) -> bool:
         return key in self._keydir.map
@@ -745,12 +750,20 @@ class Log:
             )
             live_bytes = sum(size_of(loc) for _k, loc in live)
             # Merged entries carry 8 more header bytes; reserve ids generously (gaps are fine).
-            reserve = (2 * live_bytes) // self._segment_max + 2
+            # An output is closed only when it plus the next entry would pass the limit, so
+            # each output and the next one's first entry hold more than limit - 128 bytes.
+            merged_bytes = live_bytes + 8 * len(live)
+            reserve = (2 * merged_bytes) // (self._segment_max - 128) + 2
             first = self._next_segment
             self._next_segment += reserve
-            moves, outputs = await trio.to_thread.run_sync(
-                self._merge_copy_sync, inputs, live, list(range(first, first + reserve))
-            )
+            try:
+                moves, outputs = await trio.to_thread.run_sync(
+                    self._merge_copy_sync, inputs, live, list(range(first, first + reserve))
+                )
+            except OSError as exc:  # translated here like every OS error (poison on failure)
+                self._broken = LogBroken(f"merge failed ({exc}); reopen to use the log again")
+                self._broken.__cause__ = exc
+                raise self._broken from exc
             self._check_writable()
             try:
                 handles = await trio.to_thread.run_sync(self._merge_install_sync, outputs)
@@ -811,6 +824,7 @@ class Log:
                     assert value is not None
                     if writer is None or writer.full(len(key) + len(value), self._segment_max):
                         if writer is not None:
+                            moves.extend(writer.flush())  # its pending entries, too
                             outputs.append(writer.finish())
                         writer = _MergeWriter(fs, mdir, out_ids.pop(0), now)
                     writer.add(key, loc, seq, value)
@@ -1014,6 +1028,22 @@ def _write_file_durably(fs: FileSystem, path: str, blob: bytes) -> None:
     finally:
         handle.close()
     fs.rename(tmp, path)
+
+
+def _makedirs_durably(fs: FileSystem, path: str) -> None:
+    """Create `path` and its missing parents, syncing each parent that gained an entry:
+    otherwise a power loss could take the new log directory, and all in it, away."""
+    missing: list[str] = []
+    head = os.path.normpath(path)
+    while not fs.exists(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent in ("", head):
+            break
+        head = parent
+    fs.makedirs(path)
+    for created in reversed(missing):
+        fs.sync_dir(os.path.dirname(created) or ".")
 
 
 def _remove_tree(fs: FileSystem, directory: str) -> None:
