@@ -1,0 +1,241 @@
+"""Shared pieces of the engine scenarios: ids and batches, a data dir of live flows, and the
+single-command loads (closed and open loop) that record per-command latencies.
+
+A single-command load runs whole flow lifecycles, one command at a time: `create`, then
+`claim_due(limit=1)`, then `complete`, each timed on its own with `time.perf_counter`.
+Every lifecycle in flight has a flow type of its own (a "lane"), so its `claim_due` finds
+exactly the flow it just created: with 4 shards, `claim_due(limit=1)` must never see due
+flows on two shards at once (the engine splits `limit` into per-shard shares of
+ceil(limit / shards) and then raises AssertionError once it claimed more than `limit`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+import trio.testing
+
+import flowactors
+from flowactors import CreateSpec, Engine
+
+FLOW_TYPE = "bench"
+BATCH = 1000
+KINDS = ("create", "claim", "complete")
+WORKER = "bench-worker"
+
+
+def flow_ids(n: int, prefix: str = "flow") -> list[str]:
+    return [f"{prefix}-{i:09d}" for i in range(n)]
+
+
+def create_batches(
+    ids: Sequence[str], payload: bytes | None = None, size: int = BATCH
+) -> list[list[CreateSpec]]:
+    return [
+        [CreateSpec(flow_id, payload=payload) for flow_id in ids[start : start + size]]
+        for start in range(0, len(ids), size)
+    ]
+
+
+def fsyncs(engine: Engine) -> int:
+    """fdatasyncs made so far by every shard's log."""
+    return sum(int(shard["log"].fsyncs) for shard in engine.statistics()["shards"])
+
+
+def hint_files(path: Path) -> list[Path]:
+    return sorted(path.glob("shard-*/*.hint"))
+
+
+def delete_hints(path: Path) -> int:
+    hints = hint_files(path)
+    for hint in hints:
+        hint.unlink()
+    return len(hints)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def size_label(n: int) -> str:
+    """1_000_000 -> "1m", 50_000 -> "50k": for keys whose figure depends on the size."""
+    if n % 1_000_000 == 0:
+        return f"{n // 1_000_000}m"
+    if n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+# -- a data dir of live flows ---------------------------------------------------------------
+
+
+def build_live(path: Path, n: int, payload_bytes: int) -> float:
+    """Create `n` queued flows (payloads of `payload_bytes`) with sync="never" and
+    create_many, then close the engine cleanly (its logs write their hints). Returns the
+    build rate in flows/s (closing not included)."""
+    payload = os.urandom(payload_bytes)
+    ids = flow_ids(n)
+    return trio.run(_build, path, ids, payload)
+
+
+async def _build(path: Path, ids: Sequence[str], payload: bytes) -> float:
+    async with flowactors.open_engine(path, sync="never") as engine:
+        started = time.perf_counter()
+        for start in range(0, len(ids), BATCH):
+            specs = [CreateSpec(i, payload=payload) for i in ids[start : start + BATCH]]
+            for item in await engine.create_many(FLOW_TYPE, specs):
+                if not item.ok:
+                    raise RuntimeError(f"create_many failed: {item.error!r}")
+        elapsed = time.perf_counter() - started
+        await expect_live(engine, len(ids))
+    return len(ids) / elapsed
+
+
+async def expect_live(engine: Engine, n: int) -> None:
+    info = await engine.info(FLOW_TYPE)
+    if info != {"queued": n}:
+        raise RuntimeError(f"engine holds {info}, expected {n:,} queued flows")
+
+
+# -- percentiles ------------------------------------------------------------------------------
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of an already sorted sequence."""
+    if not ordered:
+        raise ValueError("no samples")
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+# -- single-command loads ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Load:
+    """What one single-command load did: lifecycles finished, its length, and the latency
+    (seconds) of every command, per kind."""
+
+    flows: int = 0
+    seconds: float = 0.0
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    @property
+    def flows_per_s(self) -> float:
+        return self.flows / self.seconds
+
+    @property
+    def commands_per_s(self) -> float:
+        return sum(len(v) for v in self.latencies.values()) / self.seconds
+
+    def percentile_ms(self, kind: str, q: float) -> float:
+        """Percentile of one kind, or of every command pooled (`kind="all"`)."""
+        if kind == "all":
+            samples = sorted(s for v in self.latencies.values() for s in v)
+        else:
+            samples = sorted(self.latencies[kind])
+        return percentile(samples, q) * 1000
+
+
+class Lanes:
+    """Flow types handed out to lifecycles in flight, one each, reused once free."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._free: list[str] = []
+        self._made = 0
+
+    def take(self) -> str:
+        if self._free:
+            return self._free.pop()
+        self._made += 1
+        return f"{self._prefix}-{self._made:05d}"
+
+    def give(self, lane: str) -> None:
+        self._free.append(lane)
+
+
+async def lifecycle(
+    engine: Engine, lane: str, flow_id: str, load: Load, intended: float | None = None
+) -> None:
+    """create -> claim_due(limit=1) -> complete of one flow, each command timed.
+
+    With `intended` (a perf_counter time), the create's latency counts from then: an open
+    loop's scheduled start, so a late start is not hidden (no coordinated omission)."""
+    clock = time.perf_counter
+    lat = load.latencies
+    t0 = clock()
+    await engine.create(flow_id, lane)
+    t1 = clock()
+    claimed = await engine.claim_due(lane, WORKER, limit=1)
+    t2 = clock()
+    if len(claimed) != 1 or claimed[0].id != flow_id:
+        raise RuntimeError(f"claim_due on lane {lane} returned {[f.id for f in claimed]}")
+    flow = claimed[0]
+    await engine.complete(flow_id, flow.lease_token, flow.fencing_token)
+    t3 = clock()
+    lat["create"].append(t1 - (t0 if intended is None else intended))
+    lat["claim"].append(t2 - t1)
+    lat["complete"].append(t3 - t2)
+    load.flows += 1
+
+
+async def closed_loop(engine: Engine, tasks: int, seconds: float, tag: str) -> Load:
+    """`tasks` Trio tasks, each looping lifecycles on its own lane until the deadline;
+    all start together, lifecycles in flight at the deadline are finished and counted."""
+    load = Load()
+    go = trio.Event()
+    deadline = 0.0  # set just before `go`
+    clock = time.perf_counter
+
+    async def task(k: int) -> None:
+        lane = f"{tag}-{k:05d}"
+        await go.wait()
+        i = 0
+        while clock() < deadline:
+            await lifecycle(engine, lane, f"{lane}-{i:09d}", load)
+            i += 1
+
+    async with trio.open_nursery() as nursery:
+        for k in range(tasks):
+            nursery.start_soon(task, k)
+        await trio.testing.wait_all_tasks_blocked()
+        started = clock()
+        deadline = started + seconds
+        go.set()
+    load.seconds = clock() - started
+    return load
+
+
+async def open_loop(engine: Engine, rate: float, seconds: float, tag: str) -> Load:
+    """Start a lifecycle every 1/`rate` s on a fixed schedule for `seconds`, whatever the
+    engine's replies (open loop); wait for all of them. The achieved rate is the finished
+    lifecycles over the time until the last one finished."""
+    load = Load()
+    lanes = Lanes(tag)
+    count = max(1, round(rate * seconds))
+    interval = 1 / rate
+    clock = time.perf_counter
+
+    async def one(i: int, intended: float) -> None:
+        lane = lanes.take()
+        try:
+            await lifecycle(engine, lane, f"{tag}-{i:09d}", load, intended)
+        finally:
+            lanes.give(lane)
+
+    async with trio.open_nursery() as nursery:
+        started = clock()
+        trio_started = trio.current_time()
+        for i in range(count):
+            offset = i * interval
+            await trio.sleep_until(trio_started + offset)
+            nursery.start_soon(one, i, started + offset)
+    load.seconds = clock() - started
+    return load

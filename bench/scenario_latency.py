@@ -1,0 +1,115 @@
+"""The `latency` scenario: single-command latency at 10%, 50% and 90% of capacity.
+
+One unit of work is a flow's lifecycle in three durable single commands: `create`, then
+`claim_due(limit=1)`, then `complete` (each lifecycle on a flow type of its own, so the
+claim finds exactly its flow; see `_engine_util`). Each run gets a fresh engine
+(sync="always", 4 shards).
+
+1. Capacity: a closed loop, 50 and then 200 Trio tasks each looping lifecycles for a fixed
+   time (2 s; 0.3 s with --quick). Capacity is the higher of the two medians, in
+   lifecycles/s (x3 for commands/s).
+2. Open loop at 10%, 50% and 90% of that capacity: a scheduler starts one lifecycle task
+   every 1/rate s on a fixed timetable, whatever the engine answers, for a fixed time (3 s;
+   0.3 s with --quick), then waits for the stragglers. Every command is timed with
+   `time.perf_counter`; a create counts from its scheduled start, so a late start shows
+   as latency (Trio's timers have millisecond resolution: above 1000/s, arrivals come in
+   small bursts). Reported per level: p50 / p90 / p99 per command kind and the achieved
+   rate (lifecycles finished over the time until the last one finished).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+import flowactors
+
+from ._engine_util import KINDS, Load, closed_loop, open_loop
+from ._registry import register
+from ._session import Metric, Session
+
+CAPACITY_TASKS = (50, 200)
+LEVELS = (10, 50, 90)  # % of capacity
+PERCENTILES = (50, 90, 99)
+COMMAND = {"create": "create", "claim": "claim_due(limit=1)", "complete": "complete"}
+
+
+@register("latency")
+def latency_scenario(session: Session) -> None:
+    """engine: p50/p90/p99 of create, claim_due(1), complete at 10/50/90% of capacity."""
+    capacity_s, level_s = (0.3, 0.3) if session.quick else (2.0, 3.0)
+
+    session.section(
+        f"capacity: closed loop of lifecycles (create, claim, complete), {capacity_s:g} s"
+    )
+    rates = [_measure_capacity(session, tasks, capacity_s) for tasks in CAPACITY_TASKS]
+    capacity = max(rates)
+    session.record(
+        Metric("latency_capacity_flows_per_s", "capacity: the higher of the two", "flows/s"),
+        capacity,
+    )
+    session.record(
+        Metric("latency_capacity_commands_per_s", "  in single commands", "commands/s"),
+        3 * capacity,
+    )
+    session.record(
+        Metric(
+            "latency_capacity_commands_per_fsync_equivalent",
+            "  commands/s / raw fdatasync/s",
+            "commands",
+        ),
+        3 * capacity / session.value("raw_fdatasync_per_s"),
+    )
+
+    for level in LEVELS:
+        _measure_level(session, level, capacity * level / 100, level_s)
+
+
+def _measure_capacity(session: Session, tasks: int, seconds: float) -> float:
+    key = f"latency_closed_loop_{tasks}_tasks_flows_per_s"
+
+    def once() -> dict[str, float]:
+        with session.scratch(f"capacity-{tasks}") as path:
+            load = trio.run(_closed, path, tasks, seconds)
+        return {key: load.flows_per_s}
+
+    medians = session.measure(
+        once,
+        [Metric(key, f"{tasks} tasks looping lifecycles", "flows/s")],
+        what=f"closed loop, {tasks} tasks",
+    )
+    return medians[key]
+
+
+def _measure_level(session: Session, level: int, rate: float, seconds: float) -> None:
+    prefix = f"latency_at_{level}pct_capacity"
+    session.section(
+        f"open loop at {level}% of capacity: {rate:,.0f} lifecycles/s for {seconds:g} s"
+    )
+    session.record(Metric(f"{prefix}_offered_flows_per_s", "offered rate", "flows/s"), rate)
+    metrics = [Metric(f"{prefix}_achieved_flows_per_s", "achieved rate", "flows/s")]
+    for kind in KINDS:
+        for q in PERCENTILES:
+            metrics.append(Metric(f"{prefix}_{kind}_p{q}_ms", f"  {COMMAND[kind]}, p{q}", "ms"))
+
+    def once() -> dict[str, float]:
+        with session.scratch(f"level-{level}") as path:
+            load = trio.run(_open, path, rate, seconds)
+        out = {f"{prefix}_achieved_flows_per_s": load.flows_per_s}
+        for kind in KINDS:
+            for q in PERCENTILES:
+                out[f"{prefix}_{kind}_p{q}_ms"] = load.percentile_ms(kind, q)
+        return out
+
+    session.measure(once, metrics, what=f"open loop at {level}% of capacity")
+
+
+async def _closed(path: Path, tasks: int, seconds: float) -> Load:
+    async with flowactors.open_engine(path) as engine:
+        return await closed_loop(engine, tasks, seconds, "lane")
+
+
+async def _open(path: Path, rate: float, seconds: float) -> Load:
+    async with flowactors.open_engine(path) as engine:
+        return await open_loop(engine, rate, seconds, "lane")
