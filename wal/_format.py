@@ -44,7 +44,7 @@ delete is never forgotten by a fast open (the classic Bitcask resurrection bug).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import xxhash
@@ -308,14 +308,33 @@ def last_ops(frames: Sequence[Frame]) -> dict[bytes, HintEntry]:
     return last
 
 
-def encode_hint(segment_id: int, segment_size: int, entries: Sequence[HintEntry]) -> bytes:
-    parts = [_HINT_HEAD.pack(HINT_MAGIC, VERSION, segment_id, segment_size, len(entries))]
-    pack = _HINT_ENTRY.pack
+hint_entry_head = _HINT_ENTRY.pack
+"""`hint_entry_head(kind, key length, entry size, entry offset, seq)`: the fixed part of one
+hint entry (the key follows). The log appends these as it publishes, so sealing a segment
+never re-reads it."""
+
+
+def encode_hint_entries(entries: Iterable[HintEntry]) -> tuple[bytes, int]:
+    parts = []
     for key, kind, offset, size, seq in entries:
-        parts.append(pack(kind, len(key), size, offset, seq))
+        parts.append(hint_entry_head(kind, len(key), size, offset, seq))
         parts.append(key)
-    body = b"".join(parts)
-    return body + _CHECKSUM.pack(_xxh3(body).intdigest())
+    return b"".join(parts), len(parts) // 2
+
+
+def seal_hint(segment_id: int, segment_size: int, count: int, body: bytes | bytearray) -> bytes:
+    """A whole hint file from its entries' bytes. Entries may repeat a key: loading
+    resolves them by sequence number (and file order within one frame), so the log can
+    append as it writes instead of deduplicating."""
+    head = _HINT_HEAD.pack(HINT_MAGIC, VERSION, segment_id, segment_size, count)
+    hasher = _xxh3(head)
+    hasher.update(body)
+    return b"".join((head, body, _CHECKSUM.pack(hasher.intdigest())))
+
+
+def encode_hint(segment_id: int, segment_size: int, entries: Sequence[HintEntry]) -> bytes:
+    body, count = encode_hint_entries(entries)
+    return seal_hint(segment_id, segment_size, count, body)
 
 
 def decode_hint(data: bytes, path: str) -> tuple[int, int, Iterator[HintEntry]]:

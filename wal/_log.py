@@ -244,7 +244,10 @@ class Log:
         self._leader_active = False
         self._unsynced = False
         self._last_sync_ms = 0
-        self._hint_pending: set[int] = set()
+        # Hint entries of the active segment, appended as commits publish: sealing a
+        # segment at rotation or close then only writes them out.
+        self._hint_body = bytearray()
+        self._hint_count = 0
         self._merging = False
         self._merge_done = trio.Event()
         self._merge_done.set()
@@ -338,6 +341,7 @@ class Log:
         tombs: dict[bytes, int] = {}
         from_hints = scanned = 0
         max_seq = 0
+        write_entries: list[fmt.HintEntry] = []
         for seg in logs:
             handle = fs.open(os.path.join(path, _log_name(seg)), create=False)
             self._files[seg] = handle
@@ -353,6 +357,8 @@ class Log:
                     seg, handle, lenient=seg == write_seg, repair=repair, repairs=repairs
                 )
                 entries = fmt.last_ops(frames).values()
+                if seg == write_seg:
+                    write_entries = list(entries)
                 if seg != write_seg or sealed:
                     self._write_hint_sync(seg, list(entries), size)
                     if seg == write_seg:
@@ -365,6 +371,9 @@ class Log:
             self._active = self._create_segment_sync()
         else:
             self._active = write_seg
+            body, count = fmt.encode_hint_entries(write_entries)
+            self._hint_body = bytearray(body)
+            self._hint_count = count
         self.recovery = RecoveryReport(
             segments=len(self._files),
             segments_from_hints=from_hints,
@@ -466,13 +475,11 @@ class Log:
         _write_file_durably(self._fs, os.path.join(self.path, _hint_name(seg)), blob)
         self._fs.sync_dir(self.path)
 
-    def _seal_segment_sync(self, seg: int) -> None:
-        """Write the hint of a closed segment, from the segment's own bytes."""
-        seg_path = os.path.join(self.path, _log_name(seg))
-        handle = self._files[seg]
-        size = self._sizes[seg]
-        frames = fmt.decode_frames(handle.pread(size, 0), seg_path)
-        self._write_hint_sync(seg, list(fmt.last_ops(frames).values()), size)
+    def _seal_sync(self, seg: int, size: int, count: int, body: bytes | bytearray) -> None:
+        """Write the hint of a segment that just closed, from the entries kept in memory."""
+        blob = fmt.seal_hint(seg, size, count, body)
+        _write_file_durably(self._fs, os.path.join(self.path, _hint_name(seg)), blob)
+        self._fs.sync_dir(self.path)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -539,14 +546,13 @@ class Log:
     async def _lead(self, batch: _Batch) -> None:
         if self._open_batch is batch:
             self._open_batch = None  # later arrivals form the next batch
-        sealed: int | None = None
         try:
             if self._broken is not None:
                 batch.error = self._broken
             elif self._closed:
                 batch.error = LogClosed(f"log {self.path} is closed")
             else:
-                sealed = await self._commit(batch)
+                await self._commit(batch)
         except BaseException as exc:
             batch.error = exc
             if not isinstance(exc, WalError):
@@ -560,21 +566,12 @@ class Log:
                 nxt.turn.set()
             else:
                 self._leader_active = False
-        if sealed is not None:
-            # After waking the batch: the closed segment's hint only speeds up the next open.
-            try:
-                await trio.to_thread.run_sync(self._seal_segment_sync, sealed)
-            except OSError:
-                pass  # without a hint, the next open scans the segment instead
-            finally:
-                self._hint_pending.discard(sealed)
 
-    async def _commit(self, batch: _Batch) -> int | None:
-        """Encode, write and sync one batch; publish it. Returns a segment sealed by rotation."""
+    async def _commit(self, batch: _Batch) -> None:
+        """Encode, write and sync one batch; publish it."""
         pieces: list[bytes] = []
         placed: list[tuple[int, int, list[fmt.EntryRef]]] = []  # (frame offset, seq, refs)
         size = sum(_estimate(ops) for ops in batch.frames)
-        sealed: int | None = None
         old_active = self._active
         rotate = batch.rotate or (
             self._sizes[old_active] > 0 and self._sizes[old_active] + size > self._segment_max
@@ -602,7 +599,9 @@ class Log:
         )
         new_seg = self._allocate_segment_id() if rotate else None
         try:
-            new_handle = await trio.to_thread.run_sync(self._write_sync, blob, new_seg, sync)
+            new_handle = await trio.to_thread.run_sync(
+                self._write_sync, blob, new_seg, sync, self._hint_body, self._hint_count
+            )
         except OSError as exc:
             self._broken = LogBroken(
                 f"write to {self.path} failed ({errno.errorcode.get(exc.errno or 0, exc)}: "
@@ -616,8 +615,8 @@ class Log:
             self._files[new_seg] = new_handle
             self._sizes[new_seg] = 0
             self._active = new_seg
-            sealed = old_active
-            self._hint_pending.add(sealed)
+            self._hint_body = bytearray()
+            self._hint_count = 0
         seg = self._active
         self._sizes[seg] += len(blob)
         if sync:
@@ -631,10 +630,14 @@ class Log:
         seg_bits = seg << 72
         records = 0
         added = 0
+        hint = self._hint_body
+        hint_head = fmt.hint_entry_head
         for frame_off, fseq, refs in placed:
             seq_bits = (fseq << 96) | seg_bits
             records += len(refs)
             for key, kind, offset, size in refs:
+                hint += hint_head(kind, len(key), size, frame_off + offset, fseq)
+                hint += key
                 old = kmap.get(key)
                 if old is not None:
                     old_seg = segment_of(old)
@@ -645,6 +648,7 @@ class Log:
                 elif old is not None:
                     del kmap[key]
         live[seg] = live.get(seg, 0) + added
+        self._hint_count += records
         c = self._counters
         n = len(batch.frames)
         if n:
@@ -655,12 +659,19 @@ class Log:
             c.max_batch = max(c.max_batch, n)
             bucket = 1 << (n - 1).bit_length()
             c.histogram[bucket] = c.histogram.get(bucket, 0) + 1
-        return sealed
 
-    def _write_sync(self, blob: bytes, new_seg: int | None, sync: bool) -> FileHandle | None:
-        """Worker thread: rotate to `new_seg` if given, append, fdatasync.
-
-        Returns the new segment's handle (the caller registers it in the event loop).
+    def _write_sync(
+        self,
+        blob: bytes,
+        new_seg: int | None,
+        sync: bool,
+        hint_body: bytearray,
+        hint_count: int,
+    ) -> FileHandle | None:
+        """Worker thread: rotate to `new_seg` if given (sealing the closed segment with its
+        hint), append, fdatasync. Returns the new segment's handle, which the caller
+        registers in the event loop. A failure here fails the batch, which was not yet
+        written: nothing unacknowledged is left half-done.
         """
         handle = self._files[self._active]
         new_handle: FileHandle | None = None
@@ -668,6 +679,7 @@ class Log:
             if self._unsynced or self._sync_mode is not SyncMode.ALWAYS:
                 handle.sync()  # a hint may only describe bytes that are durable
             self._unsynced = False
+            self._seal_sync(self._active, self._sizes[self._active], hint_count, hint_body)
             handle = new_handle = self._create_segment_file(new_seg)
         if blob:
             handle.append(blob)
@@ -737,9 +749,7 @@ class Log:
         try:
             if self._sizes[self._active] > 0:
                 await self.rotate()
-            inputs = sorted(
-                s for s in self._files if s != self._active and s not in self._hint_pending
-            )
+            inputs = sorted(s for s in self._files if s != self._active)
             bytes_before = sum(self._sizes[s] for s in inputs)
             if not inputs:
                 return MergeReport((), (), 0, 0, 0)
@@ -933,7 +943,9 @@ class Log:
             handle.sync()
             self._unsynced = False
         if self._sizes[self._active] > 0:
-            self._seal_segment_sync(self._active)
+            self._seal_sync(
+                self._active, self._sizes[self._active], self._hint_count, self._hint_body
+            )
 
     def _release(self) -> None:
         self._closed = True
