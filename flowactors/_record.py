@@ -19,6 +19,7 @@ where the snapshot list follows `FIELDS` and blobs maps "p"/"r"/"e" to payload/r
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import cbor2
@@ -188,11 +189,7 @@ def make_record(**fields: Any) -> Record:
     return record
 
 
-_interned: dict[str, str] = {}
-
-
-def _intern(s: str) -> str:
-    return _interned.setdefault(s, s)
+_intern = sys.intern
 
 
 def history_key(flow_id: str, version: int) -> bytes:
