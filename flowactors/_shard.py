@@ -363,16 +363,15 @@ def _rebuild_state(log: wal.Log) -> ShardState:
             oldest[flow_id] = version
     state = ShardState()
     records = []
-    get = log.get
-    for flow_id, version in newest.items():
-        data = get(history_key(flow_id, version))
-        if data is None:  # pragma: no cover - keys() and get() agree
-            raise FlowNotFound(flow_id)
+    wanted = [history_key(flow_id, version) for flow_id, version in newest.items()]
+    for key, data in log.get_many(wanted):
         try:
             record = Record.from_snapshot(decode_event(data)[2])
         except ValueError as exc:
-            raise CorruptLog(log.path, 0, f"flow {flow_id!r} event {version}: {exc}") from exc
-        record.hist_floor = oldest[flow_id]
+            raise CorruptLog(log.path, 0, f"event {key!r}: {exc}") from exc
+        record.hist_floor = oldest[record.id]
         records.append(record)
+    if len(records) != len(newest):  # pragma: no cover - keys() and get_many() agree
+        raise FlowNotFound(f"{len(newest) - len(records)} flows lost their newest event")
     state.load(records)
     return state
