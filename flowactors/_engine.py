@@ -244,6 +244,9 @@ class Engine:
         whole group is rejected and each of its items reports the error."""
         if not 0 < len(items) <= m.MAX_BATCH_ITEMS:
             raise InvalidArgument(f"create_many takes 1..{m.MAX_BATCH_ITEMS} items")
+        m.validate_create_shared(
+            m.Create("-", type, state, max_active_ms=max_active_ms, retention_ms=retention_ms)
+        )
         commands: list[tuple[str, str | None, m.Create]] = []
         seen: set[tuple[str, str | None]] = set()
         for spec in items:
@@ -265,7 +268,7 @@ class Engine:
                 max_active_ms,
                 retention_ms,
             )
-            m.validate_create(command)
+            m.validate_create_item(command)
             if (spec.id, part) in seen:
                 raise InvalidArgument(f"duplicate id {spec.id!r} in one create_many call")
             seen.add((spec.id, part))

@@ -309,17 +309,34 @@ def check_attributes(attrs: Mapping[str, str] | None) -> dict[str, str] | None:
 
 def validate_create(c: Create) -> None:
     """Check a create request completely before anything is decided or written."""
-    check_id(c.id)
+    validate_create_shared(c)
+    validate_create_item(c)
+
+
+def validate_create_shared(c: Create) -> None:
+    """The parts `create_many` shares between its items: checked once per call."""
     check_type(c.type)
     check_active_state(c.state)
-    c.payload = check_blob(c.payload, "payload")
+    if c.max_active_ms is not None:
+        check_int(c.max_active_ms, "max_active_ms", 1, MAX_ACTIVE_MS)
+    if c.retention_ms is not None:
+        check_int(c.retention_ms, "retention_ms", 0, MAX_ACTIVE_MS)
+
+
+def validate_create_item(c: Create) -> None:
+    """The parts each item of a create request carries itself."""
+    check_id(c.id)
+    if c.payload is not None:
+        c.payload = check_blob(c.payload, "payload")
     if c.partition is not None:
         check_name(c.partition, "partition_key")
     if c.run_at is not None:
         check_int(c.run_at, "run_at_ms", 0, MAX_TIME_MS)
     check_int(c.priority, "priority", 0, 2)
-    c.values = check_values(c.values)
-    c.attributes = check_attributes(c.attributes)
+    if c.values:
+        c.values = check_values(c.values)
+    if c.attributes:
+        c.attributes = check_attributes(c.attributes)
     for what, v in (
         ("parent_id", c.parent_id),
         ("root_id", c.root_id),
@@ -327,10 +344,6 @@ def validate_create(c: Create) -> None:
     ):
         if v is not None:
             check_id(v, what)
-    if c.max_active_ms is not None:
-        check_int(c.max_active_ms, "max_active_ms", 1, MAX_ACTIVE_MS)
-    if c.retention_ms is not None:
-        check_int(c.retention_ms, "retention_ms", 0, MAX_ACTIVE_MS)
 
 
 # -- helpers ----------------------------------------------------------------------------
