@@ -835,9 +835,7 @@ def _read_engine_file(fs: wal.FileSystem, path: str, shards: int) -> int:
                 f"{path} was created with {count} shards; open it with shards={count}"
             )
         return count
-    fs.makedirs(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    fs.sync_dir(parent)
+    wal.makedirs_durably(fs, path)
     tmp = meta_path + ".tmp"
     if fs.exists(tmp):
         fs.remove(tmp)

@@ -6,7 +6,7 @@ See `wal._format` for the byte layout and `wal._log` for the durability promise.
 
 from ._errors import CorruptLog, InvalidArgument, LogBroken, LogClosed, LogLocked, WalError
 from ._format import MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, decode_frames
-from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem
+from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem, makedirs_durably
 from ._log import (
     Log,
     LogStatistics,
@@ -38,5 +38,6 @@ __all__ = [
     "SyncMode",
     "WalError",
     "decode_frames",
+    "makedirs_durably",
     "open_log",
 ]

@@ -149,3 +149,19 @@ class OsFileSystem:
             os.close(fd)
             raise
         return _FlockLock(fd)
+
+
+def makedirs_durably(fs: FileSystem, path: str) -> None:
+    """Create `path` and its missing parents, syncing each parent that gained an entry:
+    otherwise a power loss could take the new log directory, and all in it, away."""
+    missing: list[str] = []
+    head = os.path.normpath(path)
+    while not fs.exists(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent in ("", head):
+            break
+        head = parent
+    fs.makedirs(path)
+    for created in reversed(missing):
+        fs.sync_dir(os.path.dirname(created) or ".")

@@ -71,7 +71,7 @@ import xxhash
 
 from . import _format as fmt
 from ._errors import CorruptLog, InvalidArgument, LogBroken, LogClosed, LogLocked, WalError
-from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem
+from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem, makedirs_durably
 from ._keydir import (
     MAX_SEGMENT_BYTES,
     MAX_SEGMENT_ID,
@@ -302,7 +302,7 @@ class Log:
         clock_ms: Callable[[], int],
     ) -> Log:
         started = time.perf_counter()
-        _makedirs_durably(fs, path)
+        makedirs_durably(fs, path)
         try:
             lock = fs.lock(os.path.join(path, LOCK_NAME))
         except BlockingIOError:
@@ -1074,22 +1074,6 @@ def _write_file_durably(fs: FileSystem, path: str, blob: bytes) -> None:
     finally:
         handle.close()
     fs.rename(tmp, path)
-
-
-def _makedirs_durably(fs: FileSystem, path: str) -> None:
-    """Create `path` and its missing parents, syncing each parent that gained an entry:
-    otherwise a power loss could take the new log directory, and all in it, away."""
-    missing: list[str] = []
-    head = os.path.normpath(path)
-    while not fs.exists(head):
-        missing.append(head)
-        parent = os.path.dirname(head)
-        if parent in ("", head):
-            break
-        head = parent
-    fs.makedirs(path)
-    for created in reversed(missing):
-        fs.sync_dir(os.path.dirname(created) or ".")
 
 
 def _remove_tree(fs: FileSystem, directory: str) -> None:
