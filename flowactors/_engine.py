@@ -148,12 +148,12 @@ class Engine:
         return results
 
     async def _grouped(
-        self, items: Sequence[tuple[str, str | None, Any]], make: Callable[[list[Any]], Request]
+        self, items: Sequence[tuple[int, Any]], make: Callable[[list[Any]], Request]
     ) -> dict[int, Any]:
-        """Split (id, partition, payload) items per shard, one request per shard."""
+        """Split (shard index, payload) items per shard, one request per shard."""
         groups: dict[int, list[Any]] = {}
-        for flow_id, partition, payload in items:
-            groups.setdefault(self.shard_for(flow_id, partition), []).append(payload)
+        for shard, payload in items:
+            groups.setdefault(shard, []).append(payload)
         out: dict[int, Any] = {}
         errors: dict[int, BaseException] = {}
 
@@ -247,8 +247,9 @@ class Engine:
         m.validate_create_shared(
             m.Create("-", type, state, max_active_ms=max_active_ms, retention_ms=retention_ms)
         )
-        commands: list[tuple[str, str | None, m.Create]] = []
+        commands: list[tuple[int, m.Create]] = []
         seen: set[tuple[str, str | None]] = set()
+        table = self._slot_table
         for spec in items:
             part = spec.partition_key if spec.partition_key is not None else partition_key
             command = m.Create(
@@ -272,17 +273,16 @@ class Engine:
             if (spec.id, part) in seen:
                 raise InvalidArgument(f"duplicate id {spec.id!r} in one create_many call")
             seen.add((spec.id, part))
-            commands.append((spec.id, part, command))
+            commands.append((table[slot_of(part if part is not None else spec.id)], command))
         outcome = await self._grouped(commands, lambda g: Request(m.CreateMany(g)))
         out = []
         cursors = dict.fromkeys(outcome, 0)
-        for flow_id, part, _c in commands:
-            i = self.shard_for(flow_id, part)
+        for i, command in commands:
             result = outcome[i]
             if isinstance(result, Exception):
-                out.append(ItemResult(flow_id, None, result))
+                out.append(ItemResult(command.id, None, result))
             else:
-                out.append(ItemResult(flow_id, result[cursors[i]]))
+                out.append(ItemResult(command.id, result[cursors[i]]))
                 cursors[i] += 1
         return out
 
@@ -610,7 +610,8 @@ class Engine:
     async def _many(self, commands: list[tuple[str, str | None, m.Command]]) -> list[ItemResult]:
         if not 0 < len(commands) <= m.MAX_BATCH_ITEMS:
             raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
-        outcome = await self._grouped(commands, lambda g: Request(items=g))
+        routed = [(self.shard_for(fid, part), command) for fid, part, command in commands]
+        outcome = await self._grouped(routed, lambda g: Request(items=g))
         per_shard: dict[int, list[ItemResult]] = {}
         for i, result in outcome.items():
             if isinstance(result, BaseException):
@@ -618,8 +619,7 @@ class Engine:
             per_shard[i] = list(result)
         out = []
         cursors = dict.fromkeys(per_shard, 0)
-        for flow_id, part, _c in commands:
-            i = self.shard_for(flow_id, part)
+        for i, _command in routed:
             out.append(per_shard[i][cursors[i]])
             cursors[i] += 1
         return out

@@ -155,8 +155,7 @@ class Ack:
     partition_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     """Per-item outcome of a batch command: `flow` on success, else `error`."""
 
     id: str
