@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import trio
 from rich.console import Console
 
 from ._errors import FlowError
@@ -43,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.orders < 0 or args.workers < 1:
                 console.print("flowactors: --orders must be >= 0 and --workers >= 1")
                 return 2
-            trio.run(run_demo, args.data_dir, args.orders, args.workers, console)
+            if args.orders == 0:
+                console.print("flowactors: --orders must be at least 1")
+                return 2
+            run_demo(args.data_dir, args.orders, args.workers, console)
     except FlowError as exc:
         print(f"flowactors: {exc}", file=sys.stderr)
         return 1
