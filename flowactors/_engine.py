@@ -502,6 +502,8 @@ class Engine:
         values: Mapping[str, bytes] | None = None,
         partition_key: str | None = None,
     ) -> Flow:
+        """Finish a claimed flow with an optional result (readable with `get`). Needs the
+        current lease and fencing tokens; an exact replay returns the flow unchanged."""
         command = m.Complete(
             flow_id,
             lease_token,
@@ -522,6 +524,8 @@ class Engine:
         values: Mapping[str, bytes] | None = None,
         partition_key: str | None = None,
     ) -> Flow:
+        """Fail a claimed flow for good (no retry), with optional error bytes. Same
+        token rules and replay behaviour as `complete`."""
         command = m.Fail(
             flow_id,
             lease_token,
