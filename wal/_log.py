@@ -27,8 +27,9 @@ acknowledged data. Reopening recovers; a torn tail left by the failed write is t
 
 *Segments.* `NNNNNNNNNN.log`, append-only; the active one rotates at `segment_max_bytes`
 (a segment overshoots by at most one commit batch, since frames never span files). A
-closed segment is immutable and gets a hint file. The directory is fsync'd after every
-create, rename and remove.
+closed segment is immutable and gets a hint file, written inside the rotating commit from
+entries the publish loop kept in memory (a failed hint write is a failed write). The
+directory is fsync'd after every create, rename and remove.
 
 *Recovery on open.* Merge leftovers are finished or discarded (see merge). Segments with a
 valid hint load from it without reading values. The newest segment without a hint is the
@@ -43,8 +44,8 @@ fails its checksum, or disagrees with its segment's size, is rebuilt from a stri
 *Last writer wins by sequence number, not by file order*, because merge outputs get new
 segment ids but keep their entries' original sequence numbers.
 
-*Merge.* Seals the active segment, then rewrites every closed segment (those whose hint is
-written) keeping only the entries the keydir points at. Outputs and their hints are
+*Merge.* Seals the active segment, then rewrites every closed segment keeping only the
+entries the keydir points at. Outputs and their hints are
 written into `merge/` and fsync'd; then a `merge/DONE` manifest naming inputs and outputs
 is written and fsync'd: that is the commit point. The outputs are renamed in (hints
 first), the keydir is repointed with compare-and-swap (a key written meanwhile keeps its
