@@ -628,53 +628,36 @@ class Engine:
             cursors[i] += 1
         return out
 
+    async def _acks(
+        self, items: Sequence[Ack], make: Callable[[Ack], m.Command]
+    ) -> list[ItemResult]:
+        return await self._many([(a.id, a.partition_key, make(a)) for a in items])
+
     async def complete_many(self, items: Sequence[Ack]) -> list[ItemResult]:
         """Complete many claimed flows in one round trip (`Ack.data` is the result)."""
-        return await self._many(
-            [
-                (
-                    a.id,
-                    a.partition_key,
-                    m.Complete(
-                        m.check_id(a.id),
-                        a.lease_token,
-                        a.fencing_token,
-                        m.check_blob(a.data, "result"),
-                    ),
-                )
-                for a in items
-            ]
+        return await self._acks(
+            items,
+            lambda a: m.Complete(
+                m.check_id(a.id), a.lease_token, a.fencing_token, m.check_blob(a.data, "result")
+            ),
         )
 
     async def fail_many(self, items: Sequence[Ack]) -> list[ItemResult]:
-        return await self._many(
-            [
-                (
-                    a.id,
-                    a.partition_key,
-                    m.Fail(
-                        m.check_id(a.id),
-                        a.lease_token,
-                        a.fencing_token,
-                        m.check_blob(a.data, "error"),
-                    ),
-                )
-                for a in items
-            ]
+        """Fail many claimed flows in one round trip (`Ack.data` is the error)."""
+        return await self._acks(
+            items,
+            lambda a: m.Fail(
+                m.check_id(a.id), a.lease_token, a.fencing_token, m.check_blob(a.data, "error")
+            ),
         )
 
     async def retry_many(self, items: Sequence[Ack]) -> list[ItemResult]:
-        return await self._many(
-            [
-                (
-                    a.id,
-                    a.partition_key,
-                    self._retry_cmd(
-                        a.id, a.lease_token, a.fencing_token, a.data, None, None, None, None, None
-                    ),
-                )
-                for a in items
-            ]
+        """Retry many claimed flows per their policy (`Ack.data` is the error)."""
+        return await self._acks(
+            items,
+            lambda a: self._retry_cmd(
+                a.id, a.lease_token, a.fencing_token, a.data, None, None, None, None, None
+            ),
         )
 
     async def transition_many(

@@ -18,7 +18,7 @@ confusing `WrongState`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -813,6 +813,3 @@ def decide(state: ShardState, command: Command, now: int, config: Config) -> Dec
     if isinstance(command, Read):
         return state.get(command.id), []
     raise InvalidArgument(f"unknown command {type(command).__name__}")
-
-
-ACK_COMMANDS: Sequence[type] = (Complete, Fail, Retry, Transition)
