@@ -18,25 +18,48 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace as dataclass_replace
+from itertools import islice
 from typing import Any
 
+import cbor2
 import trio
 import xxhash
 
 import wal
 
+from . import _coord as c
 from . import _machine as m
+from . import _queries as q
 from ._errors import (
     EngineClosed,
     FlowError,
     FlowNotFound,
+    IdempotencyConflict,
     InvalidArgument,
     Overloaded,
+    StorageError,
+    translate,
 )
-from ._record import TERMINAL
+from ._policy import decode_policy, encode_policy, merge_policy
+from ._record import TERMINAL, Record
 from ._shard import NO_HYDRATE, Hydrate, Request, Shard
 from ._state import ShardState
-from ._types import Ack, CreateSpec, Flow, HistoryEvent, ItemResult, RetryPolicy
+from ._types import (
+    Ack,
+    ChildSpec,
+    ChildStatus,
+    CreateSpec,
+    Flow,
+    FlowPolicy,
+    HistoryEvent,
+    ItemResult,
+    OnChildFailed,
+    OnParentClosed,
+    Page,
+    RetryPolicy,
+    WaitMode,
+)
 
 SLOTS = 1024
 ENGINE_FILE = "ENGINE"
@@ -53,6 +76,23 @@ def trio_clock_ms() -> int:
 
 def slot_of(key: str) -> int:
     return xxhash.xxh3_64_intdigest(key.encode("utf-8", "surrogatepass")) & (SLOTS - 1)
+
+
+def slot_table(shards: int) -> list[int]:
+    return [slot % shards for slot in range(SLOTS)]
+
+
+def router(shards: int) -> Callable[[str], int]:
+    """Routing key (partition key, or id) -> shard index; the engine's one rule."""
+    table = slot_table(shards)
+    return lambda key: table[slot_of(key)]
+
+
+def _require_record(state: ShardState, flow_id: str) -> Record:
+    record = state.get(flow_id)
+    if record is None:
+        raise FlowNotFound(f"flow {flow_id!r} not found")
+    return record
 
 
 def _hydrate(payload: bool | int, values: Iterable[str], outcome: bool = False) -> Hydrate:
@@ -78,9 +118,11 @@ class Engine:
         self._config = config
         self._clock = clock
         self._queue_timeout = None if queue_timeout_ms is None else queue_timeout_ms / 1000
-        self._slot_table = [slot % len(shards) for slot in range(SLOTS)]
+        self._slot_table = slot_table(len(shards))
         self._closed = False
         self._claim_cursor = 0
+        self._policy_lock = trio.Lock()
+        self._background = trio.CancelScope()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -119,7 +161,7 @@ class Engine:
         self,
         flow_id: str,
         partition_key: str | None,
-        command: m.Command,
+        command: c.AnyCommand,
         hydrate: Hydrate = NO_HYDRATE,
     ) -> Any:
         m.check_id(flow_id)
@@ -762,9 +804,24 @@ class Engine:
         record = await self._call(shard, Request(query=query))
         return shard.history(record)
 
-    async def info(self, type: str) -> dict[str, int]:
-        """Number of flows of `type` per state (running included), across all shards."""
+    async def info(self, type: str, *, partition_key: str | None = None) -> dict[str, int]:
+        """Number of flows of `type` per state (running included): across all shards,
+        or within one partition."""
         m.check_type(type)
+        if partition_key is not None:
+            m.check_name(partition_key, "partition_key")
+            shard = self._shards[self.shard_for("", partition_key)]
+            counts: dict[str, int] = await self._call(
+                shard,
+                Request(
+                    query=lambda st: {
+                        s: n
+                        for (t, p, s), n in st.part_counts.items()
+                        if t == type and p == partition_key
+                    }
+                ),
+            )
+            return dict(sorted(counts.items()))
 
         def make(shard: Shard) -> Request:
             return Request(query=lambda st: {s: n for (t, s), n in st.counts.items() if t == type})
@@ -774,6 +831,456 @@ class Engine:
             for state, n in counts.items():
                 totals[state] = totals.get(state, 0) + n
         return dict(sorted(totals.items()))
+
+    # -- coordination: fanout ----------------------------------------------------------
+
+    async def spawn_children(
+        self,
+        parent_id: str,
+        lease_token: str | None,
+        fencing_token: int,
+        *,
+        group_id: str,
+        children: Sequence[ChildSpec],
+        success_state: str,
+        failure_state: str,
+        wait: WaitMode = "all",
+        wait_state: str = "waiting_children",
+        on_child_failed: OnChildFailed = "fail_parent",
+        on_parent_closed: OnParentClosed = "cancel_children",
+        partition_key: str | None = None,
+    ) -> Flow:
+        """Create `children` under a group of the parent and park the parent until the
+        group resolves (`wait` all / any), or move it on at once (`wait="none"`).
+
+        Guards as for a transition (fencing; the lease token if leased). The parent goes
+        to `wait_state`, unleased and not claimable; each child's terminal outcome is
+        counted once, and the resolution moves the parent to `success_state` or
+        `failure_state` (due at once when not terminal). Children default to the
+        parent's partition; children elsewhere are created through durable messages,
+        and this call returns once they exist. The same request again is a no-op; a
+        different request under the same group id raises IdempotencyConflict.
+        """
+        m.check_id(parent_id)
+        gid = m.check_name(group_id, "group_id")
+        if gid.startswith("__"):
+            raise InvalidArgument("group_id must not start with '__' (reserved)")
+        if wait not in ("all", "any", "none"):
+            raise InvalidArgument(f"wait must be all, any or none, not {wait!r}")
+        if on_child_failed not in ("fail_parent", "ignore"):
+            raise InvalidArgument("on_child_failed must be fail_parent or ignore")
+        if on_parent_closed not in ("cancel_children", "abandon_children"):
+            raise InvalidArgument("on_parent_closed must be cancel_children or abandon_children")
+        m.check_active_state(wait_state, "wait_state")
+        m.check_state(success_state, "success_state")
+        m.check_state(failure_state, "failure_state")
+        if not 0 < len(children) <= m.MAX_BATCH_ITEMS:
+            raise InvalidArgument(f"spawn_children takes 1..{m.MAX_BATCH_ITEMS} children")
+        creates: list[m.Create] = []
+        seen: set[str] = set()
+        for spec in children:
+            if not isinstance(spec, ChildSpec):
+                raise InvalidArgument("children must be ChildSpec items")
+            create = m.Create(
+                spec.id,
+                m.check_type(spec.type),
+                m.check_active_state(spec.state, "child state"),
+                spec.payload,
+                spec.partition_key,
+                spec.run_at_ms,
+                spec.priority if spec.priority is not None else 0,
+                spec.values,
+                spec.attributes,
+                None,
+                None,
+                spec.correlation_id,
+            )
+            m.validate_create_item(create)
+            if create.id in seen:
+                raise InvalidArgument(f"duplicate child id {create.id!r}")
+            seen.add(create.id)
+            creates.append(create)
+        command = c.Spawn(
+            parent_id,
+            lease_token,
+            fencing_token,
+            gid,
+            creates,
+            wait,
+            wait_state,
+            success_state,
+            failure_state,
+            on_child_failed == "fail_parent",
+            on_parent_closed == "cancel_children",
+        )
+        home = self.shard_for(parent_id, partition_key)
+        parent: Flow = await self._call(self._shards[home], Request(command))
+        parent_partition = parent.partition_key
+        targets = {
+            self.shard_for(ch.id, ch.partition if ch.partition is not None else parent_partition)
+            for ch in creates
+        }
+        targets.discard(home)
+        await self._delivered(
+            self._shards[home], [f"s\x00{parent_id}\x00{gid}\x00{t}" for t in targets]
+        )
+        return parent
+
+    async def _delivered(self, shard: Shard, msg_ids: list[str]) -> None:
+        """Wait until the courier has delivered (and the target applied) `msg_ids`."""
+        while True:
+            acked = shard.acked
+            if not any(msg_id in shard.outbox for msg_id in msg_ids):
+                return
+            if shard.courier_error is not None:
+                raise StorageError(
+                    f"shard {shard.index} cannot deliver to another shard yet "
+                    f"({shard.courier_error}); delivery resumes when the engine reopens"
+                )
+            await acked.wait()
+
+    async def children(
+        self,
+        parent_id: str,
+        *,
+        group_id: str | None = None,
+        partition_key: str | None = None,
+    ) -> list[ChildStatus]:
+        """The children of a parent's groups (one group with `group_id`) and what the
+        parent knows of them: "pending" until their terminal outcome is counted."""
+        m.check_id(parent_id)
+        shard = self._shards[self.shard_for(parent_id, partition_key)]
+        record = await self._call(shard, Request(query=lambda st: _require_record(st, parent_id)))
+        groups = (record.ext or {}).get("groups") or {}
+        if group_id is not None:
+            if group_id not in groups:
+                raise FlowNotFound(f"flow {parent_id!r} has no child group {group_id!r}")
+            groups = {group_id: groups[group_id]}
+        out: list[ChildStatus] = []
+        for gid in groups:
+            listing = shard._read(c.group_key(parent_id, gid))
+            if listing is None:
+                continue
+            for child_id, child_type, _shard in cbor2.loads(listing):
+                noted = shard._read(c.noted_key(parent_id, child_id))
+                if noted is None:
+                    out.append(ChildStatus(child_id, gid, child_type, "pending"))
+                else:
+                    _gid, status, result, error = cbor2.loads(noted)
+                    out.append(ChildStatus(child_id, gid, child_type, status, result, error))
+        return out
+
+    # -- coordination: signals, rewind -------------------------------------------------
+
+    async def signal(
+        self,
+        flow_id: str,
+        name: str,
+        *,
+        values: Mapping[str, bytes] | None = None,
+        if_state: str | Sequence[str] | None = None,
+        transition_to: str | None = None,
+        run_at_ms: int | None = None,
+        delay_ms: int | None = None,
+        idempotency_key: str | None = None,
+        partition_key: str | None = None,
+    ) -> Flow:
+        """Deliver an external event to a flow.
+
+        Passive (no `transition_to`): a `signaled` history event and the named values;
+        a lease and its fencing token are kept. Transitioning: `if_state` is required and
+        must contain the current state; the flow moves to `transition_to`, due at
+        `run_at_ms` (default now), and loses its lease (its holder then hears
+        StaleLease). With `idempotency_key`, the same signal again is a no-op (no second
+        event) and a different one under the same key raises IdempotencyConflict.
+        """
+        m.check_id(flow_id)
+        m.check_name(name, "signal name")
+        states: tuple[str, ...] | None = None
+        if if_state is not None:
+            raw = (if_state,) if isinstance(if_state, str) else tuple(if_state)
+            if not raw:
+                raise InvalidArgument("if_state must name at least one state")
+            states = tuple(m.check_state(s, "if_state") for s in raw)
+        if transition_to is not None:
+            m.check_active_state(transition_to, "transition_to")
+            if states is None:
+                raise InvalidArgument("a transitioning signal requires if_state")
+        elif run_at_ms is not None or delay_ms is not None:
+            raise InvalidArgument("run_at_ms / delay_ms need transition_to")
+        if idempotency_key is not None:
+            m.check_name(idempotency_key, "idempotency_key")
+        command = c.Signal(
+            flow_id,
+            name,
+            m.check_values(values),
+            states,
+            transition_to,
+            self._due(run_at_ms, delay_ms) if transition_to is not None else None,
+            idempotency_key,
+        )
+        flow: Flow = await self._one(flow_id, partition_key, command)
+        return flow
+
+    async def rewind(
+        self,
+        flow_id: str,
+        to_version: int,
+        *,
+        expect_state: str | None = None,
+        partition_key: str | None = None,
+    ) -> Flow:
+        """Restore the flow as it was after history event `to_version`.
+
+        Refused while leased. The restored state is the event's (its logical state if it
+        was running), with that event's attempts, payload, result and error; the fencing
+        token is bumped so nothing issued before the rewind can act on the flow; a live
+        target state is due at once. History is appended to (a `rewound` event), never
+        rewritten. Named values keep their current contents. Works on terminal flows.
+        """
+        m.check_int(to_version, "to_version", 1, m.MAX_TIME_MS)
+        if expect_state is not None:
+            m.check_state(expect_state, "expect_state")
+        command = c.Rewind(flow_id, to_version, expect_state)
+        flow: Flow = await self._one(flow_id, partition_key, command)
+        return flow
+
+    # -- coordination: policies --------------------------------------------------------
+
+    async def install_policy(
+        self,
+        type: str,
+        policy: FlowPolicy,
+        *,
+        expected_generation: int | None = None,
+        replace: bool = False,
+    ) -> FlowPolicy:
+        """Install `type`'s policy: merged field by field into the current one (state
+        layers too), or replacing it with `replace=True`. With `expected_generation`,
+        only if the current generation is that (compare-and-swap; 0 = none installed).
+        Durable on every shard before it takes effect; returns the new policy."""
+        m.check_type(type)
+        if not isinstance(policy, FlowPolicy):
+            raise InvalidArgument("policy must be a FlowPolicy")
+        if expected_generation is not None:
+            m.check_int(expected_generation, "expected_generation", 0, m.MAX_TIME_MS)
+        async with self._policy_lock:
+            current = self._config.installed.get(type)
+            generation = current.generation if current is not None else 0
+            if expected_generation is not None and expected_generation != generation:
+                raise IdempotencyConflict(
+                    f"policy of {type!r} is at generation {generation}, "
+                    f"not {expected_generation}"
+                )
+            merged = policy if replace or current is None else merge_policy(current, policy)
+            new = dataclass_replace(merged, generation=generation + 1)
+            await self._write_policy(type, new, range(len(self._shards)))
+            self._config.install(type, new)
+            return new
+
+    async def _write_policy(self, type: str, policy: FlowPolicy, shards: Iterable[int]) -> None:
+        data = encode_policy(policy)
+        await self._each_shard(
+            lambda s: Request(c.PutPolicy(type, data)) if s.index in shards else None
+        )
+
+    async def get_policy(self, type: str) -> FlowPolicy:
+        """The installed policy of `type` (an empty one, generation 0, if none)."""
+        m.check_type(type)
+        return self._config.installed.get(type) or FlowPolicy()
+
+    # -- coordination: queries ---------------------------------------------------------
+
+    async def _paged(
+        self,
+        run: Callable[[ShardState, Any, int], list[Any]],
+        cursor: str | None,
+        width: int,
+        limit: int,
+        shards: Sequence[Shard] | None = None,
+    ) -> Page:
+        m.check_int(limit, "limit", 1, q.MAX_PAGE)
+        after = q.decode_cursor(cursor, width)
+        targets = list(shards) if shards is not None else self._shards
+        entries: list[tuple[Any, Flow]] = []
+
+        async def one(shard: Shard) -> None:
+            def query(st: ShardState) -> list[tuple[Any, Flow]]:
+                return [(key, shard.to_flow(rec)) for key, rec in run(st, after, limit)]
+
+            entries.extend(await self._call(shard, Request(query=query)))
+
+        async with trio.open_nursery() as nursery:
+            for shard in targets:
+                nursery.start_soon(one, shard)
+        entries.sort(key=lambda e: e[0])
+        page = entries[:limit]
+        more = len(entries) > limit or (len(page) == limit)
+        next_cursor = q.encode_cursor(page[-1][0]) if page and more else None
+        return Page([flow for _key, flow in page], next_cursor)
+
+    async def list_flows(
+        self, type: str, state: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """Flows of `type` in `state`: due ones by priority then due time, then parked
+        ones (waiting parents), then terminal ones by the time they ended."""
+        m.check_type(type)
+        m.check_state(state)
+        return await self._paged(
+            lambda st, after, n: q.list_state(st, type, state, after, n), cursor, 4, limit
+        )
+
+    async def by_parent(
+        self, parent_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """Children of `parent_id` (on every shard), by id."""
+        m.check_id(parent_id)
+        return await self._paged(
+            lambda st, after, n: q.by_ids(st, st.children.get(parent_id, ()), after, n),
+            cursor,
+            1,
+            limit,
+        )
+
+    async def by_root(self, root_id: str, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """Every descendant of the tree rooted at `root_id` (not the root itself), by id."""
+        m.check_id(root_id)
+        return await self._paged(
+            lambda st, after, n: q.by_ids(st, st.by_root.get(root_id, ()), after, n),
+            cursor,
+            1,
+            limit,
+        )
+
+    async def by_correlation(
+        self, correlation_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """Flows created with `correlation_id`, across all shards, by id."""
+        m.check_id(correlation_id, "correlation_id")
+        return await self._paged(
+            lambda st, after, n: q.by_ids(st, st.by_correlation.get(correlation_id, ()), after, n),
+            cursor,
+            1,
+            limit,
+        )
+
+    async def stuck(
+        self, type: str, *, older_than_ms: int = 0, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """Running flows whose lease expired at least `older_than_ms` ago and that no
+        claim has reclaimed yet, by lease deadline."""
+        m.check_type(type)
+        m.check_int(older_than_ms, "older_than_ms", 0, m.MAX_TIME_MS)
+        deadline = self._clock() - older_than_ms
+        return await self._paged(
+            lambda st, after, n: q.stuck(st, type, deadline, after, n), cursor, 2, limit
+        )
+
+    async def terminals(
+        self,
+        type: str,
+        *,
+        state: str | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Terminal flows of `type` (one terminal `state`, or all) that ended within
+        [from_ms, to_ms], oldest first."""
+        m.check_type(type)
+        names = sorted(TERMINAL) if state is None else [state]
+        for bound, what in ((from_ms, "from_ms"), (to_ms, "to_ms")):
+            if bound is not None:
+                m.check_int(bound, what, 0, m.MAX_TIME_MS)
+        return await self._paged(
+            lambda st, after, n: q.terminals(st, type, names, from_ms, to_ms, after, n),
+            cursor,
+            2,
+            limit,
+        )
+
+    async def reclaim_expired(
+        self, type: str, worker: str, *, limit: int = 1, lease_ms: int = 30_000
+    ) -> list[Flow]:
+        """Claim only flows whose lease expired (alias of `reclaim`)."""
+        return await self.reclaim(type, worker, limit=limit, lease_ms=lease_ms)
+
+    # -- retention and maintenance -----------------------------------------------------
+
+    async def retention_cleanup(self, *, limit: int = 1000) -> dict[str, int]:
+        """One bounded pass on every shard: fail live flows past their max_active_ms,
+        then delete terminal flows past their retention, with their history, values and
+        fanout keys. `more` is 1 when a shard had more to do than `limit`."""
+        m.check_int(limit, "limit", 1, m.MAX_BATCH_ITEMS)
+        reports = await self._each_shard(lambda s: Request(c.Cleanup(limit)))
+        total = {"active_timeouts": 0, "deleted": 0, "more": 0}
+        for report in reports:
+            total["active_timeouts"] += report["active_timeouts"]
+            total["deleted"] += report["deleted"]
+            total["more"] = max(total["more"], report["more"])
+        return total
+
+    async def compact(self) -> dict[str, int]:
+        """Merge every shard's closed log segments, reclaiming the space of deleted and
+        superseded entries (the keydir already forgot them)."""
+        reclaimed = 0
+        for shard in self._shards:
+            try:
+                report = await shard.log.merge()
+            except wal.WalError as exc:
+                raise translate(exc) from exc
+            reclaimed += report.bytes_before - report.bytes_after
+        return {"bytes_reclaimed": reclaimed}
+
+    async def _courier(self, shard: Shard) -> None:
+        """Deliver `shard`'s durable outbox to the target shards, then ack it there.
+
+        One courier per shard, so a message is never in flight twice; a crash between
+        delivery and ack re-delivers after recovery, which the target ignores."""
+        try:
+            while True:
+                if not shard.outbox:
+                    shard.outbox_changed = trio.Event()
+                    await shard.outbox_changed.wait()
+                    continue
+                batch = list(islice(shard.outbox.items(), 1024))
+                per_target: dict[int, list[c.Deliver]] = {}
+                for msg_id, (target, message) in batch:
+                    per_target.setdefault(target, []).append(c.Deliver(msg_id, message))
+                for target, items in sorted(per_target.items()):
+                    await self._call(self._shards[target], Request(items=items))
+                await self._call(shard, Request(c.Acked([msg_id for msg_id, _ in batch])))
+        except FlowError as exc:
+            shard.courier_error = exc
+            shard.acked.set()
+
+    async def _recover_policies(self) -> None:
+        """Install the newest policy generation found on any shard, and rewrite it on
+        shards that missed it (an install interrupted by a crash)."""
+        newest: dict[str, FlowPolicy] = {}
+        for shard in self._shards:
+            for type_name, data in shard.policies.items():
+                policy = decode_policy(data, shard.log.path)
+                if type_name not in newest or policy.generation > newest[type_name].generation:
+                    newest[type_name] = policy
+        for type_name, policy in newest.items():
+            lagging = [
+                s.index
+                for s in self._shards
+                if s.policies.get(type_name) is None
+                or decode_policy(s.policies[type_name], s.log.path).generation
+                < policy.generation
+            ]
+            if lagging:
+                await self._write_policy(type_name, policy, lagging)
+            self._config.install(type_name, policy)
+
+    async def _run_couriers(self) -> None:
+        with self._background:
+            async with trio.open_nursery() as nursery:
+                for shard in self._shards:
+                    nursery.start_soon(self._courier, shard)
 
     def statistics(self) -> dict[str, Any]:
         """Per-shard counters and log statistics (for monitoring and benchmarks)."""
@@ -804,6 +1311,7 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        self._background.cancel()
         for shard in self._shards:
             await shard.send.aclose()
 
@@ -849,16 +1357,23 @@ async def open_engine(
     queue_capacity: int = 4096,
     queue_timeout_ms: int | None = None,
     segment_max_bytes: int = 64 * 1024 * 1024,
+    maintenance_interval_ms: int | None = 60_000,
     fs: wal.FileSystem | None = None,
 ) -> AsyncIterator[Engine]:
     """Open (creating if needed) an engine in `path`, inside the running Trio program.
 
     `clock` returns engine time in ms (default: wall clock; use `trio_clock_ms` with
     Trio's MockClock in tests). `sync` is the wal sync mode (`always` is durable).
+    Every `maintenance_interval_ms` of engine time (None: never), each shard runs a
+    bounded pass with its next batch of work: it fails flows past their max_active_ms
+    and deletes terminal flows past their retention. It rides on traffic rather than a
+    timer, so an idle engine does nothing and Trio's MockClock never jumps for it.
     """
     root = os.fspath(path)
     m.check_int(shards, "shards", 1, SLOTS)
     m.check_int(queue_capacity, "queue_capacity", 1, 1 << 20)
+    if maintenance_interval_ms is not None:
+        m.check_int(maintenance_interval_ms, "maintenance_interval_ms", 1, m.MAX_DELAY_MS)
     files = fs or wal.OsFileSystem()
     await trio.to_thread.run_sync(_read_engine_file, files, root, shards)
     config = m.Config(
@@ -879,6 +1394,8 @@ async def open_engine(
                     capacity=queue_capacity,
                     segment_max_bytes=segment_max_bytes,
                     fs=files,
+                    route=router(shards),
+                    maintenance_ms=maintenance_interval_ms,
                 )
             )
     except BaseException:
@@ -893,6 +1410,8 @@ async def open_engine(
             for shard in opened:
                 nursery.start_soon(shard.run)
             try:
+                await engine._recover_policies()
+                nursery.start_soon(engine._run_couriers)
                 yield engine
             except BaseException as exc:
                 # Kept out of the nursery so callers see their own exception, not a group.

@@ -19,7 +19,7 @@ confusing `WrongState`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
@@ -37,7 +37,7 @@ from ._errors import (
 from ._record import CANCELLED, COMPLETED, FAILED, RUNNING, TERMINAL, Record, make_record
 from ._retry import backoff_delay_ms
 from ._state import ShardState
-from ._types import RetryPolicy
+from ._types import RETRY_FIELDS, FlowPolicy, RetryPolicy
 
 # -- limits (documented in README "Limits") ---------------------------------------------
 
@@ -56,14 +56,54 @@ DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Engine-wide settings the machine needs (pure data)."""
+    """Engine-wide settings the machine needs (pure data).
+
+    `installed` holds the flow policies installed through the engine; the engine replaces
+    entries (and clears the cache) only between commands, so every decision sees one
+    consistent policy table."""
 
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     type_policies: Mapping[str, RetryPolicy] = field(default_factory=dict)
     default_retention_ms: int = DEFAULT_RETENTION_MS
+    installed: dict[str, FlowPolicy] = field(default_factory=dict)
+    _cache: dict[tuple[str, str, str | None], Any] = field(default_factory=dict)
 
-    def policy_for(self, flow_type: str) -> RetryPolicy:
-        return self.type_policies.get(flow_type, self.retry_policy)
+    def install(self, flow_type: str, policy: FlowPolicy) -> None:
+        self.installed[flow_type] = policy
+        self._cache.clear()
+
+    def _layered(self, flow_type: str, state: str | None) -> dict[str, Any]:
+        """Installed type layer, then the state layer, merged field by field."""
+        policy = self.installed.get(flow_type)
+        if policy is None:
+            return {}
+        merged = policy.fields()
+        layer = policy.states.get(state) if state is not None else None
+        if layer is not None:
+            merged.update(layer.fields())
+        return merged
+
+    def policy_for(self, flow_type: str, state: str | None = None) -> RetryPolicy:
+        """The retry policy of a flow of `flow_type` worked in `state`."""
+        key = ("retry", flow_type, state)
+        cached: RetryPolicy | None = self._cache.get(key)
+        if cached is None:
+            base = self.type_policies.get(flow_type, self.retry_policy)
+            layered = self._layered(flow_type, state)
+            retry = {f: v for f, v in layered.items() if f in RETRY_FIELDS}
+            cached = replace(base, **retry) if retry else base
+            self._cache[key] = cached
+        return cached
+
+    def setting(self, name: str, flow_type: str, state: str | None = None) -> Any:
+        """max_active_ms / retention_ms / history_max_events from the installed layers
+        (None when no layer sets it)."""
+        key = (name, flow_type, state)
+        if key in self._cache:
+            return self._cache[key]
+        value = self._layered(flow_type, state).get(name)
+        self._cache[key] = value
+        return value
 
 
 # -- mutations --------------------------------------------------------------------------
@@ -397,7 +437,11 @@ def _check_lease(r: Record, fencing: int, lease_token: str | None, *, need_lease
 
 
 def _terminal(r: Record, state: str, now: int, config: Config, **changes: Any) -> Record:
-    retention = r.retention_ms if r.retention_ms is not None else config.default_retention_ms
+    retention = r.retention_ms
+    if retention is None:
+        retention = config.setting("retention_ms", r.type, state)
+        if retention is None:
+            retention = config.default_retention_ms
     return r.evolve(
         state=state,
         run_state=None,
@@ -502,7 +546,7 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
             mutations.append(_timeout(r, now, config))
             return
         if reclaim:
-            policy = config.policy_for(r.type)
+            policy = config.policy_for(r.type, r.run_state)
             if r.reclaims + 1 > policy.max_reclaims:
                 mutations.append(_exhaust_reclaims(r, now, config, policy))
                 return
@@ -708,7 +752,7 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
     if r.fencing == c.fencing and not r.leased and r.last_event in ("retry", "exhausted"):
         return r, []  # exact replay
     _check_lease(r, c.fencing, c.lease_token, need_lease=True)
-    policy = config.policy_for(r.type)
+    policy = config.policy_for(r.type, r.run_state)
     max_retries = c.max_retries if c.max_retries is not None else policy.max_retries
     exhausted_to = c.exhausted_to if c.exhausted_to is not None else policy.exhausted_to
     attempts = r.attempts + 1

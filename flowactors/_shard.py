@@ -13,6 +13,11 @@ If the commit fails, the in-memory state has run ahead of the disk: the shard is
 rebuilds the state from the log.
 
 Payload, result, error and value bytes are hydrated after the commit, from the log.
+
+Outbox. Cross-shard messages (see `_coord`) are written under `o<msg_id>` keys in the
+same frame as the mutation that caused them, but enter `outbox` (what the engine's
+courier delivers) only after that frame is durable: a message must never announce a
+mutation that a crash could still roll back. Recovery refills `outbox` from the keys.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
 import trio
 
 import wal
 
+from . import _coord as c
 from . import _machine as m
 from ._errors import CorruptLog, FlowError, FlowNotFound, StorageError, translate
 from ._record import (
@@ -40,6 +47,7 @@ from ._state import ShardState
 from ._types import EMPTY, Flow, HistoryEvent, ItemResult
 
 MAX_BATCH = 1024
+MAINTENANCE_LIMIT = 256  # flows timed out / deleted per shard by one maintenance pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +70,9 @@ class Request:
 
     def __init__(
         self,
-        command: m.Command | None = None,
+        command: c.AnyCommand | None = None,
         *,
-        items: Sequence[m.Command] | None = None,
+        items: Sequence[c.AnyCommand] | None = None,
         query: Callable[[ShardState], Any] | None = None,
         hydrate: Hydrate = NO_HYDRATE,
     ) -> None:
@@ -96,6 +104,19 @@ class Shard:
         self.broken: StorageError | None = None
         self.commits = 0
         self.requests = 0
+        # Durable outbound messages: msg_id -> (target shard, message).
+        self.outbox: dict[str, tuple[int, list[Any]]] = {}
+        self.outbox_changed = trio.Event()
+        self.acked = trio.Event()  # set (and replaced) whenever messages leave the outbox
+        self.courier_error: FlowError | None = None
+        self.policies: dict[str, bytes] = {}  # installed policies found at recovery
+        self._sending: list[c.Send] = []
+        self._unsending: list[str] = []
+        # Maintenance rides on traffic: the first batch after this engine time carries
+        # a bounded retention / max_active_ms pass (see `_process`).
+        self.maintenance_ms: int | None = None
+        self.next_maintenance = 0
+        self.maintenance = {"passes": 0, "active_timeouts": 0, "deleted": 0}
 
     # -- opening ------------------------------------------------------------------------
 
@@ -111,6 +132,8 @@ class Shard:
         capacity: int,
         segment_max_bytes: int,
         fs: wal.FileSystem | None,
+        route: Callable[[str], int] | None = None,
+        maintenance_ms: int | None = None,
     ) -> Shard:
         try:
             log = await wal.Log.open(
@@ -119,11 +142,19 @@ class Shard:
         except wal.WalError as exc:
             raise translate(exc) from exc
         try:
-            state = await trio.to_thread.run_sync(rebuild_state, log)
+            recovered = await trio.to_thread.run_sync(recover, log, index, route)
         except BaseException:
             await log.aclose()
             raise
-        return cls(index, log, state, config, clock, capacity)
+        shard = cls(index, log, recovered.state, config, clock, capacity)
+        shard.outbox = recovered.outbox
+        shard.policies = recovered.policies
+        shard.maintenance_ms = maintenance_ms
+        if maintenance_ms is not None:
+            shard.next_maintenance = clock() + maintenance_ms
+        if shard.outbox:
+            shard.outbox_changed.set()
+        return shard
 
     # -- the actor loop -----------------------------------------------------------------
 
@@ -142,6 +173,10 @@ class Shard:
     async def _process(self, batch: list[Request]) -> None:
         now = self.clock()
         frames: list[list[wal.Op]] = []
+        sweep = None
+        if self.maintenance_ms is not None and now >= self.next_maintenance:
+            sweep = Request(c.Cleanup(MAINTENANCE_LIMIT))
+            batch.append(sweep)
         for req in batch:
             if self.broken is not None:
                 req.error = self.broken
@@ -160,6 +195,11 @@ class Shard:
                 self.commits += 1
             except wal.WalError as exc:
                 self.broken = translate(exc)
+        if self._sending or self._unsending:
+            self._settle_outbox()
+        if sweep is not None:
+            batch.pop()
+            self._swept(sweep, now)
         self.requests += len(batch)
         for req in batch:
             if self.broken is not None and req.error is None:
@@ -170,6 +210,34 @@ class Shard:
                 except FlowError as exc:
                     req.error = exc
             req.done.set()
+
+    def _swept(self, sweep: Request, now: int) -> None:
+        assert self.maintenance_ms is not None
+        report = sweep.result if sweep.error is None else None
+        if report is None:
+            self.next_maintenance = now + self.maintenance_ms
+            return
+        self.maintenance["passes"] += 1
+        self.maintenance["active_timeouts"] += report["active_timeouts"]
+        self.maintenance["deleted"] += report["deleted"]
+        # More left: go on with the next batch; else wait for the next interval.
+        self.next_maintenance = now if report["more"] else now + self.maintenance_ms
+
+    def _settle_outbox(self) -> None:
+        """After the commit: durable messages become deliverable, acked ones leave."""
+        sending, unsending = self._sending, self._unsending
+        self._sending, self._unsending = [], []
+        if self.broken is not None:
+            return  # nothing of this batch is known durable; recovery re-reads the keys
+        for send in sending:
+            self.outbox[send.msg_id] = (send.target, send.message)
+        for msg_id in unsending:
+            self.outbox.pop(msg_id, None)
+        if sending:
+            self.outbox_changed.set()
+        if unsending:
+            self.acked.set()
+            self.acked = trio.Event()
 
     def _execute(self, req: Request, now: int, frames: list[list[wal.Op]]) -> None:
         if req.query is not None:
@@ -182,7 +250,7 @@ class Shard:
             for item in req.items:
                 flow_id = getattr(item, "id", "")
                 try:
-                    result, mutations = m.decide(self.state, item, now, self.config)
+                    result, mutations = c.decide(self.state, item, now, self.config)
                 except FlowError as exc:
                     results.append((flow_id, None, exc))
                     continue
@@ -196,7 +264,9 @@ class Shard:
             req.result = results
             return
         assert req.command is not None
-        result, mutations = m.decide(self.state, req.command, now, self.config)
+        if type(req.command) is c.Rewind:
+            self._load_rewind(req.command)
+        result, mutations = c.decide(self.state, req.command, now, self.config)
         if mutations:
             ops = []
             self._apply(mutations, ops)
@@ -206,9 +276,52 @@ class Shard:
         else:
             req.result = result
 
-    def _apply(self, mutations: list[m.Mutation], ops: list[wal.Op]) -> None:
+    def _load_rewind(self, cmd: c.Rewind) -> None:
+        """Read the event a rewind restores (the machine does no I/O)."""
+        record = self.state.get(cmd.id)
+        if record is None or not isinstance(cmd.to_version, int):
+            return
+        if not record.hist_floor <= cmd.to_version <= record.version:
+            return
+        data = self._read(history_key(cmd.id, cmd.to_version))
+        if data is None:
+            return  # trimmed, or written by this very batch: the machine refuses it
+        snap = Record.from_snapshot(decode_event(data)[2])
+        blobs = {}
+        for which, version in (
+            ("p", snap.payload_ver),
+            ("r", snap.result_ver),
+            ("e", snap.error_ver),
+        ):
+            blob = self._blob(snap, version, which) if version else None
+            if blob is not None:
+                blobs[which] = blob
+        cmd.snapshot, cmd.blobs = snap, blobs
+
+    def _apply_other(self, mut: Any, ops: list[wal.Op]) -> None:
+        kind = type(mut)
+        if kind is c.Put:
+            ops.append((mut.key, mut.value))
+        elif kind is c.Note:
+            self.state.note_child(mut.parent_id, mut.child_id)
+        elif kind is c.Drop:
+            self.state.remove(mut.id)
+            self.state.noted.pop(mut.id, None)
+        elif kind is c.Send:
+            ops.append((c.outbox_key(mut.msg_id), cbor2.dumps([mut.target, mut.message])))
+            self._sending.append(mut)
+        elif kind is c.Unsend:
+            ops.append((c.outbox_key(mut.msg_id), None))
+            self._unsending.append(mut.msg_id)
+        else:  # pragma: no cover - every mutation kind is handled above
+            raise AssertionError(f"unknown mutation {mut!r}")
+
+    def _apply(self, mutations: list[Any], ops: list[wal.Op]) -> None:
         put = self.state.put
         for mut in mutations:
+            if type(mut) is not m.Write:
+                self._apply_other(mut, ops)
+                continue
             rec = mut.record
             put(rec)
             ops.append(
@@ -337,8 +450,21 @@ class Shard:
         await self.log.aclose()
 
 
+@dataclass(slots=True)
+class Recovered:
+    state: ShardState
+    outbox: dict[str, tuple[int, list[Any]]]
+    policies: dict[str, bytes]
+
+
 def rebuild_state(log: wal.Log) -> ShardState:
-    """Recovery: the newest event of every flow is its record; index them all.
+    """The state alone (tests and benchmarks)."""
+    return recover(log).state
+
+
+def recover(log: wal.Log, index: int = 0, route: Callable[[str], int] | None = None) -> Recovered:
+    """Recovery: the newest event of every flow is its record; index them all; reload the
+    fanout `noted` sets, the outbox and the installed policies from their keys.
 
     The cyclic garbage collector is paused meanwhile: recovery allocates millions of
     long-lived objects and nothing cyclic, and each collection would walk them all again
@@ -346,22 +472,29 @@ def rebuild_state(log: wal.Log) -> ShardState:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _rebuild_state(log)
+        return _recover(log, ShardState(index, route))
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _rebuild_state(log: wal.Log) -> ShardState:
+def _recover(log: wal.Log, state: ShardState) -> Recovered:
     newest: dict[str, int] = {}
-    oldest: dict[str, int] = {}
-    for key in log.keys(b"h"):
-        flow_id, version = parse_history_key(key)
-        if version > newest.get(flow_id, 0):
-            newest[flow_id] = version
-        if version < oldest.get(flow_id, 1 << 62):
-            oldest[flow_id] = version
-    state = ShardState()
+    outbox_keys: list[bytes] = []
+    policy_keys: list[bytes] = []
+    for key in log.keys(b""):
+        tag = key[0]
+        if tag == 0x68:  # b"h"
+            flow_id, version = parse_history_key(key)
+            if version > newest.get(flow_id, 0):
+                newest[flow_id] = version
+        elif tag == 0x6E:  # b"n"
+            parent, _, child = key[1:].decode().partition("\x00")
+            state.note_child(parent, child)
+        elif tag == 0x6F:  # b"o"
+            outbox_keys.append(key)
+        elif tag == 0x50:  # b"P"
+            policy_keys.append(key)
     records = []
     wanted = [history_key(flow_id, version) for flow_id, version in newest.items()]
     for key, data in log.get_many(wanted):
@@ -369,9 +502,13 @@ def _rebuild_state(log: wal.Log) -> ShardState:
             record = Record.from_snapshot(decode_event(data)[2])
         except ValueError as exc:
             raise CorruptLog(log.path, 0, f"event {key!r}: {exc}") from exc
-        record.hist_floor = oldest[record.id]
         records.append(record)
     if len(records) != len(newest):  # pragma: no cover - keys() and get_many() agree
         raise FlowNotFound(f"{len(newest) - len(records)} flows lost their newest event")
     state.load(records)
-    return state
+    outbox: dict[str, tuple[int, list[Any]]] = {}
+    for key, data in log.get_many(outbox_keys):
+        target, message = cbor2.loads(data)
+        outbox[key[1:].decode()] = (target, message)
+    policies = {key[1:].decode(): data for key, data in log.get_many(policy_keys)}
+    return Recovered(state, outbox, policies)

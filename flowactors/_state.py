@@ -11,6 +11,16 @@ record through the same `put`):
 - lineage: `children[parent]`, `by_root[root]` (only for flows that are not their own root),
   `by_correlation[correlation]`: sets of ids.
 - `retention`: a SortedList of `(retention_until, id)` for terminal records.
+- `terminal[(type, state)]`: a SortedList of `(updated_at, id)` for terminal records (time
+  window queries); `parked[(type, state)]`: a SortedList of ids of live records with no due
+  time (parents waiting for children). With `due`, every record sits in exactly one of
+  these three, so listing a (type, state) never scans other flows.
+- `deadlines`: a SortedList of `(active_deadline, id)` for live records with max_active_ms.
+- `part_counts[(type, partition, state)]`: counts per partition, for records that have one.
+
+Two structures are not derived from records but from their own keys in the log (rebuilt
+by recovery from those keys): `noted[parent]`, the children whose terminal outcome the
+parent has counted (fanout idempotency).
 
 `_check()` recomputes every index from the records and compares; tests call it after each
 step.
@@ -18,7 +28,7 @@ step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sortedcontainers import SortedList
 
@@ -34,12 +44,23 @@ class ShardState:
         "by_root",
         "children",
         "counts",
+        "deadlines",
         "due",
+        "index",
+        "noted",
+        "parked",
+        "part_counts",
         "records",
         "retention",
+        "route",
+        "terminal",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, index: int = 0, route: Callable[[str], int] | None = None) -> None:
+        # Which shard this is, and the engine's routing function (routing key -> shard):
+        # fanout decides purely whether a child or parent lives here or elsewhere.
+        self.index = index
+        self.route: Callable[[str], int] = route or (lambda key: 0)
         self.records: dict[str, Record] = {}
         self.due: dict[tuple[str, str], SortedList] = {}
         self.counts: dict[tuple[str, str], int] = {}
@@ -47,6 +68,11 @@ class ShardState:
         self.by_root: dict[str, set[str]] = {}
         self.by_correlation: dict[str, set[str]] = {}
         self.retention: SortedList = SortedList()
+        self.terminal: dict[tuple[str, str], SortedList] = {}
+        self.parked: dict[tuple[str, str], SortedList] = {}
+        self.deadlines: SortedList = SortedList()
+        self.part_counts: dict[tuple[str, str, str], int] = {}
+        self.noted: dict[str, set[str]] = {}
         self._sorted_list: type = SortedList
 
     def get(self, flow_id: str) -> Record | None:
@@ -63,25 +89,27 @@ class ShardState:
     def load(self, records: list[Record]) -> None:
         """Recovery: index many records at once. Runs the same `_index` as `put`, but the
         sorted indexes collect into plain lists that are sorted once at the end."""
-        due, retention = self.due, self.retention
-        self.due = {}
-        self.retention = _Bulk()
+        saved = (self.due, self.terminal, self.parked, self.retention, self.deadlines)
+        self.due, self.terminal, self.parked = {}, {}, {}
+        self.retention, self.deadlines = _Bulk(), _Bulk()
         self._sorted_list = _Bulk
         try:
             for r in records:
                 self.records[r.id] = r
                 self._index(r)
         finally:
-            bulk_due, bulk_retention = self.due, self.retention
-            self.due, self.retention = due, retention
+            bulk = (self.due, self.terminal, self.parked, self.retention, self.deadlines)
+            self.due, self.terminal, self.parked, self.retention, self.deadlines = saved
             self._sorted_list = SortedList
-        for key, entries in bulk_due.items():
-            sl = self.due.get(key)
-            if sl is None:
-                self.due[key] = SortedList(entries)
-            else:
-                sl.update(entries)
-        self.retention.update(bulk_retention)
+        for mine, loaded in zip((self.due, self.terminal, self.parked), bulk[:3], strict=True):
+            for key, entries in loaded.items():
+                sl = mine.get(key)
+                if sl is None:
+                    mine[key] = SortedList(entries)
+                else:
+                    sl.update(entries)
+        self.retention.update(bulk[3])
+        self.deadlines.update(bulk[4])
 
     def remove(self, flow_id: str) -> None:
         old = self.records.pop(flow_id, None)
@@ -96,6 +124,21 @@ class ShardState:
             if sl is None:
                 sl = self.due[key] = self._sorted_list()
             sl.add((-r.priority, r.next_run_at, r.id))
+        elif r.state in TERMINAL:
+            sl = self.terminal.get(key)
+            if sl is None:
+                sl = self.terminal[key] = self._sorted_list()
+            sl.add((r.updated_at, r.id))
+        else:
+            sl = self.parked.get(key)
+            if sl is None:
+                sl = self.parked[key] = self._sorted_list()
+            sl.add(r.id)
+        if r.partition is not None:
+            pkey = (r.type, r.partition, r.state)
+            self.part_counts[pkey] = self.part_counts.get(pkey, 0) + 1
+        if r.active_deadline is not None and r.state not in TERMINAL:
+            self.deadlines.add((r.active_deadline, r.id))
         if r.parent_id is not None:
             self.children.setdefault(r.parent_id, set()).add(r.id)
         if r.root_id is not None:
@@ -117,6 +160,25 @@ class ShardState:
             sl.remove((-r.priority, r.next_run_at, r.id))
             if not sl:
                 del self.due[key]
+        elif r.state in TERMINAL:
+            sl = self.terminal[key]
+            sl.remove((r.updated_at, r.id))
+            if not sl:
+                del self.terminal[key]
+        else:
+            sl = self.parked[key]
+            sl.remove(r.id)
+            if not sl:
+                del self.parked[key]
+        if r.partition is not None:
+            pkey = (r.type, r.partition, r.state)
+            n = self.part_counts[pkey] - 1
+            if n:
+                self.part_counts[pkey] = n
+            else:
+                del self.part_counts[pkey]
+        if r.active_deadline is not None and r.state not in TERMINAL:
+            self.deadlines.remove((r.active_deadline, r.id))
         if r.parent_id is not None:
             _discard(self.children, r.parent_id, r.id)
         if r.root_id is not None:
@@ -125,6 +187,13 @@ class ShardState:
             _discard(self.by_correlation, r.correlation_id, r.id)
         if r.retention_until is not None:
             self.retention.remove((r.retention_until, r.id))
+
+    def note_child(self, parent_id: str, child_id: str) -> None:
+        self.noted.setdefault(parent_id, set()).add(child_id)
+
+    def noted_child(self, parent_id: str, child_id: str) -> bool:
+        kids = self.noted.get(parent_id)
+        return kids is not None and child_id in kids
 
     def due_states(self, flow_type: str) -> list[str]:
         """States of `flow_type` that have due entries (running excluded)."""
@@ -149,6 +218,10 @@ class ShardState:
         by_root: dict[str, set[str]] = {}
         by_corr: dict[str, set[str]] = {}
         retention: list[tuple[int, str]] = []
+        terminal: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        parked: dict[tuple[str, str], list[str]] = {}
+        deadlines: list[tuple[int, str]] = []
+        part_counts: dict[tuple[str, str, str], int] = {}
         for fid, r in self.records.items():
             assert fid == r.id, f"record {r.id!r} filed under {fid!r}"
             key = (r.type, r.state)
@@ -164,6 +237,15 @@ class ShardState:
             assert 0 <= r.priority <= 2
             if r.next_run_at is not None:
                 due.setdefault(key, []).append((-r.priority, r.next_run_at, r.id))
+            elif r.terminal:
+                terminal.setdefault(key, []).append((r.updated_at, fid))
+            else:
+                parked.setdefault(key, []).append(fid)
+            if r.partition is not None:
+                pkey = (r.type, r.partition, r.state)
+                part_counts[pkey] = part_counts.get(pkey, 0) + 1
+            if r.active_deadline is not None and not r.terminal:
+                deadlines.append((r.active_deadline, fid))
             if r.parent_id is not None:
                 children.setdefault(r.parent_id, set()).add(fid)
             if r.root_id is not None:
@@ -183,6 +265,18 @@ class ShardState:
         assert by_corr == self.by_correlation, "correlation index drifted"
         assert sorted(retention) == list(self.retention), "retention index drifted"
         self.retention._check()
+        lists = (("terminal", self.terminal, terminal), ("parked", self.parked, parked))
+        for name, mine, want in lists:
+            assert {k: sorted(v) for k, v in want.items()} == {
+                k: list(v) for k, v in mine.items()
+            }, f"{name} index drifted"
+            for sl in mine.values():
+                sl._check()
+        assert sorted(deadlines) == list(self.deadlines), "deadline index drifted"
+        self.deadlines._check()
+        assert part_counts == self.part_counts, "partition counts drifted"
+        for parent, kids in self.noted.items():
+            assert kids, f"empty noted set for {parent!r}"
         for _t, s in counts:
             assert s not in TERMINAL or (_t, s) not in self.due
 

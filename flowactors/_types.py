@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
@@ -165,3 +165,121 @@ class ItemResult(NamedTuple):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+# -- coordination ---------------------------------------------------------------------
+
+WaitMode = Literal["all", "any", "none"]
+OnChildFailed = Literal["fail_parent", "ignore"]
+OnParentClosed = Literal["cancel_children", "abandon_children"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """One child of `spawn_children`. The partition defaults to the parent's, so children
+    live on the parent's shard unless you give them another partition."""
+
+    id: str
+    type: str
+    payload: bytes | None = None
+    state: str = "queued"
+    partition_key: str | None = None
+    priority: int | None = None
+    run_at_ms: int | None = None
+    values: Mapping[str, bytes] | None = None
+    attributes: Mapping[str, str] | None = None
+    correlation_id: str | None = None
+
+
+class ChildStatus(NamedTuple):
+    """A child as its parent sees it: `state` is "pending" until the parent has counted
+    the child's terminal outcome (completed, failed or cancelled)."""
+
+    id: str
+    group_id: str
+    type: str
+    state: str
+    result: bytes | None = None
+    error: bytes | None = None
+
+
+class Page(NamedTuple):
+    """One page of a query; pass `cursor` back for the next one (None: no more)."""
+
+    items: list[Flow]
+    cursor: str | None
+
+
+POLICY_FIELDS = (
+    "max_retries",
+    "backoff",
+    "base_ms",
+    "max_ms",
+    "jitter_pct",
+    "exhausted_to",
+    "max_reclaims",
+    "max_active_ms",
+    "retention_ms",
+    "history_max_events",
+)
+RETRY_FIELDS = POLICY_FIELDS[:7]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """A layer of settings; None means "inherit from the layer below".
+
+    Layers merge field by field: engine defaults < type policy < state policy < command.
+    The state layer is picked by the state a flow is being worked in (its `run_state`
+    while running) or, for retention, by the terminal state it reached.
+    """
+
+    max_retries: int | None = None
+    backoff: Backoff | None = None
+    base_ms: int | None = None
+    max_ms: int | None = None
+    jitter_pct: int | None = None
+    exhausted_to: str | None = None
+    max_reclaims: int | None = None
+    max_active_ms: int | None = None
+    retention_ms: int | None = None
+    history_max_events: int | None = None
+
+    def __post_init__(self) -> None:
+        retry = {f: getattr(self, f) for f in RETRY_FIELDS if getattr(self, f) is not None}
+        if retry:
+            RetryPolicy(**retry)  # validates every retry field with one set of rules
+        for name, high in (
+            ("max_active_ms", 366 * 24 * 3600 * 1000),
+            ("retention_ms", 10 * 366 * 24 * 3600 * 1000),
+            ("history_max_events", 1_000_000),
+        ):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high
+            ):
+                raise InvalidArgument(f"{name} must be an integer in 1..{high} or None")
+
+    def fields(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in POLICY_FIELDS if getattr(self, f) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPolicy(PolicySettings):
+    """A type's installed policy: type-level settings plus per-state layers.
+
+    `generation` is assigned by the engine (it grows by one per install) and is what
+    `install_policy(expected_generation=...)` compares."""
+
+    states: Mapping[str, PolicySettings] = field(default_factory=dict)
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        PolicySettings.__post_init__(self)
+        if not isinstance(self.states, Mapping):
+            raise InvalidArgument("FlowPolicy.states must map state names to PolicySettings")
+        for name, layer in self.states.items():
+            if not isinstance(name, str) or not name or name == "running":
+                raise InvalidArgument(f"policy state {name!r} is not a state name")
+            if not isinstance(layer, PolicySettings) or isinstance(layer, FlowPolicy):
+                raise InvalidArgument(f"policy for state {name!r} must be a PolicySettings")

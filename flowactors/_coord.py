@@ -1,0 +1,719 @@
+"""Flow coordination, decided purely: fanout groups, child outcomes, cancel cascades,
+signals, rewind, retention passes, policy installs; and the hooks every decision goes
+through before the shard applies it.
+
+`decide` here wraps `_machine.decide`: core commands are decided there, coordination
+commands here, and then `_settle` walks the resulting mutations once more. Whenever a
+record becomes terminal it (1) reports its outcome to its parent's group, when it is a
+fanout child, and (2) cancels its own children in groups with `on_parent_closed =
+cancel_children`. A parent that resolves may itself become terminal, so `_settle` works
+through a list that grows as it goes: the whole cascade is one decision, one wal frame,
+all or nothing.
+
+Cross-shard work cannot be part of that frame. It becomes a `Send`: a message stored
+under `o<msg_id>` in the *sender's* log in the same frame as the mutation that caused it.
+After the commit the engine's courier delivers it to the target shard (`Deliver`), which
+applies it idempotently; only then is the `o` key tombstoned (`Acked`). A crash anywhere
+re-sends from the `o` keys found at recovery, and the receiver's idempotency (the parent's
+`noted` set, kept durable as `n<parent>\\0<child>` keys) makes a second delivery a no-op:
+no outcome lost, none counted twice.
+
+On-record layout (the record's `ext` dict, copied, never edited in place):
+- a fanout child: `{"g": group id, "ps": parent's shard index}`;
+- a parent: `{"groups": {group id: group}}`, a group being the small dict built in
+  `decide_spawn` (settings, request digest, counters, resolution, other shards used);
+- signal idempotency keys: `{"sig": {key: request digest}}`;
+- a trimmed history: `hist_floor` moves up; events pinned by payload/result/error stay.
+Child lists live on disk (`g<parent>\\0<group>`), read only by queries and cleanup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import xxhash
+
+from . import _machine as m
+from ._errors import FlowExists, FlowTerminal, IdempotencyConflict, InvalidArgument, WrongState
+from ._machine import Write
+from ._record import CANCELLED, COMPLETED, RUNNING, TERMINAL, Record, history_key, value_key
+from ._state import ShardState
+
+# -- mutations beyond Write -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Put:
+    """A raw key write; `value=None` is a tombstone."""
+
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class Drop:
+    """Remove a record from the state (its keys are tombstoned by `Put`s)."""
+
+    id: str
+
+
+@dataclass(slots=True)
+class Note:
+    """The parent has counted the child's outcome (idempotency of fanout)."""
+
+    parent_id: str
+    child_id: str
+
+
+@dataclass(slots=True)
+class Send:
+    """A durable message to shard `target`, stored in this shard's log until acked."""
+
+    msg_id: str
+    target: int
+    message: list[Any]
+
+
+@dataclass(slots=True)
+class Unsend:
+    """A message its target has applied: tombstone it here."""
+
+    msg_id: str
+
+
+Mutation = Write | Put | Drop | Note | Send | Unsend
+
+# -- keys -------------------------------------------------------------------------------
+
+
+def noted_key(parent_id: str, child_id: str) -> bytes:
+    return b"n" + parent_id.encode() + b"\x00" + child_id.encode()
+
+
+def group_key(parent_id: str, group_id: str) -> bytes:
+    return b"g" + parent_id.encode() + b"\x00" + group_id.encode()
+
+
+def outbox_key(msg_id: str) -> bytes:
+    return b"o" + msg_id.encode()
+
+
+def policy_key(flow_type: str) -> bytes:
+    return b"P" + flow_type.encode()
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Spawn:
+    id: str
+    lease_token: str | None
+    fencing: int
+    group: str
+    children: list[m.Create]  # partition None: the parent's
+    wait: str = "all"
+    wait_state: str = "waiting_children"
+    success: str = COMPLETED
+    failure: str = "failed"
+    fail_parent: bool = True
+    cancel_children: bool = True
+
+
+@dataclass(slots=True)
+class Signal:
+    id: str
+    name: str
+    values: Mapping[str, bytes] | None = None
+    if_state: tuple[str, ...] | None = None
+    transition_to: str | None = None
+    run_at: int | None = None
+    key: str | None = None
+
+
+@dataclass(slots=True)
+class Rewind:
+    id: str
+    to_version: int
+    expect_state: str | None = None
+    # Filled by the shard from its log before deciding (the machine does no I/O):
+    snapshot: Record | None = None
+    blobs: dict[str, bytes] | None = None
+
+
+@dataclass(slots=True)
+class Cleanup:
+    limit: int = 1000
+
+
+@dataclass(slots=True)
+class PutPolicy:
+    type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Deliver:
+    msg_id: str
+    message: list[Any]
+
+
+@dataclass(slots=True)
+class Acked:
+    msg_ids: list[str]
+
+
+COORD_COMMANDS = (Spawn, Signal, Rewind, Cleanup, PutPolicy, Deliver, Acked)
+CoordCommand = Spawn | Signal | Rewind | Cleanup | PutPolicy | Deliver | Acked
+AnyCommand = m.Command | CoordCommand
+Decision = tuple[Any, list[Any]]
+
+# -- the transaction overlay ------------------------------------------------------------
+
+
+class _Tx:
+    """Mutations of one decision, with the newest version of every record they touch."""
+
+    __slots__ = ("config", "latest", "mutations", "noted", "now", "spawned", "state")
+
+    def __init__(self, state: ShardState, now: int, config: m.Config, mutations: list[Any]) -> None:
+        self.state = state
+        self.now = now
+        self.config = config
+        self.mutations = mutations
+        self.latest: dict[str, Record | None] = {}
+        self.noted: set[tuple[str, str]] = set()
+        self.spawned: dict[str, list[str]] = {}  # parent -> children created in this tx
+
+    def get(self, flow_id: str) -> Record | None:
+        if flow_id in self.latest:
+            return self.latest[flow_id]
+        return self.state.get(flow_id)
+
+    def write(self, w: Write) -> None:
+        self.latest[w.record.id] = w.record
+        self.mutations.append(w)
+
+
+# -- dispatch and hooks -----------------------------------------------------------------
+
+
+def decide(state: ShardState, command: AnyCommand, now: int, config: m.Config) -> Decision:
+    """Decide one command (core or coordination), then settle its consequences."""
+    if isinstance(command, COORD_COMMANDS):
+        result, mutations = _DECIDERS[type(command)](state, command, now, config)
+    else:
+        result, mutations = m.decide(state, command, now, config)
+    if mutations and _needs_settle(mutations, config):
+        mutations = _settle(state, mutations, now, config)
+    return result, mutations
+
+
+def _needs_settle(mutations: list[Any], config: m.Config) -> bool:
+    if config.installed:
+        return True
+    return any(type(mut) is not Write or mut.record.ext is not None for mut in mutations)
+
+
+def _settle(state: ShardState, mutations: list[Any], now: int, config: m.Config) -> list[Any]:
+    tx = _Tx(state, now, config, [])
+    for mut in mutations:
+        if type(mut) is Write:
+            tx.write(mut)
+        else:
+            tx.mutations.append(mut)
+    previous: dict[str, Record | None] = {}
+    i = 0
+    while i < len(tx.mutations):
+        mut = tx.mutations[i]
+        i += 1
+        if type(mut) is not Write:
+            continue
+        rec = mut.record
+        before = previous[rec.id] if rec.id in previous else state.get(rec.id)
+        previous[rec.id] = rec
+        if config.installed:
+            _apply_policy(tx, mut, before)
+        if rec.terminal and (before is None or not before.terminal) and rec.ext is not None:
+            if "g" in rec.ext:
+                _report_to_parent(tx, rec, mut)
+            groups = rec.ext.get("groups")
+            if groups:
+                gids = [gid for gid, g in groups.items() if g["opc"]]
+                if gids:
+                    _cascade(tx, rec, gids, "parent_closed")
+    return tx.mutations
+
+
+def _apply_policy(tx: _Tx, w: Write, before: Record | None) -> None:
+    """Policy effects on any write: max_active_ms on creation, the history cap."""
+    rec, config = w.record, tx.config
+    if before is None and w.event == "created" and rec.active_deadline is None:
+        max_active = config.setting("max_active_ms", rec.type)
+        if max_active is not None:
+            rec.active_deadline = rec.created_at + max_active
+    cap = config.setting("history_max_events", rec.type)
+    if cap is None or rec.version - rec.hist_floor + 1 <= cap:
+        return
+    floor = rec.version - cap + 1
+    pinned = {rec.payload_ver, rec.result_ver, rec.error_ver}
+    drop = [v for v in range(rec.hist_floor, floor) if v not in pinned]
+    if before is not None:  # events that were pinned by the previous version only
+        for v in (before.payload_ver, before.result_ver, before.error_ver):
+            if v and v < before.hist_floor and v not in pinned:
+                drop.append(v)
+    rec.hist_floor = floor
+    tx.mutations.extend(Put(history_key(rec.id, v), None) for v in sorted(set(drop)))
+
+
+# -- fanout -----------------------------------------------------------------------------
+
+
+def _request_digest(c: Spawn) -> int:
+    items: list[list[Any]] = [
+        [
+            ch.id,
+            ch.type,
+            ch.state,
+            ch.partition,
+            ch.priority,
+            ch.run_at,
+            ch.correlation_id,
+            None if ch.payload is None else xxhash.xxh3_64_intdigest(ch.payload),
+            sorted((k, xxhash.xxh3_64_intdigest(v)) for k, v in (ch.values or {}).items()),
+            sorted((ch.attributes or {}).items()),
+        ]
+        for ch in c.children
+    ]
+    items.sort(key=lambda item: item[0])
+    head = [c.wait, c.wait_state, c.success, c.failure, c.fail_parent, c.cancel_children]
+    return xxhash.xxh3_64_intdigest(cbor2.dumps([head, items]))
+
+
+def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Decision:
+    parent = m._require(state, c.id)
+    digest = _request_digest(c)
+    groups: dict[str, Any] = (parent.ext or {}).get("groups") or {}
+    existing = groups.get(c.group)
+    if existing is not None:
+        if existing["d"] == digest:
+            return parent, []  # exact replay
+        raise IdempotencyConflict(
+            f"flow {c.id!r}: group {c.group!r} exists with a different spawn request"
+        )
+    m._check_tokens(c.fencing, c.lease_token)
+    m._check_lease(parent, c.fencing, c.lease_token, need_lease=False)
+    tx = _Tx(state, now, config, [])
+    own = state.index
+    root = parent.root_id or parent.id
+    remote: dict[int, list[list[Any]]] = {}
+    listing: list[list[Any]] = []
+    for ch in c.children:
+        if ch.id == parent.id:
+            raise InvalidArgument(f"flow {c.id!r} cannot be its own child")
+        partition = ch.partition if ch.partition is not None else parent.partition
+        shard = state.route(partition if partition is not None else ch.id)
+        listing.append([ch.id, ch.type, shard])
+        spec = [
+            ch.id,
+            ch.type,
+            ch.state,
+            ch.payload,
+            partition,
+            ch.priority,
+            ch.run_at,
+            dict(ch.values) if ch.values else None,
+            dict(ch.attributes) if ch.attributes else None,
+            ch.correlation_id if ch.correlation_id is not None else parent.correlation_id,
+        ]
+        if shard == own:
+            if state.get(ch.id) is not None:
+                raise FlowExists(f"child {ch.id!r} already exists")
+            _create_child(tx, spec, parent.id, root, c.group, own)
+        else:
+            remote.setdefault(shard, []).append(spec)
+    for target, specs in sorted(remote.items()):
+        msg_id = f"s\x00{parent.id}\x00{c.group}\x00{target}"
+        tx.mutations.append(Send(msg_id, target, ["spawn", parent.id, root, c.group, own, specs]))
+    tx.mutations.append(Put(group_key(parent.id, c.group), cbor2.dumps(listing)))
+    group = {
+        "d": digest,
+        "w": c.wait,
+        "ws": c.wait_state,
+        "s": c.success,
+        "f": c.failure,
+        "ocf": c.fail_parent,
+        "opc": c.cancel_children,
+        "n": len(c.children),
+        "c": 0,
+        "x": 0,
+        "k": 0,
+        "r": "success" if c.wait == "none" else None,
+        "t": sorted(remote),
+    }
+    ext = dict(parent.ext or {})
+    ext["groups"] = {**groups, c.group: group}
+    version = parent.version + 1
+    meta = {"group": c.group, "children": len(c.children), "wait": c.wait}
+    if c.wait == "none":
+        new = _move(parent, c.success, now, config, version, ext, "children_spawned")
+    else:
+        new = parent.evolve(
+            state=c.wait_state,
+            run_state=None,
+            version=version,
+            lease_owner=None,
+            lease_token=None,
+            lease_deadline=None,
+            next_run_at=None,  # parked until the group resolves
+            updated_at=now,
+            ext=ext,
+            last_event="children_spawned",
+        )
+    tx.write(Write(new, "children_spawned", meta))
+    return new, tx.mutations
+
+
+def _move(
+    r: Record, target: str, now: int, config: m.Config, version: int, ext: Any, event: str
+) -> Record:
+    """Move an unleased parent to a group's target state: terminal, or due now."""
+    if target in TERMINAL:
+        return m._terminal(r, target, now, config, ext=ext, last_event=event)
+    return r.evolve(
+        state=target,
+        run_state=None,
+        version=version,
+        lease_owner=None,
+        lease_token=None,
+        lease_deadline=None,
+        next_run_at=now,  # better than the reference: a resolved parent is claimable
+        updated_at=now,
+        ext=ext,
+        last_event=event,
+    )
+
+
+def _create_child(
+    tx: _Tx, spec: list[Any], parent_id: str, root: str, group: str, parent_shard: int
+) -> None:
+    cid, ctype, cstate, payload, partition, priority, run_at, values, attrs, corr = spec
+    create = m.Create(
+        cid,
+        ctype,
+        cstate,
+        payload,
+        partition,
+        run_at,
+        priority if priority is not None else 0,
+        values,
+        attrs,
+        parent_id,
+        root,
+        corr,
+    )
+    record, writes = m.decide_create(tx.state, create, tx.now)
+    record.ext = {"g": group, "ps": parent_shard}
+    for w in writes:
+        tx.write(w)
+    tx.spawned.setdefault(parent_id, []).append(cid)
+
+
+def _resolve(g: dict[str, Any]) -> str | None:
+    done = g["c"] + g["x"] + g["k"]
+    bad = g["x"] + g["k"]
+    if g["w"] == "any":
+        if g["c"]:
+            return "success"
+        if bad and g["ocf"]:
+            return "failure"
+        return "failure" if done == g["n"] else None
+    if bad and g["ocf"]:
+        return "failure"
+    return "success" if done == g["n"] else None
+
+
+_COUNTER = {COMPLETED: "c", "failed": "x", CANCELLED: "k"}
+
+
+def apply_outcome(
+    tx: _Tx,
+    parent_id: str,
+    gid: str,
+    child_id: str,
+    status: str,
+    result: bytes | None,
+    error: bytes | None,
+) -> None:
+    """Count one child's terminal outcome in its parent's group (once), resolving it."""
+    if (parent_id, child_id) in tx.noted or tx.state.noted_child(parent_id, child_id):
+        return
+    parent = tx.get(parent_id)
+    if parent is None:
+        return  # the parent is gone (retention): nobody left to tell
+    groups = (parent.ext or {}).get("groups") or {}
+    g = groups.get(gid)
+    if g is None:
+        return
+    tx.noted.add((parent_id, child_id))
+    tx.mutations.append(
+        Put(noted_key(parent_id, child_id), cbor2.dumps([gid, status, result, error]))
+    )
+    tx.mutations.append(Note(parent_id, child_id))
+    g = dict(g)
+    g[_COUNTER[status]] += 1
+    resolution = _resolve(g) if g["r"] is None else None
+    meta: dict[str, Any] = {"group": gid, "child": child_id}
+    if resolution is not None:
+        g["r"] = resolution
+        meta["resolved"] = resolution
+    ext = {**(parent.ext or {}), "groups": {**groups, gid: g}}
+    version = parent.version + 1
+    event = f"child_{status}"
+    target = None
+    if resolution is not None and parent.state == g["ws"] and not parent.leased:
+        target = g["s"] if resolution == "success" else g["f"]
+        meta["to"] = target
+        new = _move(parent, target, tx.now, tx.config, version, ext, event)
+    else:
+        new = parent.evolve(version=version, updated_at=tx.now, ext=ext, last_event=event)
+    tx.write(Write(new, event, meta))
+    if resolution is not None and g["opc"]:
+        _cascade(tx, new, [gid], "group_resolved")
+
+
+def _report_to_parent(tx: _Tx, rec: Record, w: Write) -> None:
+    assert rec.ext is not None and rec.parent_id is not None
+    blobs = w.blobs or {}
+    result = blobs.get("r") if rec.state == COMPLETED else None
+    error = blobs.get("e") if rec.state != COMPLETED else None
+    gid, parent_shard = rec.ext["g"], rec.ext["ps"]
+    if parent_shard == tx.state.index:
+        apply_outcome(tx, rec.parent_id, gid, rec.id, rec.state, result, error)
+    else:
+        msg = ["child", rec.parent_id, gid, rec.id, rec.state, result, error]
+        msg_id = f"c\x00{rec.parent_id}\x00{rec.id}\x00{rec.version}"
+        tx.mutations.append(Send(msg_id, parent_shard, msg))
+
+
+def _cascade(tx: _Tx, parent: Record, gids: list[str], reason: str) -> None:
+    """Cancel the parent's live children in `gids`: here at once, elsewhere by message."""
+    _cancel_children(tx, parent.id, set(gids), reason)
+    groups = (parent.ext or {}).get("groups") or {}
+    targets = sorted({t for gid in gids for t in groups[gid]["t"]})
+    for t in targets:
+        msg_id = f"k\x00{parent.id}\x00{parent.version}\x00{t}"
+        tx.mutations.append(Send(msg_id, t, ["cascade", parent.id, gids, reason]))
+
+
+def _cancel_children(tx: _Tx, parent_id: str, gids: set[str], reason: str) -> None:
+    kids = set(tx.state.children.get(parent_id, ())) | set(tx.spawned.get(parent_id, ()))
+    for cid in sorted(kids):
+        child = tx.get(cid)
+        if child is None or child.terminal or child.ext is None:
+            continue
+        if child.ext.get("g") not in gids:
+            continue
+        new = m._terminal(child, CANCELLED, tx.now, tx.config, last_event="cancelled")
+        tx.write(Write(new, "cancelled", {"reason": reason, "parent": parent_id}))
+
+
+def decide_deliver(state: ShardState, c: Deliver, now: int, config: m.Config) -> Decision:
+    """Apply a message from another shard. Idempotent: a re-delivery changes nothing."""
+    tx = _Tx(state, now, config, [])
+    msg = c.message
+    kind = msg[0]
+    if kind == "child":
+        _, parent_id, gid, child_id, status, result, error = msg
+        apply_outcome(tx, parent_id, gid, child_id, status, result, error)
+    elif kind == "cascade":
+        _, parent_id, gids, reason = msg
+        _cancel_children(tx, parent_id, set(gids), reason)
+    elif kind == "spawn":
+        _, parent_id, root, gid, parent_shard, specs = msg
+        for spec in specs:
+            existing = tx.get(spec[0])
+            if existing is None:
+                _create_child(tx, spec, parent_id, root, gid, parent_shard)
+            elif existing.parent_id != parent_id or (existing.ext or {}).get("g") != gid:
+                # Another flow holds the id: the child cannot exist, so it failed.
+                error = f"child id {spec[0]!r} already exists".encode()
+                out = ["child", parent_id, gid, spec[0], "failed", None, error]
+                tx.mutations.append(Send(f"x\x00{parent_id}\x00{spec[0]}", parent_shard, out))
+    else:
+        raise InvalidArgument(f"unknown message kind {kind!r}")
+    return None, tx.mutations
+
+
+def decide_acked(state: ShardState, c: Acked, now: int, config: m.Config) -> Decision:
+    return None, [Unsend(msg_id) for msg_id in c.msg_ids]
+
+
+# -- signals ----------------------------------------------------------------------------
+
+
+def _signal_digest(c: Signal) -> int:
+    values = sorted((k, xxhash.xxh3_64_intdigest(v)) for k, v in (c.values or {}).items())
+    return xxhash.xxh3_64_intdigest(
+        cbor2.dumps([c.name, list(c.if_state or ()), c.transition_to, c.run_at, values])
+    )
+
+
+def decide_signal(state: ShardState, c: Signal, now: int, config: m.Config) -> Decision:
+    r = m._require(state, c.id)
+    ext = r.ext or {}
+    digest = None
+    if c.key is not None:
+        digest = _signal_digest(c)
+        seen = (ext.get("sig") or {}).get(c.key)
+        if seen is not None:
+            if seen == digest:
+                return r, []  # exact replay: no second event
+            raise IdempotencyConflict(
+                f"flow {r.id!r}: signal key {c.key!r} was used for a different signal"
+            )
+    if r.terminal:
+        raise FlowTerminal(f"flow {r.id!r} is {r.state}; rewind it to signal it")
+    changes: dict[str, Any] = {}
+    meta: dict[str, Any] = {"signal": c.name}
+    if c.transition_to is not None:
+        assert c.if_state is not None  # the engine requires it
+        if r.state not in c.if_state:
+            raise WrongState(f"flow {r.id!r} is {r.state!r}, not one of {list(c.if_state)}")
+        changes.update(
+            state=c.transition_to,
+            run_state=None,
+            lease_owner=None,
+            lease_token=None,
+            lease_deadline=None,
+            next_run_at=c.run_at if c.run_at is not None else now,
+        )
+        meta["from"] = r.state
+        meta["to"] = c.transition_to
+    if digest is not None:
+        new_ext = dict(ext)
+        new_ext["sig"] = {**(ext.get("sig") or {}), c.key: digest}
+        changes["ext"] = new_ext
+    values = dict(c.values) if c.values else None
+    new = r.evolve(
+        version=r.version + 1,
+        updated_at=now,
+        values=m._values_meta(r, values),
+        last_event="signaled",
+        **changes,
+    )
+    return new, [Write(new, "signaled", meta, None, values)]
+
+
+# -- rewind -----------------------------------------------------------------------------
+
+
+def decide_rewind(state: ShardState, c: Rewind, now: int, config: m.Config) -> Decision:
+    r = m._require(state, c.id)
+    if r.leased:
+        raise WrongState(f"flow {r.id!r} is leased; rewind needs it released first")
+    if c.expect_state is not None and r.state != c.expect_state:
+        raise WrongState(f"flow {r.id!r} is {r.state!r}, not {c.expect_state!r}")
+    s = c.snapshot
+    if s is None or not r.hist_floor <= c.to_version <= r.version:
+        raise InvalidArgument(f"flow {r.id!r} has no stored event at version {c.to_version}")
+    target = s.run_state if s.state == RUNNING and s.run_state else s.state
+    if target == RUNNING:
+        target = "queued"
+    version = r.version + 1
+    blobs = c.blobs or {}
+    p, res, err = blobs.get("p"), blobs.get("r"), blobs.get("e")
+    changes: dict[str, Any] = dict(
+        attempts=s.attempts,
+        reclaims=s.reclaims,
+        fencing=r.fencing + 1,
+        priority=s.priority,
+        attributes=s.attributes,
+        payload_ver=version if p is not None else 0,
+        payload_size=len(p) if p is not None else 0,
+        result_ver=version if res is not None else 0,
+        error_ver=version if err is not None else 0,
+        last_event="rewound",
+    )
+    if target in TERMINAL:
+        new = m._terminal(r, target, now, config, **changes)
+    else:
+        new = r.evolve(
+            state=target,
+            run_state=None,
+            version=version,
+            lease_owner=None,
+            lease_token=None,
+            lease_deadline=None,
+            next_run_at=now,
+            updated_at=now,
+            retention_until=None,
+            **changes,
+        )
+    meta = {"to_version": c.to_version, "from": r.state, "to": target}
+    return new, [Write(new, "rewound", meta, blobs or None)]
+
+
+# -- retention and deadlines ------------------------------------------------------------
+
+
+def decide_cleanup(state: ShardState, c: Cleanup, now: int, config: m.Config) -> Decision:
+    """One bounded pass: fail live flows past max_active_ms, then delete terminal flows
+    whose retention has passed, with their history, values and fanout keys."""
+    tx = _Tx(state, now, config, [])
+    timeouts = 0
+    overdue = list(state.deadlines.irange(maximum=(now, "\U0010ffff")))
+    for _deadline, fid in overdue[: c.limit]:
+        r = tx.get(fid)
+        if r is None or r.terminal:
+            continue
+        tx.write(m._timeout(r, now, config))
+        timeouts += 1
+    deleted = 0
+    expired = list(state.retention.irange(maximum=(now, "\U0010ffff")))
+    for _until, fid in expired[: c.limit]:
+        r = state.get(fid)
+        if r is None:
+            continue
+        _delete(tx, r)
+        deleted += 1
+    more = len(overdue) > c.limit or len(expired) > c.limit
+    report = {"active_timeouts": timeouts, "deleted": deleted, "more": int(more)}
+    return report, tx.mutations
+
+
+def _delete(tx: _Tx, r: Record) -> None:
+    put = tx.mutations.append
+    versions = set(range(r.hist_floor, r.version + 1))
+    versions.update(v for v in (r.payload_ver, r.result_ver, r.error_ver) if v)
+    for v in sorted(versions):
+        put(Put(history_key(r.id, v), None))
+    for name in r.values or ():
+        put(Put(value_key(r.id, name), None))
+    for child in sorted(tx.state.noted.get(r.id, ())):
+        put(Put(noted_key(r.id, child), None))
+    for gid in (r.ext or {}).get("groups") or {}:
+        put(Put(group_key(r.id, gid), None))
+    put(Drop(r.id))
+    tx.latest[r.id] = None
+
+
+# -- policies ---------------------------------------------------------------------------
+
+
+def decide_put_policy(state: ShardState, c: PutPolicy, now: int, config: m.Config) -> Decision:
+    return None, [Put(policy_key(c.type), c.data)]
+
+
+_DECIDERS: dict[type, Any] = {
+    Spawn: decide_spawn,
+    Signal: decide_signal,
+    Rewind: decide_rewind,
+    Cleanup: decide_cleanup,
+    PutPolicy: decide_put_policy,
+    Deliver: decide_deliver,
+    Acked: decide_acked,
+}
