@@ -24,10 +24,24 @@ from ._errors import (
     WrongState,
 )
 from ._retry import backoff_delay_ms
-from ._types import Ack, CreateSpec, Flow, HistoryEvent, ItemResult, RetryPolicy
+from ._types import (
+    Ack,
+    ChildSpec,
+    ChildStatus,
+    CreateSpec,
+    Flow,
+    FlowPolicy,
+    HistoryEvent,
+    ItemResult,
+    Page,
+    PolicySettings,
+    RetryPolicy,
+)
 
 __all__ = [
     "Ack",
+    "ChildSpec",
+    "ChildStatus",
     "CorruptLog",
     "CreateSpec",
     "DataDirLocked",
@@ -37,12 +51,15 @@ __all__ = [
     "FlowError",
     "FlowExists",
     "FlowNotFound",
+    "FlowPolicy",
     "FlowTerminal",
     "HistoryEvent",
     "IdempotencyConflict",
     "InvalidArgument",
     "ItemResult",
     "Overloaded",
+    "Page",
+    "PolicySettings",
     "RetryPolicy",
     "ShardBroken",
     "StaleLease",

@@ -926,6 +926,18 @@ class Engine:
         )
         return parent
 
+    async def settle(self) -> None:
+        """Wait until every cross-shard message sent so far (remote children, child
+        outcomes for parents on other shards, cancel cascades), and every message those
+        caused, has been delivered and applied. Same-shard fanout needs no waiting: it is
+        applied with the command that caused it."""
+        while True:
+            pending = [(s, list(s.outbox)) for s in self._shards if s.outbox]
+            if not pending:
+                return
+            for shard, msg_ids in pending:
+                await self._delivered(shard, msg_ids)
+
     async def _delivered(self, shard: Shard, msg_ids: list[str]) -> None:
         """Wait until the courier has delivered (and the target applied) `msg_ids`."""
         while True:
