@@ -1013,7 +1013,7 @@ class Engine:
             raw = (if_state,) if isinstance(if_state, str) else tuple(if_state)
             if not raw:
                 raise InvalidArgument("if_state must name at least one state")
-            states = tuple(m.check_state(s, "if_state") for s in raw)
+            states = tuple(m.check_name(s, "if_state") for s in raw)
         if transition_to is not None:
             m.check_active_state(transition_to, "transition_to")
             if states is None:

@@ -430,6 +430,10 @@ def _check_lease(r: Record, fencing: int, lease_token: str | None, *, need_lease
     if r.leased:
         if lease_token != r.lease_token:
             raise StaleLease(f"flow {r.id!r}: lease token does not match the current lease")
+    elif lease_token is not None and r.fencing > 0:
+        # The claim that issued this fencing token lost its lease (a signal moved the
+        # flow, or the holder released it): the caller's lease is what is stale.
+        raise StaleLease(f"flow {r.id!r} holds no lease; its lease token is stale")
     elif need_lease:
         raise WrongState(f"flow {r.id!r} is {r.state!r}, not running under a lease")
     elif lease_token is not None:
