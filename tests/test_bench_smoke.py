@@ -50,6 +50,12 @@ EXPECTED = {
         "lifecycle_single_command_claim_p99_ms",
         "lifecycle_flows_per_fsync_equivalent",
     ],
+    "fanout": [
+        "fanout_same_shard_children_per_s",
+        "fanout_cross_shard_children_per_s",
+        "fanout_same_shard_children_per_fsync_equivalent",
+        "fanout_cross_shard_children_per_fsync_equivalent",
+    ],
     "restart": [
         "restart_live_flows",
         "restart_50k_live_flows_seconds",
@@ -83,6 +89,7 @@ FLOORS = {
     ],
     "create": ["floor_create_ok"],
     "lifecycle": ["floor_lifecycle_ok"],
+    "fanout": ["floor_fanout_same_shard_ok", "floor_fanout_cross_shard_ok"],
     "restart": ["floor_restart_50k_live_flows_ok"],
     "memory": ["floor_memory_rss_bytes_per_live_flow_ok"],
 }
