@@ -125,6 +125,16 @@ async def perform(engine: fa.Engine, cmd: Cmd, model: Snapshot) -> Any:
         return await engine.fail(fid, token, fence, error=b"bad")
     if kind == "cancel":
         return await engine.cancel(fid, fencing_token=fence, lease_token=token)
+    if kind == "signal":
+        if cmd[2]:  # transitioning, with an idempotency key: a replay writes nothing
+            return await engine.signal(
+                fid,
+                "go",
+                if_state=["queued", "running", "stage2"],
+                transition_to="signaled",
+                idempotency_key="k",
+            )
+        return await engine.signal(fid, "note", values={VALUE: b"signal"})
     raise AssertionError(kind)
 
 
@@ -316,6 +326,7 @@ class EngineMachine(RuleBasedStateMachine):
         st.tuples(st.just("fail"), st.sampled_from(IDS)),
         st.tuples(st.just("cancel"), st.sampled_from(IDS)),
         st.tuples(st.just("put_value"), st.sampled_from(IDS), st.binary(max_size=20)),
+        st.tuples(st.just("signal"), st.sampled_from(IDS), st.booleans()),
     )
 
     @rule(cmd=commands)
