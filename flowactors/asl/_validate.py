@@ -335,7 +335,7 @@ class _Validator:
                 if target not in raw_states:
                     self.err(at, f"{target!r} is not a state of this machine"
                              + (" (transitions cannot leave a branch or iterator)"
-                                if target in self.names else ""))
+                                if kind != "top" else ""))
         if start_at is not None and start_at in raw_states:
             self._graph(start_at, targets, terminal, raw_states, states_where)
         if self.problems or start_at is None:
