@@ -4,8 +4,12 @@ async with flowactors.open_engine("data") as engine:
     await engine.create("order-1", "order", payload=b"...")
     for job in await engine.claim_due("order", "worker-1", limit=10):
         await engine.complete(job.id, job.lease_token, job.fencing_token)
+
+The SDK above it (Workflow, Client, Worker) turns handlers into those explicit commands.
 """
 
+from ._client import Client, Queue
+from ._coord import CoordinationUnavailable
 from ._engine import Engine, open_engine, slot_of, trio_clock_ms, wall_clock_ms
 from ._errors import (
     CorruptLog,
@@ -23,16 +27,41 @@ from ._errors import (
     StorageError,
     WrongState,
 )
+from ._outcomes import (
+    Complete,
+    ExceptionPolicy,
+    Fail,
+    Outcome,
+    Retry,
+    RetryOr,
+    Spawn,
+    StateRetry,
+    Transition,
+    complete,
+    fail,
+    retry,
+    retry_or,
+    spawn,
+    transition,
+)
 from ._retry import backoff_delay_ms
 from ._types import Ack, CreateSpec, Flow, HistoryEvent, ItemResult, RetryPolicy
+from ._worker import Worker, WorkerStatistics
+from ._workflow import Context, State, Workflow
 
 __all__ = [
     "Ack",
+    "Client",
+    "Complete",
+    "Context",
+    "CoordinationUnavailable",
     "CorruptLog",
     "CreateSpec",
     "DataDirLocked",
     "Engine",
     "EngineClosed",
+    "ExceptionPolicy",
+    "Fail",
     "Flow",
     "FlowError",
     "FlowExists",
@@ -42,15 +71,32 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidArgument",
     "ItemResult",
+    "Outcome",
     "Overloaded",
+    "Queue",
+    "Retry",
+    "RetryOr",
     "RetryPolicy",
     "ShardBroken",
+    "Spawn",
     "StaleLease",
+    "State",
+    "StateRetry",
     "StorageError",
+    "Transition",
+    "Worker",
+    "WorkerStatistics",
+    "Workflow",
     "WrongState",
     "backoff_delay_ms",
+    "complete",
+    "fail",
     "open_engine",
+    "retry",
+    "retry_or",
     "slot_of",
+    "spawn",
+    "transition",
     "trio_clock_ms",
     "wall_clock_ms",
 ]
