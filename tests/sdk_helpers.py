@@ -30,10 +30,35 @@ async def trio_engine(path: str | os.PathLike[str], **options: Any) -> AsyncIter
         engine._check()
 
 
+TICK = 0.01
+
+
+@asynccontextmanager
+async def ticking() -> AsyncIterator[None]:
+    """Keep a timer TICK ahead for the block.
+
+    The engine commits in a worker thread; while a Trio task waits for a thread,
+    MockClock(autojump_threshold=0) jumps straight to the next deadline, which may be a
+    lease or an idle timeout far ahead. A ticking task bounds every jump to TICK, so
+    virtual time advances in small steps while the disk works."""
+    async with trio.open_nursery() as nursery:
+
+        async def tick() -> None:
+            while True:
+                await trio.sleep(TICK)
+
+        nursery.start_soon(tick)
+        try:
+            yield
+        finally:
+            nursery.cancel_scope.cancel()
+
+
 @asynccontextmanager
 async def running(worker: fa.Worker, handler: Any = None) -> AsyncIterator[fa.Worker]:
-    """Run `worker` in the background for the block, then stop it and wait for it."""
-    async with trio.open_nursery() as nursery:
+    """Run `worker` in the background (with `ticking`) for the block, then stop it and
+    wait for it to finish."""
+    async with ticking(), trio.open_nursery() as nursery:
         await nursery.start(worker.run, handler)
         try:
             yield worker
@@ -41,7 +66,7 @@ async def running(worker: fa.Worker, handler: Any = None) -> AsyncIterator[fa.Wo
             worker.stop()
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], *, seconds: float = 600) -> None:
+async def until(predicate: Callable[[], Awaitable[bool]], *, seconds: float = 3_600) -> None:
     """Poll `predicate` in (virtual) time until it holds; fail after `seconds`."""
     with trio.fail_after(seconds):
         while not await predicate():
