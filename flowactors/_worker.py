@@ -8,9 +8,10 @@ Theory of operation. `run()` keeps three kinds of task in one nursery:
   (`idle_ms` .. `max_idle_ms`, on Trio's clock), cut short when an acknowledgement or a
   create/signal through the same workflow may have made work due;
 - one task per claimed flow runs its handler - async handlers in the nursery, sync ones in
-  a thread (`trio.to_thread.run_sync`, at most `concurrency` threads) - while a helper
-  extends the lease every `extend_every` x lease_ms. The handler's return value (or
-  exception, per the state's ExceptionPolicy) becomes one outcome;
+  a thread (`trio.to_thread.run_sync`, at most `concurrency` threads). The handler's
+  return value (or exception, per the state's ExceptionPolicy) becomes one outcome;
+- one lease keeper extends every held lease once `extend_every` x lease_ms of it passed
+  (one task for all flows in flight, not one per flow: a task per flow halved throughput);
 - the acknowledger drains every outcome that is ready and sends them together: plain
   completes, fails, retries and transitions through `complete_many` / `fail_many` /
   `retry_many` / `transition_many`, the rest one command each, all concurrently. A slot is
@@ -63,6 +64,18 @@ class WorkerStatistics:
     claim_calls: int
     empty_claims: int
     in_flight: int
+
+
+class _Held:
+    """A flow in flight: its lease is kept alive until the handler returns."""
+
+    __slots__ = ("ctx", "extend_at", "lost", "scope")
+
+    def __init__(self, ctx: Context, extend_at: float) -> None:
+        self.ctx = ctx
+        self.extend_at = extend_at  # Trio time of the next extension
+        self.lost = False
+        self.scope = trio.CancelScope()
 
 
 class _Item:
@@ -142,6 +155,7 @@ class Worker:
         self._slot_event = trio.Event()
         self._idle_event = trio.Event()
         self._fatal: BaseException | None = None
+        self._held: set[_Held] = set()
         self._send, self._receive = trio.open_memory_channel[_Item](math.inf)
 
     # -- public -------------------------------------------------------------------------
@@ -173,6 +187,7 @@ class Worker:
         try:
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._acknowledger)
+                outer.start_soon(self._keep_leases)
                 async with trio.open_nursery() as jobs:
                     task_status.started()
                     await self._claim_loop(jobs)
@@ -193,6 +208,7 @@ class Worker:
         the number of flows claimed."""
         async with trio.open_nursery() as outer:
             outer.start_soon(self._acknowledger)
+            outer.start_soon(self._keep_leases)
             async with trio.open_nursery() as jobs:
                 got = await self._claim(self.batch_size, reclaim_only=reclaim_only)
                 for flow in got:
@@ -274,45 +290,59 @@ class Worker:
         ctx = Context(self.workflow, flow, self._lease_for(state))
         handler = self.handler or spec.handler
         policy = self.exception_policy or spec.exception_policy
-        lost = False
+        held = _Held(ctx, trio.current_time() + ctx.lease_ms * self.extend_every / 1000)
+        self._held.add(held)
         outcome: Outcome | None = None
         try:
-            async with trio.open_nursery() as guard:
-                handler_scope = trio.CancelScope()
-
-                async def keep_lease() -> None:
-                    nonlocal lost
-                    while True:
-                        await trio.sleep(ctx.lease_ms * self.extend_every / 1000)
-                        try:
-                            await ctx.extend_lease()
-                            self._counts["lease_extensions"] += 1
-                        except LOST:
-                            lost = True
-                            handler_scope.cancel()
-                            return
-
-                guard.start_soon(keep_lease)
-                with handler_scope:
-                    outcome = await self._call(handler, ctx, state, policy)
-                guard.cancel_scope.cancel()
+            with held.scope:
+                outcome = await self._call(handler, ctx, state, policy)
         except BaseException:
             # Cancelled (shutdown past its grace period, or the worker is failing): hand
             # the flow back, due now, unless it is no longer ours.
+            self._held.discard(held)
             with trio.CancelScope(shield=True):
-                if lost or ctx.settled:
+                if held.lost or ctx.settled:
                     self._done()
                 else:
                     await self._release(ctx)
             raise
-        if lost or outcome is None or ctx.settled:
-            if lost:
+        self._held.discard(held)
+        if held.lost or outcome is None or ctx.settled:
+            if held.lost:
                 self._counts["lost_leases"] += 1
             elif ctx.settled:
                 self._counts["spawned"] += 1
             self._done()
             return
         self._send.send_nowait(_Item(ctx, outcome))
+
+    async def _keep_leases(self) -> None:
+        """Extend every held lease once `extend_every` of it has passed (one task for all
+        flows in flight; it looks four times per extension period)."""
+        shortest = min(self._lease_for(s) for s in self._states_served())
+        tick = shortest * self.extend_every / 4 / 1000
+        while True:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            due = [h for h in self._held if h.extend_at <= now and not h.lost]
+            if due:
+                async with trio.open_nursery() as nursery:
+                    for held in due:
+                        nursery.start_soon(self._extend, held)
+
+    async def _extend(self, held: _Held) -> None:
+        try:
+            await held.ctx.extend_lease()
+        except LOST:
+            held.lost = True
+            held.scope.cancel()  # an async handler stops; a thread's result is dropped
+            return
+        self._counts["lease_extensions"] += 1
+        held.extend_at = trio.current_time() + held.ctx.lease_ms * self.extend_every / 1000
+
+    def _states_served(self) -> list[str]:
+        names = [n for group in self._groups if group[0] for n in group[0]]
+        return names or ["*"]
 
     async def _call(
         self, handler: Handler | None, ctx: Context, state: str, policy: ExceptionPolicy
