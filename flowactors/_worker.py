@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -90,7 +90,8 @@ class Worker:
     """Runs one workflow's handlers for the given states (default: every declared state).
 
     `handler` overrides the states' own handlers (a queue worker). `lease_ms`,
-    `claim_payload`, `claim_values` override the states' claim settings.
+    `claim_payload`, `claim_values` override the states' claim settings. `on_ack` is
+    called with each flow as its acknowledgement made it durable (after the commit).
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class Worker:
         idle_ms: int = 5,
         max_idle_ms: int = 500,
         shutdown_grace_ms: int = 10_000,
+        on_ack: Callable[[Flow], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgument("concurrency must be at least 1")
@@ -127,6 +129,7 @@ class Worker:
         self.idle_ms = idle_ms
         self.max_idle_ms = max_idle_ms
         self.shutdown_grace_ms = shutdown_grace_ms
+        self.on_ack = on_ack
         self._groups = workflow.claim_groups(
             self.states, lease_ms=lease_ms, payload=claim_payload, values=claim_values
         )
@@ -467,7 +470,7 @@ class Worker:
 
         async def single(item: _Item) -> None:
             try:
-                await self.workflow.apply(item.ctx.flow, item.outcome)
+                flow = await self.workflow.apply(item.ctx.flow, item.outcome)
             except LOST:
                 self._counts["lost_leases"] += 1
                 return
@@ -475,6 +478,8 @@ class Worker:
                 self._failed(exc)
                 return
             self._counts[_KIND[type(item.outcome)]] += 1
+            if self.on_ack is not None:
+                self.on_ack(flow)
 
         async with trio.open_nursery() as nursery:
             for kind, items in (("completed", completes), ("failed", fails), ("retried", retries)):
@@ -499,6 +504,8 @@ class Worker:
         for r in results:
             if r.error is None:
                 self._counts[kind] += 1
+                if self.on_ack is not None and r.flow is not None:
+                    self.on_ack(r.flow)
             elif isinstance(r.error, LOST):
                 self._counts["lost_leases"] += 1
             else:
