@@ -9,7 +9,7 @@ The SDK above it (Workflow, Client, Worker) turns handlers into those explicit c
 """
 
 from ._client import Client, Queue
-from ._coord import CoordinationUnavailable
+from ._bridge import CoordinationUnavailable
 from ._engine import Engine, open_engine, slot_of, trio_clock_ms, wall_clock_ms
 from ._errors import (
     CorruptLog,

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
-from . import _coord
+from . import _bridge as _coord
 from ._engine import Engine
 from ._errors import FlowError, InvalidArgument
 from ._outcomes import (
