@@ -4,8 +4,11 @@ async with flowactors.open_engine("data") as engine:
     await engine.create("order-1", "order", payload=b"...")
     for job in await engine.claim_due("order", "worker-1", limit=10):
         await engine.complete(job.id, job.lease_token, job.fencing_token)
+
+The SDK above it (Workflow, Client, Worker) turns handlers into those explicit commands.
 """
 
+from ._client import Client, Queue
 from ._engine import Engine, open_engine, slot_of, trio_clock_ms, wall_clock_ms
 from ._errors import (
     CorruptLog,
@@ -23,6 +26,23 @@ from ._errors import (
     StorageError,
     WrongState,
 )
+from ._outcomes import (
+    Complete,
+    ExceptionPolicy,
+    Fail,
+    Outcome,
+    Retry,
+    RetryOr,
+    Spawn,
+    StateRetry,
+    Transition,
+    complete,
+    fail,
+    retry,
+    retry_or,
+    spawn,
+    transition,
+)
 from ._retry import backoff_delay_ms
 from ._types import (
     Ack,
@@ -37,16 +57,23 @@ from ._types import (
     PolicySettings,
     RetryPolicy,
 )
+from ._worker import Worker, WorkerStatistics
+from ._workflow import Context, State, Workflow
 
 __all__ = [
     "Ack",
     "ChildSpec",
     "ChildStatus",
+    "Client",
+    "Complete",
+    "Context",
     "CorruptLog",
     "CreateSpec",
     "DataDirLocked",
     "Engine",
     "EngineClosed",
+    "ExceptionPolicy",
+    "Fail",
     "Flow",
     "FlowError",
     "FlowExists",
@@ -57,17 +84,34 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidArgument",
     "ItemResult",
+    "Outcome",
     "Overloaded",
     "Page",
     "PolicySettings",
+    "Queue",
+    "Retry",
+    "RetryOr",
     "RetryPolicy",
     "ShardBroken",
+    "Spawn",
     "StaleLease",
+    "State",
+    "StateRetry",
     "StorageError",
+    "Transition",
+    "Worker",
+    "WorkerStatistics",
+    "Workflow",
     "WrongState",
     "backoff_delay_ms",
+    "complete",
+    "fail",
     "open_engine",
+    "retry",
+    "retry_or",
     "slot_of",
+    "spawn",
+    "transition",
     "trio_clock_ms",
     "wall_clock_ms",
 ]

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from rich.console import Console
 
 from ._errors import FlowError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowactors", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="flowactors", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="run order workflows through an embedded engine")
     demo.add_argument("--data-dir", default="flowactors-data", help="engine data directory")
     demo.add_argument("--orders", type=int, default=5000, help="orders to create this run")
     demo.add_argument("--workers", type=int, default=4, help="concurrent worker tasks")
+    inspect = sub.add_parser("inspect", help="flows per type and state, or one flow's history")
+    inspect.add_argument("data_dir", metavar="DATA_DIR", help="an engine data directory")
+    inspect.add_argument("--flow", metavar="ID", help="show this flow and its history")
+    inspect.add_argument(
+        "--partition-key", metavar="KEY", help="the flow's partition key, if it has one"
+    )
     sub.add_parser(
         "bench", help="the benchmark harness (see: flowactors bench --help)", add_help=False
     )
@@ -46,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
                 console.print("flowactors: --orders must be at least 1")
                 return 2
             run_demo(args.data_dir, args.orders, args.workers, console)
-    except FlowError as exc:
-        print(f"flowactors: {exc}", file=sys.stderr)
+        elif args.command == "inspect":
+            from ._inspect import run_inspect
+
+            run_inspect(args.data_dir, args.flow, args.partition_key, console)
+    except (FlowError, OSError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the error holds
+        print(f"flowactors: {type(exc).__name__}: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,8 +1,9 @@
 """`flowactors demo`: order workflows that survive a real SIGKILL of their worker process.
 
-Each order goes created -> charged -> shipped -> completed; every step is a claim under a
-lease and a fenced transition, durably committed before it is acknowledged. The engine and
-its workers run in a child process that reports every acknowledged completion through a
+Each order goes created -> charged -> shipped -> completed, declared as an SDK workflow and
+run by SDK workers (`order_workflow`): every step is a claim under a lease and a fenced
+acknowledgement, durably committed before it counts. The engine and its workers run in a
+child process that reports every acknowledged completion through a
 pipe. Partway through, the parent kills it with SIGKILL, starts it again (timing the
 recovery), lets it finish, and then checks the books itself: every order completed, none
 lost, none acknowledged twice (a reclaimed order can only be completed by its new holder:
@@ -22,11 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ._client import Client
 from ._engine import Engine, open_engine
-from ._errors import StaleLease
-from ._types import Ack, CreateSpec
+from ._outcomes import Outcome, transition
+from ._types import CreateSpec, Flow
+from ._worker import Worker
+from ._workflow import Context, Workflow
 
-STEPS = {"created": "charged", "charged": "shipped"}  # last step: shipped -> completed
 TYPE = "order"
 LEASE_MS = 2_000
 
@@ -34,64 +37,75 @@ LEASE_MS = 2_000
 # -- the worker process -------------------------------------------------------------------
 
 
-async def _worker(engine: Engine, name: str, out: trio.MemorySendChannel[str]) -> None:
-    while True:
-        jobs = await engine.claim_due(TYPE, name, limit=100, lease_ms=LEASE_MS)
-        if not jobs:
-            await trio.sleep(0.01)
-            continue
-        by_state: dict[str, list[Ack]] = {}
-        for job in jobs:
-            by_state.setdefault(job.logical_state, []).append(
-                Ack(job.id, job.lease_token, job.fencing_token, b"delivered")
-            )
-        for state, acks in by_state.items():
-            if state in STEPS:
-                await engine.transition_many(acks, "running", STEPS[state])
-            else:
-                for result in await engine.complete_many(acks):
-                    if result.ok:
-                        await out.send(result.id)
-                    elif not isinstance(result.error, StaleLease):
-                        assert result.error is not None
-                        raise result.error
+def order_workflow(engine: Engine) -> Workflow:
+    """The demo's workflow, declared with the SDK: three states, each a handler that
+    returns its outcome; the SDK worker claims, runs and acknowledges in batches."""
+    order = Client(engine).workflow(type=TYPE, initial_state="created")
+
+    @order.state("created", lease_ms=LEASE_MS, claim_payload=False)
+    async def created(job: Context) -> Outcome:
+        return transition("charged")  # charge the card
+
+    @order.state("charged", lease_ms=LEASE_MS, claim_payload=False)
+    async def charged(job: Context) -> Outcome:
+        return transition("shipped")  # hand the parcel over
+
+    @order.state("shipped", lease_ms=LEASE_MS, claim_payload=False)
+    async def shipped(job: Context) -> bytes:
+        return b"delivered"  # on_ok: complete, with this result
+
+    return order
 
 
 async def worker_main(data_dir: str, prefix: str, orders: int, workers: int) -> None:
     """Child process: open (timed), create this run's orders if missing, work until done.
 
-    Prints `opened <seconds>`, then one `ack <id>` per acknowledged completion.
+    Prints `opened <seconds>`, then one `ack <id>` per completion, written only once the
+    worker's acknowledgement is durable (the Worker's `on_ack`).
     """
     started = time.perf_counter()
     async with open_engine(data_dir) as engine:
         print(f"opened {time.perf_counter() - started:.4f}", flush=True)
+        order = order_workflow(engine)
         ids = [f"{prefix}-{i:06d}" for i in range(orders)]
         if await engine.get(ids[-1]) is None:
             specs = [CreateSpec(i, payload=b'{"amount": 42}') for i in ids]
             for i in range(0, len(specs), 1000):
-                await engine.create_many(
-                    TYPE, specs[i : i + 1000], state="created", idempotent=True
-                )
-        send, receive = trio.open_memory_channel[str](10_000)
+                await order.create_many(specs[i : i + 1000], idempotent=True)
+        acked: list[str] = []
+
+        def on_ack(flow: Flow) -> None:
+            if flow.state == "completed":
+                acked.append(flow.id)
+
+        pool = [
+            Worker(
+                order,
+                name=f"{prefix}-worker-{os.getpid()}-{w}",
+                concurrency=500,
+                batch_size=250,
+                idle_ms=5,
+                max_idle_ms=100,
+                on_ack=on_ack,
+            )
+            for w in range(workers)
+        ]
         async with trio.open_nursery() as nursery:
-            for w in range(workers):
-                nursery.start_soon(_worker, engine, f"{prefix}-worker-{os.getpid()}-{w}", send)
+            for worker in pool:
+                await nursery.start(worker.run)
             while True:
-                batch = [await receive.receive()]
-                while True:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                sys.stdout.write("".join(f"ack {i}\n" for i in batch))
-                sys.stdout.flush()
-                counts = await engine.info(TYPE)
-                if counts.get("completed", 0) >= await _total(engine) and not counts.get("running"):
-                    nursery.cancel_scope.cancel()
-
-
-async def _total(engine: Engine) -> int:
-    return sum((await engine.info(TYPE)).values())
+                await trio.sleep(0.02)
+                if acked:
+                    sys.stdout.write("".join(f"ack {i}\n" for i in acked))
+                    sys.stdout.flush()
+                    acked.clear()
+                counts = await order.info()
+                if counts.get("completed", 0) >= sum(counts.values()):
+                    for worker in pool:
+                        worker.stop()
+                    break
+        lost = sum(w.statistics().lost_leases for w in pool)
+        print(f"lost_leases {lost}", flush=True)
 
 
 # -- the parent: progress, the kill, the checks --------------------------------------------
@@ -105,10 +119,14 @@ def _spawn(data_dir: str, prefix: str, orders: int, workers: int) -> subprocess.
 
 
 def run_demo(data_dir: str, orders: int, workers: int, console: Console) -> None:
-    console.print(f"[bold]flowactors demo[/]: {orders} orders, data in {os.path.abspath(data_dir)}")
+    console.print(
+        f"[bold]flowactors demo[/]: {orders} orders through {workers} SDK workers, "
+        f"data in {os.path.abspath(data_dir)}"
+    )
     prefix = f"order-{time.strftime('%Y%m%d-%H%M%S')}"
     acks: list[str] = []
     recovery: list[float] = []
+    stale = 0  # acknowledgements the SDK workers refused to send: their lease was gone
     kill_at = max(1, orders * 2 // 5)
     started = time.perf_counter()
     with Progress(
@@ -127,6 +145,8 @@ def run_demo(data_dir: str, orders: int, workers: int, console: Console) -> None
                 kind, _, value = raw.decode().strip().partition(" ")
                 if kind == "opened":
                     recovery.append(float(value))
+                elif kind == "lost_leases":
+                    stale += int(value)
                 elif kind == "ack":
                     acks.append(value)
                     progress.update(bar, completed=len(set(acks)))
@@ -149,9 +169,10 @@ def run_demo(data_dir: str, orders: int, workers: int, console: Console) -> None
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("orders", f"{orders}")
-    table.add_row("orders completed", f"{completed}")
+    table.add_row("flows completed", f"{completed}")
     table.add_row("lost (acknowledged, then missing)", f"{missing}")
     table.add_row("acknowledged twice", f"{twice}")
+    table.add_row("stale acks withheld (lease lost)", f"{stale}")
     table.add_row("worker process killed (SIGKILL)", f"after {kill_at} acknowledged orders")
     table.add_row(
         "recovery time (open after the kill)",

@@ -29,7 +29,10 @@ def test_demo_survives_sigkill_with_nothing_lost(tmp_path: Path) -> None:
         for line in run.stdout.splitlines()
         if line.count("│") == 3
     }
-    assert rows["orders completed"] == "400"
+    assert rows["flows completed"] == "400"
     assert rows["lost (acknowledged, then missing)"] == "0"
     assert rows["acknowledged twice"] == "0"
     assert rows["worker process killed (SIGKILL)"].startswith("after ")
+    assert rows["recovery time (open after the kill)"].endswith(" ms")
+    assert rows["throughput"].split()[0].replace(",", "").isdigit()
+    assert rows["stale acks withheld (lease lost)"].isdigit()

@@ -1,0 +1,325 @@
+"""SDK worker: batch claims under a concurrency limit, batched acknowledgements, automatic
+lease extension, lost leases, exception policies, sync handlers in threads, graceful
+shutdown, idle back-off - all in Trio's virtual time."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from sdk_helpers import running, states_of, ticking, trio_engine, until
+
+import flowactors as fa
+from flowactors import Client, ExceptionPolicy, complete, retry, transition
+
+
+async def test_queue_worker_completes_everything_in_batches(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        emails = Client(engine).queue(type="email")
+        await emails.enqueue_many([fa.CreateSpec(f"e{i}", payload=b"u") for i in range(200)])
+        in_handler = peak = 0
+
+        async def send(job: fa.Context) -> bytes:
+            nonlocal in_handler, peak
+            in_handler += 1
+            peak = max(peak, in_handler)
+            await trio.sleep(0.05)
+            in_handler -= 1
+            return b"sent:" + (job.payload or b"")
+
+        worker = emails.worker(concurrency=20, batch_size=20)
+        async with running(worker, send):
+            await until(lambda: _done(emails, 200))
+        stats = worker.statistics()
+        assert (stats.claimed, stats.completed, stats.in_flight, stats.lost_leases) == (
+            200,
+            200,
+            0,
+            0,
+        )
+        assert peak == 20
+        assert stats.claim_calls < 200 // 5  # batched, not one claim per flow
+        got = await emails.get("e7")
+        assert got is not None and got.result == b"sent:u"
+
+
+async def _done(wf: fa.Workflow, n: int) -> bool:
+    return (await wf.info()).get("completed", 0) == n
+
+
+async def test_state_machine_with_sync_and_async_handlers(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        order = Client(engine).workflow(type="order", initial_state="created")
+        threads: set[bool] = set()
+
+        @order.state("created")
+        def created(job: fa.Context) -> fa.Transition:
+            threads.add(threading.current_thread() is threading.main_thread())
+            return transition("charged")
+
+        @order.state("charged")
+        async def charged(job: fa.Context) -> fa.Complete:
+            return complete(result=f"ok:{job.id}")
+
+        for i in range(30):
+            await order.start(f"o{i}", payload=b"{}", idempotent=True)
+        worker = order.worker(states=["created", "charged"], concurrency=8)
+        async with running(worker):
+            await until(lambda: _done(order, 30))
+        stats = worker.statistics()
+        assert (stats.transitioned, stats.completed) == (30, 30)
+        assert threads == {False}  # the sync handler ran in worker threads
+        names = [e.name for e in await order.history("o3")]
+        assert names == ["created", "claimed", "transitioned", "claimed", "completed"]
+
+
+async def test_a_long_handler_keeps_its_lease(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="slow", initial_state="work")
+
+        @wf.state("work", lease_ms=20_000)
+        async def work(job: fa.Context) -> bytes:
+            await trio.sleep(200)  # ten leases long
+            return b"done"
+
+        await wf.create("s")
+        # The worker's own idle claims reclaim expired leases: had the lease lapsed, the
+        # flow would show a reclaim and the first claim's acknowledgement would be lost.
+        worker = wf.worker(max_idle_ms=1_000)
+        async with running(worker):
+            await until(lambda: _done(wf, 1))
+        stats = worker.statistics()
+        assert stats.lease_extensions >= 15 and stats.lost_leases == 0
+        flow = await wf.get("s")
+        assert flow is not None and (flow.reclaims, flow.result) == (0, b"done")
+
+
+async def _running(wf: fa.Workflow) -> bool:
+    return (await wf.info()).get("running", 0) > 0
+
+
+async def test_a_lost_lease_is_counted_and_never_acknowledged(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+        release = trio.Event()
+        cancelled = []
+
+        @wf.state("work", lease_ms=1_000)
+        async def work(job: fa.Context) -> bytes:
+            try:
+                await release.wait()
+            except trio.Cancelled:
+                cancelled.append(job.id)
+                raise
+            return b"too late"
+
+        await wf.create("a")
+        worker = wf.worker()
+        async with running(worker):
+            await until(lambda: _running(wf))
+            await wf.cancel("a", force=True, reason="operator")  # the lease is gone
+            await trio.sleep(1)
+            assert cancelled == ["a"]  # the extension failed: the handler was cancelled
+        stats = worker.statistics()
+        assert (stats.lost_leases, stats.completed, stats.in_flight) == (1, 0, 0)
+        flow = await wf.get("a")
+        assert flow is not None and flow.state == "cancelled" and flow.result is None
+
+
+async def test_a_thread_handler_that_lost_its_lease_is_not_acknowledged(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+
+        @wf.state("work")
+        def work(job: fa.Context) -> bytes:
+            # Meanwhile an operator cancels the flow: this result must not be acknowledged.
+            trio.from_thread.run(partial(wf.cancel, job.id, force=True))
+            return b"result of a lost claim"
+
+        await wf.create("a")
+        worker = wf.worker()
+        assert await worker.run_once() == 1
+        stats = worker.statistics()
+        assert (stats.lost_leases, stats.completed) == (1, 0)
+        flow = await wf.get("a")
+        assert flow is not None and flow.state == "cancelled" and flow.result is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "state", "attempts"),
+    [(ExceptionPolicy.RETRY, "work", 1), (ExceptionPolicy.FAIL, "failed", 0)],
+)
+async def test_exception_policies_retry_and_fail(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    policy: ExceptionPolicy,
+    state: str,
+    attempts: int,
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(
+            type="t",
+            initial_state="work",
+            retry_policy=fa.RetryPolicy(backoff="fixed", base_ms=60_000, jitter_pct=0),
+        )
+
+        @wf.state("work", exception_policy=policy)
+        def work(job: fa.Context) -> bytes:
+            raise RuntimeError("boom")
+
+        await wf.create("a")
+        assert await wf.run_once() == 1
+        flow = await wf.get("a")
+        assert flow is not None
+        assert (flow.state, flow.attempts, flow.error) == (state, attempts, b"boom")
+
+
+async def test_raise_policy_stops_the_worker_and_leaves_the_lease(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+
+        @wf.state("work", exception_policy=ExceptionPolicy.RAISE)
+        async def work(job: fa.Context) -> bytes:
+            raise KeyError("bug")
+
+        await wf.create("a")
+        with pytest.raises(KeyError, match="bug"):
+            await wf.worker().run()
+        assert await wf.info() == {"running": 1}
+
+
+async def test_handler_retry_outcome_uses_the_workflow_policy(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(
+            type="charge",
+            initial_state="charge",
+            retry_policy=fa.RetryPolicy(max_retries=2, backoff="fixed", base_ms=100, jitter_pct=0),
+        )
+        calls = []
+
+        @wf.state("charge")
+        async def charge(job: fa.Context) -> fa.Outcome:
+            calls.append(fa.trio_clock_ms())
+            return retry(error=b"rate limited")
+
+        await wf.create("a")
+        worker = wf.worker(idle_ms=1, max_idle_ms=5)
+        async with running(worker):
+            await until(lambda: _terminal(wf, "a"))
+        assert len(calls) == 3 and calls[1] - calls[0] >= 100
+        flow = await wf.get("a")
+        assert flow is not None and (flow.state, flow.attempts) == ("failed", 3)
+
+
+async def _terminal(wf: fa.Workflow, flow_id: str) -> bool:
+    flow = await wf.get(flow_id)
+    return flow is not None and flow.terminal
+
+
+async def test_graceful_shutdown_releases_unfinished_work(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+
+        @wf.state("work")
+        async def work(job: fa.Context) -> bytes:
+            await trio.sleep(3_600 if job.id == "slow" else 0.5)
+            return b"ok"
+
+        await wf.create("slow")
+        await wf.create("quick")
+        worker = wf.worker(shutdown_grace_ms=2_000)
+        async with ticking(), trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            await until(lambda: _count(wf, "running", 2))
+            started = trio.current_time()
+            worker.stop()
+        # Returned after the grace period, not after the slow handler's hour.
+        assert 2.0 <= trio.current_time() - started < 60
+        stats = worker.statistics()
+        assert (stats.completed, stats.released, stats.in_flight) == (1, 1, 0)
+        slow = await wf.get("slow")
+        assert slow is not None and (slow.state, slow.attempts, slow.lease_token) == (
+            "work",
+            0,
+            None,
+        )
+        [again] = await wf.claim_due()  # due at once for the next worker
+        assert again.id == "slow"
+
+
+async def _count(wf: fa.Workflow, state: str, n: int) -> bool:
+    return (await wf.info()).get(state, 0) == n
+
+
+async def test_idle_polling_backs_off(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        q = Client(engine).queue(type="q")
+        worker = q.worker(idle_ms=10, max_idle_ms=1_000)
+        async with trio.open_nursery() as nursery:  # empty claims write nothing: exact time
+            await nursery.start(worker.run, _noop)
+            await trio.sleep(60)
+            worker.stop()
+        stats = worker.statistics()
+        # 10, 20, ... 640 ms (7 polls, 1.27 s), then one poll a second: about 66 claims.
+        assert 60 <= stats.claim_calls <= 68 and stats.empty_claims == stats.claim_calls
+
+
+async def _noop(job: fa.Context) -> None:
+    return None
+
+
+async def test_a_create_through_the_workflow_wakes_an_idle_worker(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        q = Client(engine).queue(type="q")
+        worker = q.worker(idle_ms=3_600_000, max_idle_ms=3_600_000)  # polls once an hour
+        async with running(worker, _noop):
+            await trio.sleep(1)
+            created = trio.current_time()
+            await q.enqueue("x")
+            await until(lambda: _done(q, 1))
+            assert trio.current_time() - created < 60  # woken, not at the next poll
+        assert states_of(await q.info()) == {"completed": 1}
+
+
+async def test_claim_values_hydrate_only_what_is_asked(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        orders = Client(engine).queue(type="order")
+        await orders.enqueue(
+            "o1",
+            payload=b"routing",
+            values={"invoice": b"%PDF" * 1000, "customer": b'{"name": "Ada"}'},
+        )
+        seen = {}
+
+        def handle(job: fa.Context) -> bytes:
+            seen.update(job.values)
+            return b"ok"
+
+        assert await orders.run_once(handler=handle, claim_values=["customer"]) == 1
+        assert seen == {"customer": b'{"name": "Ada"}'}
