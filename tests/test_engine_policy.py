@@ -444,3 +444,32 @@ async def test_installed_policy_is_not_changed_by_the_callers_dict(
         got = await e.get_policy("t")
         assert got.generation == installed.generation == 1
         assert got.states["s"].max_retries == 5
+
+
+async def test_max_active_ms_policy_covers_create_many_and_spawned_children(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with open_checked(tmp_path, clock) as e:
+        await e.install_policy("kid", fa.FlowPolicy(max_active_ms=1_000))
+        await e.create_many("kid", [fa.CreateSpec("m1"), fa.CreateSpec("m2", partition_key="z")])
+        await e.create("p", "parent")
+        [f] = await e.claim_due("parent", "w")
+        await e.spawn_children(
+            "p",
+            f.lease_token,
+            f.fencing_token,
+            group_id="g",
+            children=[fa.ChildSpec("c1", "kid"), fa.ChildSpec("c2", "kid", partition_key="y")],
+            success_state="completed",
+            failure_state="failed",
+            on_child_failed="ignore",
+        )
+        clock.advance(1_000)
+        report = await e.retention_cleanup()
+        assert report["active_timeouts"] == 4
+        await e.settle()
+        for fid, pk in (("m1", None), ("m2", "z"), ("c1", None), ("c2", "y")):
+            g = await e.get(fid, partition_key=pk)
+            assert g is not None and g.state == "failed", fid
+        parent = await e.get("p")
+        assert parent is not None and parent.state == "completed"  # failures ignored

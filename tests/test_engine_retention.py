@@ -309,6 +309,7 @@ async def test_maintenance_touches_only_shards_with_traffic(
             await finish(e, fid)
         clock.advance(WEEK)
         target = e.shard_for("ping")
+        assert 0 < sum(e.shard_for(fid) == target for fid in ids) < len(ids)
         await e.create("ping", "other")  # one command, on one shard
         for fid in ids:
             gone = not keys_of(e, fid)
