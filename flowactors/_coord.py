@@ -249,23 +249,28 @@ def _settle(state: ShardState, mutations: list[Any], now: int, config: m.Config)
 
 
 def _apply_policy(tx: _Tx, w: Write, before: Record | None) -> None:
-    """Policy effects on any write: max_active_ms on creation, the history cap."""
+    """Policy effects on any write: max_active_ms on creation, the history cap.
+
+    Trimming keeps the events that hold the current payload, result and error below the
+    floor ("pinned"); once a later write stops pinning one, it is deleted, whether or not
+    a cap is still in force, so nothing of a flow outlives the window but its pins (and
+    deleting the flow finds every event: the window plus the pins)."""
     rec, config = w.record, tx.config
     if before is None and w.event == "created" and rec.active_deadline is None:
         max_active = config.setting("max_active_ms", rec.type)
         if max_active is not None:
             rec.active_deadline = rec.created_at + max_active
-    cap = config.setting("history_max_events", rec.type)
-    if cap is None or rec.version - rec.hist_floor + 1 <= cap:
-        return
-    floor = rec.version - cap + 1
     pinned = {rec.payload_ver, rec.result_ver, rec.error_ver}
-    drop = [v for v in range(rec.hist_floor, floor) if v not in pinned]
-    if before is not None:  # events that were pinned by the previous version only
+    drop: list[int] = []
+    if before is not None and before.hist_floor > 1:
         for v in (before.payload_ver, before.result_ver, before.error_ver):
             if v and v < before.hist_floor and v not in pinned:
                 drop.append(v)
-    rec.hist_floor = floor
+    cap = config.setting("history_max_events", rec.type)
+    if cap is not None and rec.version - rec.hist_floor + 1 > cap:
+        floor = rec.version - cap + 1
+        drop.extend(v for v in range(rec.hist_floor, floor) if v not in pinned)
+        rec.hist_floor = floor
     tx.mutations.extend(Put(history_key(rec.id, v), None) for v in sorted(set(drop)))
 
 
@@ -479,7 +484,10 @@ def apply_outcome(
         meta["to"] = target
         new = _move(parent, target, tx.now, tx.config, version, ext, event)
     else:
-        new = parent.evolve(version=version, updated_at=tx.now, ext=ext, last_event=event)
+        # A terminal parent keeps its end time: late outcomes are recorded, but it stays
+        # where it ended in the terminal index (and in time-window queries).
+        updated = parent.updated_at if parent.terminal else tx.now
+        new = parent.evolve(version=version, updated_at=updated, ext=ext, last_event=event)
     tx.write(Write(new, event, meta))
     if resolution is not None and g["opc"]:
         _cascade(tx, new, [gid], "group_resolved")

@@ -770,8 +770,10 @@ class Engine:
                 raise FlowNotFound(f"flow {flow_id!r} not found")
             return record
 
-        record = await self._call(shard, Request(query=query))
-        return shard.get_values(record, checked)
+        values: dict[str, bytes] = await self._call(
+            shard, Request(query=query, read=lambda r: shard.get_values(r, checked))
+        )
+        return values
 
     # -- reads --------------------------------------------------------------------------
 
@@ -801,8 +803,10 @@ class Engine:
                 raise FlowNotFound(f"flow {flow_id!r} not found")
             return record
 
-        record = await self._call(shard, Request(query=query))
-        return shard.history(record)
+        events: list[HistoryEvent] = await self._call(
+            shard, Request(query=query, read=shard.history)
+        )
+        return events
 
     async def info(self, type: str, *, partition_key: str | None = None) -> dict[str, int]:
         """Number of flows of `type` per state (running included): across all shards,
@@ -962,25 +966,31 @@ class Engine:
         parent knows of them: "pending" until their terminal outcome is counted."""
         m.check_id(parent_id)
         shard = self._shards[self.shard_for(parent_id, partition_key)]
-        record = await self._call(shard, Request(query=lambda st: _require_record(st, parent_id)))
-        groups = (record.ext or {}).get("groups") or {}
-        if group_id is not None:
-            if group_id not in groups:
-                raise FlowNotFound(f"flow {parent_id!r} has no child group {group_id!r}")
-            groups = {group_id: groups[group_id]}
-        out: list[ChildStatus] = []
-        for gid in groups:
-            listing = shard._read(c.group_key(parent_id, gid))
-            if listing is None:
-                continue
-            for child_id, child_type, _shard in cbor2.loads(listing):
-                noted = shard._read(c.noted_key(parent_id, child_id))
-                if noted is None:
-                    out.append(ChildStatus(child_id, gid, child_type, "pending"))
-                else:
-                    _gid, status, result, error = cbor2.loads(noted)
-                    out.append(ChildStatus(child_id, gid, child_type, status, result, error))
-        return out
+
+        def read(record: Record) -> list[ChildStatus]:
+            groups = (record.ext or {}).get("groups") or {}
+            if group_id is not None:
+                if group_id not in groups:
+                    raise FlowNotFound(f"flow {parent_id!r} has no child group {group_id!r}")
+                groups = {group_id: groups[group_id]}
+            out: list[ChildStatus] = []
+            for gid in groups:
+                listing = shard._read(c.group_key(parent_id, gid))
+                if listing is None:
+                    continue
+                for child_id, child_type, _shard in cbor2.loads(listing):
+                    noted = shard._read(c.noted_key(parent_id, child_id))
+                    if noted is None:
+                        out.append(ChildStatus(child_id, gid, child_type, "pending"))
+                    else:
+                        _gid, status, result, error = cbor2.loads(noted)
+                        out.append(ChildStatus(child_id, gid, child_type, status, result, error))
+            return out
+
+        statuses: list[ChildStatus] = await self._call(
+            shard, Request(query=lambda st: _require_record(st, parent_id), read=read)
+        )
+        return statuses
 
     # -- coordination: signals, rewind -------------------------------------------------
 
@@ -1107,27 +1117,24 @@ class Engine:
         self,
         run: Callable[[ShardState, Any, int], list[Any]],
         cursor: str | None,
-        width: int,
+        shape: tuple[type, ...],
         limit: int,
-        shards: Sequence[Shard] | None = None,
     ) -> Page:
         m.check_int(limit, "limit", 1, q.MAX_PAGE)
-        after = q.decode_cursor(cursor, width)
-        targets = list(shards) if shards is not None else self._shards
-        entries: list[tuple[Any, Flow]] = []
+        after = q.decode_cursor(cursor, shape)
 
-        async def one(shard: Shard) -> None:
+        def make(shard: Shard) -> Request:
             def query(st: ShardState) -> list[tuple[Any, Flow]]:
                 return [(key, shard.to_flow(rec)) for key, rec in run(st, after, limit)]
 
-            entries.extend(await self._call(shard, Request(query=query)))
+            return Request(query=query)
 
-        async with trio.open_nursery() as nursery:
-            for shard in targets:
-                nursery.start_soon(one, shard)
+        entries: list[tuple[Any, Flow]] = []
+        for found in await self._each_shard(make):
+            entries.extend(found)
         entries.sort(key=lambda e: e[0])
         page = entries[:limit]
-        more = len(entries) > limit or (len(page) == limit)
+        more = len(entries) > limit or len(page) == limit
         next_cursor = q.encode_cursor(page[-1][0]) if page and more else None
         return Page([flow for _key, flow in page], next_cursor)
 
@@ -1137,9 +1144,12 @@ class Engine:
         """Flows of `type` in `state`: due ones by priority then due time, then parked
         ones (waiting parents), then terminal ones by the time they ended."""
         m.check_type(type)
-        m.check_state(state)
+        m.check_name(state, "state")  # running included: leased flows, by lease deadline
         return await self._paged(
-            lambda st, after, n: q.list_state(st, type, state, after, n), cursor, 4, limit
+            lambda st, after, n: q.list_state(st, type, state, after, n),
+            cursor,
+            q.LIST_KEY,
+            limit,
         )
 
     async def by_parent(
@@ -1150,7 +1160,7 @@ class Engine:
         return await self._paged(
             lambda st, after, n: q.by_ids(st, st.children.get(parent_id, ()), after, n),
             cursor,
-            1,
+            q.ID_KEY,
             limit,
         )
 
@@ -1160,7 +1170,7 @@ class Engine:
         return await self._paged(
             lambda st, after, n: q.by_ids(st, st.by_root.get(root_id, ()), after, n),
             cursor,
-            1,
+            q.ID_KEY,
             limit,
         )
 
@@ -1172,7 +1182,7 @@ class Engine:
         return await self._paged(
             lambda st, after, n: q.by_ids(st, st.by_correlation.get(correlation_id, ()), after, n),
             cursor,
-            1,
+            q.ID_KEY,
             limit,
         )
 
@@ -1185,7 +1195,7 @@ class Engine:
         m.check_int(older_than_ms, "older_than_ms", 0, m.MAX_TIME_MS)
         deadline = self._clock() - older_than_ms
         return await self._paged(
-            lambda st, after, n: q.stuck(st, type, deadline, after, n), cursor, 2, limit
+            lambda st, after, n: q.stuck(st, type, deadline, after, n), cursor, q.TIME_KEY, limit
         )
 
     async def terminals(
@@ -1202,13 +1212,15 @@ class Engine:
         [from_ms, to_ms], oldest first."""
         m.check_type(type)
         names = sorted(TERMINAL) if state is None else [state]
+        if state is not None and state not in TERMINAL:
+            raise InvalidArgument(f"{state!r} is not a terminal state")
         for bound, what in ((from_ms, "from_ms"), (to_ms, "to_ms")):
             if bound is not None:
                 m.check_int(bound, what, 0, m.MAX_TIME_MS)
         return await self._paged(
             lambda st, after, n: q.terminals(st, type, names, from_ms, to_ms, after, n),
             cursor,
-            2,
+            q.TIME_KEY,
             limit,
         )
 
@@ -1370,6 +1382,7 @@ async def open_engine(
     queue_timeout_ms: int | None = None,
     segment_max_bytes: int = 64 * 1024 * 1024,
     maintenance_interval_ms: int | None = 60_000,
+    io_threads: bool = True,
     fs: wal.FileSystem | None = None,
 ) -> AsyncIterator[Engine]:
     """Open (creating if needed) an engine in `path`, inside the running Trio program.
@@ -1380,6 +1393,9 @@ async def open_engine(
     bounded pass with its next batch of work: it fails flows past their max_active_ms
     and deletes terminal flows past their retention. It rides on traffic rather than a
     timer, so an idle engine does nothing and Trio's MockClock never jumps for it.
+    `io_threads=False` runs each commit's write and fdatasync inside the event loop
+    (blocking it): for tests on `trio.testing.MockClock(autojump_threshold=0)`, where
+    waiting on a thread lets virtual time leap ahead by however long the disk takes.
     """
     root = os.fspath(path)
     m.check_int(shards, "shards", 1, SLOTS)
@@ -1408,6 +1424,7 @@ async def open_engine(
                     fs=files,
                     route=router(shards),
                     maintenance_ms=maintenance_interval_ms,
+                    io_threads=io_threads,
                 )
             )
     except BaseException:

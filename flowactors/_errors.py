@@ -50,6 +50,11 @@ class EngineClosed(FlowError):
     """The engine is closed (or closing)."""
 
 
+class InternalError(FlowError):
+    """A bug in flowactors surfaced while answering one request (a read); nothing was
+    changed, and the shard goes on. Please report it."""
+
+
 class StorageError(FlowError):
     """The log failed or holds damage."""
 

@@ -34,7 +34,7 @@ import wal
 
 from . import _coord as c
 from . import _machine as m
-from ._errors import CorruptLog, FlowError, FlowNotFound, StorageError, translate
+from ._errors import CorruptLog, FlowError, FlowNotFound, InternalError, StorageError, translate
 from ._record import (
     Record,
     decode_event,
@@ -66,7 +66,7 @@ NO_HYDRATE = Hydrate()
 class Request:
     """One caller's request: a command (or batch of independent commands) or a query."""
 
-    __slots__ = ("command", "done", "error", "hydrate", "items", "query", "result")
+    __slots__ = ("command", "done", "error", "hydrate", "items", "query", "read", "result")
 
     def __init__(
         self,
@@ -74,11 +74,16 @@ class Request:
         *,
         items: Sequence[c.AnyCommand] | None = None,
         query: Callable[[ShardState], Any] | None = None,
+        read: Callable[[Any], Any] | None = None,
         hydrate: Hydrate = NO_HYDRATE,
     ) -> None:
         self.command = command
         self.items = items
         self.query = query
+        # `read(query result)` runs after the batch's commit, inside the actor: log reads
+        # see exactly the committed state the query saw, and no later batch (which may
+        # delete keys) can come in between.
+        self.read = read
         self.hydrate = hydrate
         self.done = trio.Event()
         self.result: Any = None
@@ -134,6 +139,7 @@ class Shard:
         fs: wal.FileSystem | None,
         route: Callable[[str], int] | None = None,
         maintenance_ms: int | None = None,
+        io_threads: bool = True,
     ) -> Shard:
         try:
             log = await wal.Log.open(
@@ -141,6 +147,7 @@ class Shard:
             )
         except wal.WalError as exc:
             raise translate(exc) from exc
+        log.io_threads = io_threads
         try:
             recovered = await trio.to_thread.run_sync(recover, log, index, route)
         except BaseException:
@@ -175,8 +182,9 @@ class Shard:
         frames: list[list[wal.Op]] = []
         sweep = None
         if self.maintenance_ms is not None and now >= self.next_maintenance:
+            # First in the batch, so every answer of the batch sees the state after it.
             sweep = Request(c.Cleanup(MAINTENANCE_LIMIT))
-            batch.append(sweep)
+            batch.insert(0, sweep)
         for req in batch:
             if self.broken is not None:
                 req.error = self.broken
@@ -198,7 +206,7 @@ class Shard:
         if self._sending or self._unsending:
             self._settle_outbox()
         if sweep is not None:
-            batch.pop()
+            del batch[0]
             self._swept(sweep, now)
         self.requests += len(batch)
         for req in batch:
@@ -241,7 +249,12 @@ class Shard:
 
     def _execute(self, req: Request, now: int, frames: list[list[wal.Op]]) -> None:
         if req.query is not None:
-            req.result = req.query(self.state)
+            try:
+                req.result = req.query(self.state)
+            except FlowError:
+                raise
+            except Exception as exc:  # a read changes nothing: fail this request only
+                raise InternalError(f"shard {self.index}: query failed: {exc!r}") from exc
             return
         if req.items is not None:
             # Independent items: each succeeds or fails alone, all share one frame.
@@ -339,7 +352,7 @@ class Shard:
     def _answer(self, req: Request) -> Any:
         result = req.result
         if req.query is not None:
-            return result
+            return req.read(result) if req.read is not None else result
         hyd = req.hydrate
         if req.items is not None:
             return [

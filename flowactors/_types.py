@@ -223,6 +223,7 @@ POLICY_FIELDS = (
     "history_max_events",
 )
 RETRY_FIELDS = POLICY_FIELDS[:7]
+TYPE_ONLY_FIELDS = ("max_active_ms", "history_max_events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,3 +284,11 @@ class FlowPolicy(PolicySettings):
                 raise InvalidArgument(f"policy state {name!r} is not a state name")
             if not isinstance(layer, PolicySettings) or isinstance(layer, FlowPolicy):
                 raise InvalidArgument(f"policy for state {name!r} must be a PolicySettings")
+            for field_name in TYPE_ONLY_FIELDS:
+                if getattr(layer, field_name) is not None:
+                    raise InvalidArgument(
+                        f"{field_name} is a type-level setting; it cannot be set for state "
+                        f"{name!r}"
+                    )
+        # A private, read-only copy: the caller's dict can never change a live policy.
+        object.__setattr__(self, "states", MappingProxyType(dict(self.states)))

@@ -18,6 +18,7 @@ async def trio_engine(path: str | os.PathLike[str], **options: Any) -> AsyncIter
     """An engine whose clock is Trio's: with MockClock(autojump) leases and back-offs run
     in virtual time."""
     options.setdefault("shards", 2)
+    options.setdefault("io_threads", False)  # virtual time must not run while disks work
     async with fa.open_engine(path, clock=fa.trio_clock_ms, **options) as engine:
         engine._check()
         yield engine

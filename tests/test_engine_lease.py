@@ -197,7 +197,7 @@ async def test_lease_expiry_on_trio_mock_clock(
 ) -> None:
     policy = fa.RetryPolicy(backoff="fixed", base_ms=3_000, jitter_pct=0)
     async with fa.open_engine(
-        tmp_path, shards=2, clock=fa.trio_clock_ms, retry_policy=policy
+        tmp_path, shards=2, clock=fa.trio_clock_ms, retry_policy=policy, io_threads=False
     ) as raw:
         e: Any = Checked(raw)  # checks invariants after every call
         start = fa.trio_clock_ms()

@@ -419,10 +419,6 @@ async def test_install_rejects_bad_arguments(tmp_path: Path, clock: FakeClock) -
         assert written(e) == before and (await e.get_policy("t")).generation == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: max_active_ms / history_max_events in a state layer are accepted and ignored",
-)
 def test_type_only_settings_are_rejected_in_a_state_layer() -> None:
     # Config.setting reads both with state=None, so a state layer's value never applies.
     with pytest.raises(fa.InvalidArgument):
@@ -431,9 +427,6 @@ def test_type_only_settings_are_rejected_in_a_state_layer() -> None:
         fa.FlowPolicy(states={"s": P(history_max_events=5)})
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: the installed policy aliases the caller's `states` dict"
-)
 async def test_installed_policy_is_not_changed_by_the_callers_dict(
     tmp_path: Path, clock: FakeClock
 ) -> None:
