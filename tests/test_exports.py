@@ -1,0 +1,42 @@
+"""The public surface is what `__all__` says, and every public error derives from FlowError."""
+
+from __future__ import annotations
+
+import flowactors as fa
+import wal
+
+
+def test_every_name_in_all_exists_and_nothing_private_leaks() -> None:
+    for name in fa.__all__:
+        assert hasattr(fa, name), name
+        assert not name.startswith("_")
+    assert sorted(fa.__all__) == sorted(set(fa.__all__))
+
+
+def test_every_public_error_derives_from_flow_error() -> None:
+    errors = [
+        getattr(fa, name)
+        for name in fa.__all__
+        if isinstance(getattr(fa, name), type) and issubclass(getattr(fa, name), Exception)
+    ]
+    assert len(errors) >= 14
+    for error in errors:
+        assert issubclass(error, fa.FlowError), error
+
+
+def test_storage_errors_are_also_wal_errors() -> None:
+    assert issubclass(fa.ShardBroken, wal.LogBroken)
+    assert issubclass(fa.CorruptLog, wal.CorruptLog)
+    assert issubclass(fa.DataDirLocked, wal.LogLocked)
+
+
+def test_the_engine_api_surface_is_pinned() -> None:
+    public = {n for n in dir(fa.Engine) if not n.startswith("_")}
+    assert public >= {
+        "create", "create_many", "claim_due", "reclaim", "extend_lease", "transition",
+        "complete", "fail", "retry", "cancel", "complete_many", "fail_many", "retry_many",
+        "transition_many", "put_value", "get_values", "get", "history", "info",
+        "spawn_children", "children", "signal", "rewind", "install_policy", "get_policy",
+        "list_flows", "by_parent", "by_root", "by_correlation", "stuck", "terminals",
+        "retention_cleanup", "compact", "settle", "statistics", "aclose",
+    }  # fmt: skip
