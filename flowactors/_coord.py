@@ -364,7 +364,7 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
     version = parent.version + 1
     meta = {"group": c.group, "children": len(c.children), "wait": c.wait}
     if c.wait == "none":
-        new = _move(parent, c.success, now, config, version, ext, "children_spawned")
+        new = _move(parent, c.success, now, config, ext=ext, last_event="children_spawned")
     else:
         new = parent.evolve(
             state=c.wait_state,
@@ -382,23 +382,22 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
     return new, tx.mutations
 
 
-def _move(
-    r: Record, target: str, now: int, config: m.Config, version: int, ext: Any, event: str
-) -> Record:
-    """Move an unleased parent to a group's target state: terminal, or due now."""
+def _move(r: Record, target: str, now: int, config: m.Config, **changes: Any) -> Record:
+    """An unleased version of `r` in `target`: terminal (with its retention), or live and
+    due at once (better than the reference: a resolved parent is claimable)."""
     if target in TERMINAL:
-        return m._terminal(r, target, now, config, ext=ext, last_event=event)
+        return m._terminal(r, target, now, config, **changes)
     return r.evolve(
         state=target,
         run_state=None,
-        version=version,
+        version=r.version + 1,
         lease_owner=None,
         lease_token=None,
         lease_deadline=None,
-        next_run_at=now,  # better than the reference: a resolved parent is claimable
+        next_run_at=now,
         updated_at=now,
-        ext=ext,
-        last_event=event,
+        retention_until=None,
+        **changes,
     )
 
 
@@ -482,7 +481,7 @@ def apply_outcome(
     if resolution is not None and parent.state == g["ws"] and not parent.leased:
         target = g["s"] if resolution == "success" else g["f"]
         meta["to"] = target
-        new = _move(parent, target, tx.now, tx.config, version, ext, event)
+        new = _move(parent, target, tx.now, tx.config, ext=ext, last_event=event)
     else:
         # A terminal parent keeps its end time: late outcomes are recorded, but it stays
         # where it ended in the terminal index (and in time-window queries).
@@ -646,21 +645,7 @@ def decide_rewind(state: ShardState, c: Rewind, now: int, config: m.Config) -> D
         error_ver=version if err is not None else 0,
         last_event="rewound",
     )
-    if target in TERMINAL:
-        new = m._terminal(r, target, now, config, **changes)
-    else:
-        new = r.evolve(
-            state=target,
-            run_state=None,
-            version=version,
-            lease_owner=None,
-            lease_token=None,
-            lease_deadline=None,
-            next_run_at=now,
-            updated_at=now,
-            retention_until=None,
-            **changes,
-        )
+    new = _move(r, target, now, config, **changes)
     meta = {"to_version": c.to_version, "from": r.state, "to": target}
     return new, [Write(new, "rewound", meta, blobs or None)]
 
