@@ -808,6 +808,19 @@ class Engine:
         )
         return events
 
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Flows per type, then per state (running included), across all shards."""
+
+        def make(shard: Shard) -> Request:
+            return Request(query=lambda st: dict(st.counts))
+
+        out: dict[str, dict[str, int]] = {}
+        for counts in await self._each_shard(make):
+            for (flow_type, state), n in counts.items():
+                per = out.setdefault(flow_type, {})
+                per[state] = per.get(state, 0) + n
+        return {t: dict(sorted(per.items())) for t, per in sorted(out.items())}
+
     async def info(self, type: str, *, partition_key: str | None = None) -> dict[str, int]:
         """Number of flows of `type` per state (running included): across all shards,
         or within one partition."""

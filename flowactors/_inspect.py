@@ -5,10 +5,6 @@ Without options: flows per type and state (running included). `--flow ID` (with
 The directory must already be an engine directory (its ENGINE file names the shard count);
 inspect never creates one. It opens the engine like any caller - so a directory another
 process holds is refused with DataDirLocked, and damage is reported as CorruptLog.
-
-One exception to the layering: the engine has no call that lists the flow types it holds
-(`info` takes a type), so `_counts` reads each shard's count table directly. It belongs in
-the engine as a public read (e.g. `Engine.types()`); replace it when that lands.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from ._engine import ENGINE_FILE, Engine, open_engine
+from ._engine import ENGINE_FILE, open_engine
 from ._errors import FlowNotFound, InvalidArgument
 from ._types import Flow, HistoryEvent
 
@@ -41,17 +37,6 @@ def engine_shards(data_dir: str) -> int:
         raise InvalidArgument(f"{path} is damaged: {exc}") from None
 
 
-def _counts(engine: Engine) -> dict[str, dict[str, int]]:
-    # See the module docstring: a private read until the engine lists its types.
-    out: dict[str, dict[str, int]] = {}
-    for shard in engine._shards:
-        for (flow_type, state), n in shard.state.counts.items():
-            if n:
-                per = out.setdefault(flow_type, {})
-                per[state] = per.get(state, 0) + n
-    return out
-
-
 def run_inspect(
     data_dir: str, flow_id: str | None, partition_key: str | None, console: Console
 ) -> None:
@@ -68,7 +53,7 @@ async def _inspect(
 ) -> None:
     async with open_engine(data_dir, shards=shards) as engine:
         if flow_id is None:
-            console.print(_counts_table(data_dir, _counts(engine)))
+            console.print(_counts_table(data_dir, await engine.counts()))
             return
         flow = await engine.get(flow_id, partition_key=partition_key, payload=256)
         if flow is None:

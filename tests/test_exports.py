@@ -35,7 +35,7 @@ def test_the_engine_api_surface_is_pinned() -> None:
     assert public >= {
         "create", "create_many", "claim_due", "reclaim", "extend_lease", "transition",
         "complete", "fail", "retry", "cancel", "complete_many", "fail_many", "retry_many",
-        "transition_many", "put_value", "get_values", "get", "history", "info",
+        "transition_many", "put_value", "get_values", "get", "history", "info", "counts",
         "spawn_children", "children", "signal", "rewind", "install_policy", "get_policy",
         "list_flows", "by_parent", "by_root", "by_correlation", "stuck", "terminals",
         "retention_cleanup", "compact", "settle", "statistics", "aclose",
