@@ -156,6 +156,7 @@ _second = itemgetter(1)
 _TUPLE = {tuple}
 _TWO = {2}
 _BYTES = {bytes}
+_COLUMNS_FROM = 16  # smaller frames: the plain loop has less fixed cost
 
 
 def prepare(ops: Sequence[Op]) -> Prepared:
@@ -167,7 +168,7 @@ def prepare(ops: Sequence[Op]) -> Prepared:
     the log's hottest code. Anything else takes the plain loop, which also words the
     errors."""
     n = len(ops)
-    if n and set(map(type, ops)) == _TUPLE and set(map(len, ops)) == _TWO:
+    if n >= _COLUMNS_FROM and set(map(type, ops)) == _TUPLE and set(map(len, ops)) == _TWO:
         keys = list(map(_first, ops))
         values = list(map(_second, ops))
         if set(map(type, keys)) == _BYTES and set(map(type, values)) == _BYTES:

@@ -640,7 +640,7 @@ class Log:
         heads = map(fmt.hint_entry_head, kinds, p.klens, p.sizes, offsets, repeat(fseq))
         self._hint_body += b"".join(chain.from_iterable(zip(heads, keys, strict=True)))
         loc_base = (fseq << 96) | (seg << 72)
-        if p.kinds is None and p.unique:
+        if p.kinds is None and p.unique and len(keys) >= 16:
             olds = list(filter(None, map(kmap.get, keys)))  # a location is never 0
             locs = map(or_, map(lshift, offsets, repeat(32)), p.sizes)
             kmap.update(zip(keys, map(or_, locs, repeat(loc_base)), strict=True))
