@@ -10,8 +10,9 @@ async def test_lifecycle_survives_restart(tmp_path: Path) -> None:
         await engine.create("o1", "order", payload=b"hello")
         (job,) = await engine.claim_due("order", "w1", payload=True)
         assert (job.state, job.run_state, job.payload) == ("running", "queued", b"hello")
-        await engine.transition(job.id, "running", "charged", job.fencing_token,
-                                lease_token=job.lease_token)
+        await engine.transition(
+            job.id, "running", "charged", job.fencing_token, lease_token=job.lease_token
+        )
         (job,) = await engine.claim_due("order", "w1")
         await engine.complete(job.id, job.lease_token, job.fencing_token, result=b"ok")
         engine._check()

@@ -15,10 +15,14 @@ batches = st.lists(ops, min_size=1, max_size=8)
 FUZZ = settings(max_examples=settings().max_examples * 3)  # 3x the profile's count
 
 
+SEGMENT = 5  # the segment id these images belong to
+
+
 def encode(frames: list[list[wal.Op]]) -> bytes:
     out = b""
     for i, frame_ops in enumerate(frames):
-        data, _refs = fmt.encode_frame(frame_ops, i + 1, 1_700_000_000_000 + i, 0)
+        ts = 1_700_000_000_000 + i
+        data, _refs = fmt.encode_frame(frame_ops, i + 1, ts, 0, segment=SEGMENT, offset=len(out))
         out += data
     return out
 
@@ -34,7 +38,7 @@ def mutate(data: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
 def check_decode(data: bytes) -> None:
     """The invariant: a list of valid frames, or CorruptLog; nothing else, ever."""
     try:
-        frames = wal.decode_frames(data)
+        frames = wal.decode_frames(data, segment=SEGMENT)
     except wal.CorruptLog as exc:
         assert 0 <= exc.offset < len(data)
         return
@@ -72,7 +76,7 @@ def test_checksummed_frames_with_arbitrary_bodies(
     flags: int, count: int, body: bytes, back: int
 ) -> None:
     # A correct checksum over a random body reaches the entry parser.
-    data = fmt._seal(flags, count, body, back, 7, 0)
+    data = fmt._seal(flags, count, body, back, 7, 0, SEGMENT, 0)
     check_decode(data)
     check_decode(b"\x00" * 50 + data)
 
@@ -83,19 +87,19 @@ def test_trailing_garbage_is_reported_where_the_valid_prefix_ends(
     frames: list[list[wal.Op]], garbage: bytes
 ) -> None:
     valid = encode(frames)
-    assume(isinstance(fmt._parse_frame(garbage, 0), str))
+    assume(isinstance(fmt._parse_frame(garbage, 0, SEGMENT), str))
     with pytest.raises(wal.CorruptLog) as info:
-        wal.decode_frames(valid + garbage)
+        wal.decode_frames(valid + garbage, segment=SEGMENT)
     assert info.value.offset == len(valid)
-    result = fmt.scan(valid + garbage)
-    assert result.frames == wal.decode_frames(valid)
+    result = fmt.scan(valid + garbage, SEGMENT)
+    assert result.frames == wal.decode_frames(valid, segment=SEGMENT)
     assert result.end == len(valid) and result.error is not None
 
 
 @FUZZ
 @given(batches)
 def test_frames_round_trip(frames: list[list[wal.Op]]) -> None:
-    decoded = wal.decode_frames(encode(frames))
+    decoded = wal.decode_frames(encode(frames), segment=SEGMENT)
     assert len(decoded) == len(frames)
     for i, (frame, frame_ops) in enumerate(zip(decoded, frames, strict=True)):
         assert frame.seq == i + 1 and frame.batch_start == frame.offset
@@ -105,7 +109,7 @@ def test_frames_round_trip(frames: list[list[wal.Op]]) -> None:
 
 @given(ops, st.integers(0, 1000))
 def test_entry_refs_point_at_entries_that_decode(frame_ops: list[wal.Op], base: int) -> None:
-    data, refs = fmt.encode_frame(frame_ops, 1, 0, 0)
+    data, refs = fmt.encode_frame(frame_ops, 1, 0, 0, segment=1, offset=0)
     assert len(refs) == len(frame_ops)
     for (key, value), (rkey, kind, offset, size) in zip(frame_ops, refs, strict=True):
         assert rkey == key and kind == (fmt.TOMBSTONE if value is None else fmt.PUT)
@@ -116,19 +120,33 @@ def test_entry_refs_point_at_entries_that_decode(frame_ops: list[wal.Op], base: 
 def test_merged_entries_decode_with_their_own_sequence(
     entries: list[tuple[bytes, int, bytes]],
 ) -> None:
-    data, refs = fmt.encode_merged_frame(entries, 0, 0)
-    (frame,) = wal.decode_frames(data)
+    data, refs = fmt.encode_merged_frame(entries, 0, 0, segment=1, offset=0)
+    (frame,) = wal.decode_frames(data, segment=1)
     assert frame.flags & fmt.FLAG_MERGED
     assert [(e.key, e.seq, e.value) for e in frame.entries] == entries
     for (key, _seq, value), (_k, _kind, offset, size) in zip(entries, refs, strict=True):
         assert fmt.decode_entry_value("p", data[offset : offset + size], 0, key) == value
 
 
+@given(ops, st.integers(0, 2**24 - 1), st.integers(0, 2**40 - 1))
+def test_a_frame_is_valid_only_at_its_own_segment_and_offset(
+    frame_ops: list[wal.Op], segment: int, offset: int
+) -> None:
+    data, _refs = fmt.encode_frame(frame_ops, 1, 0, 0, segment=segment, offset=offset)
+    assert isinstance(fmt._parse_frame(b"\x00" * 7 + data, 7, segment), str)
+    assert isinstance(fmt._parse_frame(data, 0, segment ^ 1), str)
+    if offset == 0:
+        (frame,) = wal.decode_frames(data, segment=segment)
+        assert len(frame.entries) == len(frame_ops)
+
+
 def test_decode_entry_value_rejects_a_put_turned_tombstone() -> None:
     # kind 1 -> 2 is a one-byte change that passes every structural check; a tombstone
     # entry carries no value, so a stored length or hash gives it away.
     for value in (b"", b"value"):
-        data, [(_k, _kind, offset, size)] = fmt.encode_frame([(b"key", value)], 1, 0, 0)
+        data, [(_k, _kind, offset, size)] = fmt.encode_frame(
+            [(b"key", value)], 1, 0, 0, segment=1, offset=0
+        )
         entry = bytearray(data[offset : offset + size])
         entry[0] = fmt.TOMBSTONE
         with pytest.raises(wal.CorruptLog):
