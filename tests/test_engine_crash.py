@@ -91,7 +91,10 @@ def clone(fs: SimulatedFileSystem) -> SimulatedFileSystem:
 
 
 def open_engine(fs: SimulatedFileSystem, clock: FakeClock) -> Any:
-    return fa.open_engine(PATH, shards=SHARDS, sync="always", fs=fs, clock=clock)
+    # io_threads=False: commits run inline, so the shards' disk calls reach the simulated
+    # disk in one order (Trio's scheduling is deterministic under hypothesis; thread timing
+    # is not), and a crash point names the same call in every replay of an example.
+    return fa.open_engine(PATH, shards=SHARDS, sync="always", fs=fs, clock=clock, io_threads=False)
 
 
 async def perform(engine: fa.Engine, cmd: Cmd, model: Snapshot) -> Any:

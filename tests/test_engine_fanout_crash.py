@@ -57,7 +57,9 @@ def new_fs(seed: int) -> SimulatedFileSystem:
 
 
 def engine(fs: SimulatedFileSystem, clock: FakeClock) -> Any:
-    return fa.open_engine(PATH, shards=SHARDS, fs=fs, clock=clock, maintenance_interval_ms=None)
+    return fa.open_engine(
+        PATH, shards=SHARDS, fs=fs, clock=clock, maintenance_interval_ms=None, io_threads=False
+    )
 
 
 async def workload(e: fa.Engine, outcomes: dict[str, str], wait: str) -> None:
