@@ -33,6 +33,8 @@ EXPECTED = {
         "wal_group_commit_1000_writers_vs_single_writer",
         "wal_group_commit_1000_writers_records_per_fsync_equivalent",
         "wal_batch_api_bandwidth_vs_raw_seq_write",
+        "wal_group_commit_bandwidth_mb_per_s",
+        "wal_group_commit_bandwidth_vs_raw_seq_write",
     ],
     "create": [
         "create_flows_per_s",
@@ -86,6 +88,7 @@ FLOORS = {
         "floor_wal_batch_api_ok",
         "floor_wal_open_with_hints_ok",
         "floor_wal_keydir_bytes_per_key_ok",
+        "floor_wal_group_commit_bandwidth_ok",
     ],
     "create": ["floor_create_ok"],
     "lifecycle": ["floor_lifecycle_ok"],
