@@ -9,9 +9,12 @@
 # values, written once at create (or at spawn, for a branch):
 #   definition   the whole state machine's JSON (bytes as given)
 #   machine      the JSON path of the machine this flow runs ("$"; a branch's path for children)
-#   start        CBOR {input, context}: with the flow's created_at_ms and id this fixes `start()`
 #   stop         JSON {error, cause}, written by `stop()` (a transitioning signal)
 #   ev:000001... CBOR lists of event dicts, one chunk per step, appended in order
+# and its payload, CBOR {input, context, definition: sha256 of the definition}: with the
+# flow's created_at_ms and id it fixes `start()`. (The payload rather than a value because
+# an idempotent create compares the payload, not the values: the same name with another
+# input or definition must be refused.)
 # and its outcome: completed with the output as JSON, or failed with JSON
 # {"status": FAILED | TIMED_OUT | ABORTED, "error", "cause"}. No registry is needed to recover.
 #
@@ -57,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -162,6 +166,11 @@ def machine_at(root: StateMachine, path: str) -> StateMachine:
     raise AslUsageError(f"the definition has no machine at {path!r}")
 
 
+def _start_params(raw: bytes, input: Any, context: Mapping[str, Any]) -> bytes:
+    digest = hashlib.sha256(raw).hexdigest()
+    return cbor2.dumps({"input": input, "context": context, "definition": digest})
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -229,8 +238,8 @@ class AslRunner:
         self.poll_ms = poll_ms
         state = State(
             lease_ms=lease_ms,
-            claim_payload=False,
-            claim_values=("definition", "machine", "start", "stop"),
+            claim_payload=True,
+            claim_values=("definition", "machine", "stop"),
             exception_policy=ExceptionPolicy.RAISE,
             handler=self._step,
         )
@@ -274,8 +283,8 @@ class AslRunner:
         context = {"Execution": {"Id": name, "Name": name}}
         flow = await self.workflow.create(
             name,
-            values={"definition": raw, "machine": b"$",
-                    "start": cbor2.dumps({"input": input, "context": context})},
+            payload=_start_params(raw, input, context),
+            values={"definition": raw, "machine": b"$"},
             idempotent=True,
         )
         return _info(name, flow)
@@ -393,7 +402,7 @@ class AslRunner:
         if stored:
             ex = recover(machine, stored)
         else:
-            params = cbor2.loads(vals["start"])
+            params = cbor2.loads(flow.payload or b"")
             ex = start(machine, params["input"], params["context"], now_ms=flow.created_at_ms,
                        execution_id=flow.id).execution
         step = _Step(self, ex)
@@ -429,11 +438,8 @@ class AslRunner:
                 b.execution_id,
                 self.flow_type,
                 state=READY,
-                values={
-                    "definition": raw,
-                    "machine": b.machine.path.encode(),
-                    "start": cbor2.dumps({"input": b.input, "context": dict(b.context)}),
-                },
+                payload=_start_params(raw, b.input, dict(b.context)),
+                values={"definition": raw, "machine": b.machine.path.encode()},
             )
             for _run, b in branches
         ]
