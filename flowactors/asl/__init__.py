@@ -9,7 +9,7 @@
 `run_inline` drives an execution to the end with Python handlers and a virtual clock.
 `AslRunner` runs executions durably on an engine (one flow per execution, tasks as Python
 handlers run by an SDK worker). The validator and the interpreter import nothing from the
-engine but the error root; only the durable host (`_durable`) sits on the engine.
+engine but the error root; only the durable host (`_durable`, and `_cli` on it) uses the engine.
 """
 
 from ._choice import compile_string_matches, evaluate_rule

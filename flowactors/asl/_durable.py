@@ -67,7 +67,7 @@ import inspect
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +77,7 @@ import trio
 from .._engine import Engine
 from .._errors import FlowNotFound, FlowTerminal, InvalidArgument, StaleLease, WrongState
 from .._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Spawn, Transition
-from .._types import ChildSpec, ChildStatus, Flow
+from .._types import ChildSpec, ChildStatus, CreateSpec, Flow, ItemResult
 from .._worker import Worker
 from .._workflow import Context, State, Workflow
 from ._definition import MapState, ParallelState, StateMachine, TaskState
@@ -169,6 +169,17 @@ def machine_at(root: StateMachine, path: str) -> StateMachine:
 def _start_params(raw: bytes, input: Any, context: Mapping[str, Any]) -> bytes:
     digest = hashlib.sha256(raw).hexdigest()
     return cbor2.dumps({"input": input, "context": context, "definition": digest})
+
+
+def _context(name: str) -> dict[str, Any]:
+    return {"Execution": {"Id": name, "Name": name}}
+
+
+def _json_value(value: Any) -> Any:
+    try:
+        return json.loads(_json(value))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"the execution input is not JSON: {exc}") from None
 
 
 def _json(value: Any) -> bytes:
@@ -265,6 +276,34 @@ class AslRunner:
         """Create execution `name` (due at once). The same start again is a no-op; another
         definition or input under the same name raises IdempotencyConflict. With
         `check_handlers`, every Task resource needs a registered handler (AslUsageError)."""
+        raw = self._checked(definition, check_handlers)
+        flow = await self.workflow.create(
+            name,
+            payload=_start_params(raw, _json_value(input), _context(name)),
+            values={"definition": raw, "machine": b"$"},
+            idempotent=True,
+        )
+        return _info(name, flow)
+
+    async def start_many(
+        self,
+        definition: str | bytes | Mapping[str, Any],
+        items: Sequence[tuple[str, Any]],
+        *,
+        check_handlers: bool = True,
+    ) -> list[ItemResult]:
+        """Create many executions of one definition from (name, input) pairs, in one
+        `create_many` (atomic per shard; idempotent per item as `start`)."""
+        raw = self._checked(definition, check_handlers)
+        specs = [
+            CreateSpec(name, payload=_start_params(raw, _json_value(data), _context(name)),
+                       values={"definition": raw, "machine": b"$"})
+            for name, data in items
+        ]
+        return await self.workflow.create_many(specs, idempotent=True)
+
+    def _checked(self, definition: str | bytes | Mapping[str, Any], check_handlers: bool
+                 ) -> bytes:
         raw = definition if isinstance(definition, bytes) else (
             definition.encode() if isinstance(definition, str) else _json(dict(definition))
         )
@@ -276,18 +315,7 @@ class AslRunner:
             missing = sorted(resources(machine) - set(self.handlers))
             if missing:
                 raise AslUsageError(f"no handler registered for resource(s) {missing}")
-        try:
-            input = json.loads(_json(input))
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"the execution input is not JSON: {exc}") from None
-        context = {"Execution": {"Id": name, "Name": name}}
-        flow = await self.workflow.create(
-            name,
-            payload=_start_params(raw, input, context),
-            values={"definition": raw, "machine": b"$"},
-            idempotent=True,
-        )
-        return _info(name, flow)
+        return raw
 
     async def describe(self, name: str) -> ExecutionInfo:
         flow = await self.engine.get(name)
