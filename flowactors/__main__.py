@@ -31,6 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--partition-key", metavar="KEY", help="the flow's partition key, if it has one"
     )
+    asl = sub.add_parser("asl", help="Amazon States Language: validate or run a definition")
+    asl_sub = asl.add_subparsers(dest="asl_command", required=True, parser_class=_Parser)
+    check = asl_sub.add_parser("validate", help="check a definition; print every problem")
+    check.add_argument("definition", metavar="DEFINITION", help="an ASL JSON file")
+    run = asl_sub.add_parser("run", help="run a definition durably to its end; print its output")
+    run.add_argument("definition", metavar="DEFINITION", help="an ASL JSON file")
+    run.add_argument("--input", default="{}", metavar="JSON", help="the execution input")
+    run.add_argument("--data-dir", metavar="DIR", help="engine data directory (default: temp)")
+    run.add_argument(
+        "--handlers", metavar="MODULE:ATTR", help="a mapping of Task resource names to callables"
+    )
+    run.add_argument("--name", metavar="NAME", help="the execution name (default: execution)")
     sub.add_parser(
         "bench", help="the benchmark harness (see: flowactors bench --help)", add_help=False
     )
@@ -48,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(args_list)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.command == "asl":
+        from .asl import _cli
+
+        if args.asl_command == "validate":
+            return _cli.validate(args.definition)
+        return _cli.run(args.definition, args.input, args.data_dir, args.handlers, args.name)
     console = Console()
     try:
         if args.command == "demo":

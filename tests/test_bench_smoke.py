@@ -58,6 +58,12 @@ EXPECTED = {
         "fanout_same_shard_children_per_fsync_equivalent",
         "fanout_cross_shard_children_per_fsync_equivalent",
     ],
+    "asl": [
+        "asl_executions",
+        "asl_executions_per_s",
+        "asl_executions_per_fdatasync",
+        "asl_executions_per_fsync_equivalent",
+    ],
     "restart": [
         "restart_live_flows",
         "restart_50k_live_flows_seconds",

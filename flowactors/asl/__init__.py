@@ -7,7 +7,9 @@
     execution = flowactors.asl.recover(machine, stored_events)   # after a crash
 
 `run_inline` drives an execution to the end with Python handlers and a virtual clock.
-This package is a layer above the engine: it imports nothing from it but the error root.
+`AslRunner` runs executions durably on an engine (one flow per execution, tasks as Python
+handlers run by an SDK worker). The validator and the interpreter import nothing from the
+engine but the error root; only the durable host (`_durable`, and `_cli` on it) uses the engine.
 """
 
 from ._choice import compile_string_matches, evaluate_rule
@@ -25,6 +27,7 @@ from ._definition import (
     TaskState,
     WaitState,
 )
+from ._durable import AslRunner, ExecutionInfo, load_handlers
 from ._errors import (
     AslHistoryMismatch,
     AslSyntaxError,
@@ -78,6 +81,7 @@ from ._validate import load_definition
 __all__ = [
     "MISSING",
     "AslHistoryMismatch",
+    "AslRunner",
     "AslSyntaxError",
     "AslUsageError",
     "AslValidationError",
@@ -91,6 +95,7 @@ __all__ = [
     "Effect",
     "Elapsed",
     "Execution",
+    "ExecutionInfo",
     "FailState",
     "HeartbeatTimedOut",
     "MapState",
@@ -127,6 +132,7 @@ __all__ = [
     "evaluate",
     "evaluate_rule",
     "load_definition",
+    "load_handlers",
     "parse_intrinsic",
     "parse_path",
     "parse_reference_path",
