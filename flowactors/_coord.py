@@ -39,7 +39,41 @@ import xxhash
 from . import _machine as m
 from ._errors import FlowExists, FlowTerminal, IdempotencyConflict, InvalidArgument, WrongState
 from ._machine import Write
-from ._record import CANCELLED, COMPLETED, RUNNING, TERMINAL, Record, history_key, value_key
+from ._record import (
+    ACTIVE_DEADLINE,
+    ATTEMPTS,
+    ATTRIBUTES,
+    CANCELLED,
+    COMPLETED,
+    CORRELATION_ID,
+    CREATED_AT,
+    ERROR_VER,
+    EXT,
+    FENCING,
+    HIST_FLOOR,
+    ID,
+    PARENT_ID,
+    PARTITION,
+    PAYLOAD_VER,
+    PRIORITY,
+    RECLAIMS,
+    RESULT_VER,
+    ROOT_ID,
+    RUN_STATE,
+    RUNNING,
+    STATE,
+    TERMINAL,
+    TYPE,
+    UPDATED_AT,
+    VALUES,
+    VERSION,
+    Record,
+    evolve,
+    history_key,
+    leased,
+    terminal,
+    value_key,
+)
 from ._state import ShardState
 
 # -- mutations beyond Write -------------------------------------------------------------
@@ -194,7 +228,7 @@ class _Tx:
         return self.state.get(flow_id)
 
     def write(self, w: Write) -> None:
-        self.latest[w.record.id] = w.record
+        self.latest[w.record[ID]] = w.record
         self.mutations.append(w)
 
 
@@ -215,7 +249,7 @@ def decide(state: ShardState, command: AnyCommand, now: int, config: m.Config) -
 def _needs_settle(mutations: list[Any], config: m.Config) -> bool:
     if config.installed:
         return True
-    return any(type(mut) is not Write or mut.record.ext is not None for mut in mutations)
+    return any(type(mut) is not Write or mut.record[EXT] is not None for mut in mutations)
 
 
 def _settle(state: ShardState, mutations: list[Any], now: int, config: m.Config) -> list[Any]:
@@ -233,14 +267,14 @@ def _settle(state: ShardState, mutations: list[Any], now: int, config: m.Config)
         if type(mut) is not Write:
             continue
         rec = mut.record
-        before = previous[rec.id] if rec.id in previous else state.get(rec.id)
-        previous[rec.id] = rec
+        before = previous[rec[ID]] if rec[ID] in previous else state.get(rec[ID])
         if config.installed:
-            _apply_policy(tx, mut, before)
-        if rec.terminal and (before is None or not before.terminal) and rec.ext is not None:
-            if "g" in rec.ext:
+            rec = _apply_policy(tx, mut, before)
+        previous[rec[ID]] = rec
+        if terminal(rec) and (before is None or not terminal(before)) and rec[EXT] is not None:
+            if "g" in rec[EXT]:
                 _report_to_parent(tx, rec, mut)
-            groups = rec.ext.get("groups")
+            groups = rec[EXT].get("groups")
             if groups:
                 gids = [gid for gid, g in groups.items() if g["opc"]]
                 if gids:
@@ -248,30 +282,39 @@ def _settle(state: ShardState, mutations: list[Any], now: int, config: m.Config)
     return tx.mutations
 
 
-def _apply_policy(tx: _Tx, w: Write, before: Record | None) -> None:
-    """Policy effects on any write: max_active_ms on creation, the history cap.
+def _apply_policy(tx: _Tx, w: Write, before: Record | None) -> Record:
+    """Policy effects on any write: max_active_ms on creation, the history cap. Returns
+    the write's record, replaced (in `w` and as the transaction's newest version) when a
+    policy changed it.
 
     Trimming keeps the events that hold the current payload, result and error below the
     floor ("pinned"); once a later write stops pinning one, it is deleted, whether or not
     a cap is still in force, so nothing of a flow outlives the window but its pins (and
     deleting the flow finds every event: the window plus the pins)."""
     rec, config = w.record, tx.config
-    if before is None and w.event == "created" and rec.active_deadline is None:
-        max_active = config.setting("max_active_ms", rec.type)
+    changes: dict[str, int] = {}
+    if before is None and w.event == "created" and rec[ACTIVE_DEADLINE] is None:
+        max_active = config.setting("max_active_ms", rec[TYPE])
         if max_active is not None:
-            rec.active_deadline = rec.created_at + max_active
-    pinned = {rec.payload_ver, rec.result_ver, rec.error_ver}
+            changes["active_deadline"] = rec[CREATED_AT] + max_active
+    pinned = {rec[PAYLOAD_VER], rec[RESULT_VER], rec[ERROR_VER]}
     drop: list[int] = []
-    if before is not None and before.hist_floor > 1:
-        for v in (before.payload_ver, before.result_ver, before.error_ver):
-            if v and v < before.hist_floor and v not in pinned:
+    if before is not None and before[HIST_FLOOR] > 1:
+        for v in (before[PAYLOAD_VER], before[RESULT_VER], before[ERROR_VER]):
+            if v and v < before[HIST_FLOOR] and v not in pinned:
                 drop.append(v)
-    cap = config.setting("history_max_events", rec.type)
-    if cap is not None and rec.version - rec.hist_floor + 1 > cap:
-        floor = rec.version - cap + 1
-        drop.extend(v for v in range(rec.hist_floor, floor) if v not in pinned)
-        rec.hist_floor = floor
-    tx.mutations.extend(Put(history_key(rec.id, v), None) for v in sorted(set(drop)))
+    cap = config.setting("history_max_events", rec[TYPE])
+    if cap is not None and rec[VERSION] - rec[HIST_FLOOR] + 1 > cap:
+        floor = rec[VERSION] - cap + 1
+        drop.extend(v for v in range(rec[HIST_FLOOR], floor) if v not in pinned)
+        changes["hist_floor"] = floor
+    tx.mutations.extend(Put(history_key(rec[ID], v), None) for v in sorted(set(drop)))
+    if not changes:
+        return rec
+    new = w.record = evolve(rec, **changes)
+    if tx.latest.get(rec[ID]) is rec:  # nothing derived from `rec` yet: later reads see `new`
+        tx.latest[rec[ID]] = new
+    return new
 
 
 # -- fanout -----------------------------------------------------------------------------
@@ -301,7 +344,7 @@ def _request_digest(c: Spawn) -> int:
 def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Decision:
     parent = m._require(state, c.id)
     digest = _request_digest(c)
-    groups: dict[str, Any] = (parent.ext or {}).get("groups") or {}
+    groups: dict[str, Any] = (parent[EXT] or {}).get("groups") or {}
     existing = groups.get(c.group)
     if existing is not None:
         if existing["d"] == digest:
@@ -313,13 +356,13 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
     m._check_lease(parent, c.fencing, c.lease_token, need_lease=False)
     tx = _Tx(state, now, config, [])
     own = state.index
-    root = parent.root_id or parent.id
+    root = parent[ROOT_ID] or parent[ID]
     remote: dict[int, list[list[Any]]] = {}
     listing: list[list[Any]] = []
     for ch in c.children:
-        if ch.id == parent.id:
+        if ch.id == parent[ID]:
             raise InvalidArgument(f"flow {c.id!r} cannot be its own child")
-        partition = ch.partition if ch.partition is not None else parent.partition
+        partition = ch.partition if ch.partition is not None else parent[PARTITION]
         shard = state.route(partition if partition is not None else ch.id)
         listing.append([ch.id, ch.type, shard])
         spec = [
@@ -332,18 +375,18 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
             ch.run_at,
             dict(ch.values) if ch.values else None,
             dict(ch.attributes) if ch.attributes else None,
-            ch.correlation_id if ch.correlation_id is not None else parent.correlation_id,
+            ch.correlation_id if ch.correlation_id is not None else parent[CORRELATION_ID],
         ]
         if shard == own:
             if state.get(ch.id) is not None:
                 raise FlowExists(f"child {ch.id!r} already exists")
-            _create_child(tx, spec, parent.id, root, c.group, own)
+            _create_child(tx, spec, parent[ID], root, c.group, own)
         else:
             remote.setdefault(shard, []).append(spec)
     for target, specs in sorted(remote.items()):
-        msg_id = f"s\x00{parent.id}\x00{c.group}\x00{target}"
-        tx.mutations.append(Send(msg_id, target, ["spawn", parent.id, root, c.group, own, specs]))
-    tx.mutations.append(Put(group_key(parent.id, c.group), cbor2.dumps(listing)))
+        msg_id = f"s\x00{parent[ID]}\x00{c.group}\x00{target}"
+        tx.mutations.append(Send(msg_id, target, ["spawn", parent[ID], root, c.group, own, specs]))
+    tx.mutations.append(Put(group_key(parent[ID], c.group), cbor2.dumps(listing)))
     group = {
         "d": digest,
         "w": c.wait,
@@ -359,14 +402,15 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
         "r": "success" if c.wait == "none" else None,
         "t": sorted(remote),
     }
-    ext = dict(parent.ext or {})
+    ext = dict(parent[EXT] or {})
     ext["groups"] = {**groups, c.group: group}
-    version = parent.version + 1
+    version = parent[VERSION] + 1
     meta = {"group": c.group, "children": len(c.children), "wait": c.wait}
     if c.wait == "none":
         new = _move(parent, c.success, now, config, ext=ext, last_event="children_spawned")
     else:
-        new = parent.evolve(
+        new = evolve(
+            parent,
             state=c.wait_state,
             run_state=None,
             version=version,
@@ -387,10 +431,11 @@ def _move(r: Record, target: str, now: int, config: m.Config, **changes: Any) ->
     due at once (better than the reference: a resolved parent is claimable)."""
     if target in TERMINAL:
         return m._terminal(r, target, now, config, **changes)
-    return r.evolve(
+    return evolve(
+        r,
         state=target,
         run_state=None,
-        version=r.version + 1,
+        version=r[VERSION] + 1,
         lease_owner=None,
         lease_token=None,
         lease_deadline=None,
@@ -420,9 +465,9 @@ def _create_child(
         corr,
     )
     record, writes = m.decide_create(tx.state, create, tx.now)
-    record.ext = {"g": group, "ps": parent_shard}
-    for w in writes:
-        tx.write(w)
+    (w,) = writes  # the "created" event, which carries the child's group
+    w.record = evolve(record, ext={"g": group, "ps": parent_shard})
+    tx.write(w)
     tx.spawned.setdefault(parent_id, []).append(cid)
 
 
@@ -458,7 +503,7 @@ def apply_outcome(
     parent = tx.get(parent_id)
     if parent is None:
         return  # the parent is gone (retention): nobody left to tell
-    groups = (parent.ext or {}).get("groups") or {}
+    groups = (parent[EXT] or {}).get("groups") or {}
     g = groups.get(gid)
     if g is None:
         return
@@ -474,55 +519,55 @@ def apply_outcome(
     if resolution is not None:
         g["r"] = resolution
         meta["resolved"] = resolution
-    ext = {**(parent.ext or {}), "groups": {**groups, gid: g}}
-    version = parent.version + 1
+    ext = {**(parent[EXT] or {}), "groups": {**groups, gid: g}}
+    version = parent[VERSION] + 1
     event = f"child_{status}"
     target = None
-    if resolution is not None and parent.state == g["ws"] and not parent.leased:
+    if resolution is not None and parent[STATE] == g["ws"] and not leased(parent):
         target = g["s"] if resolution == "success" else g["f"]
         meta["to"] = target
         new = _move(parent, target, tx.now, tx.config, ext=ext, last_event=event)
     else:
         # A terminal parent keeps its end time: late outcomes are recorded, but it stays
         # where it ended in the terminal index (and in time-window queries).
-        updated = parent.updated_at if parent.terminal else tx.now
-        new = parent.evolve(version=version, updated_at=updated, ext=ext, last_event=event)
+        updated = parent[UPDATED_AT] if terminal(parent) else tx.now
+        new = evolve(parent, version=version, updated_at=updated, ext=ext, last_event=event)
     tx.write(Write(new, event, meta))
     if resolution is not None and g["opc"]:
         _cascade(tx, new, [gid], "group_resolved")
 
 
 def _report_to_parent(tx: _Tx, rec: Record, w: Write) -> None:
-    assert rec.ext is not None and rec.parent_id is not None
+    assert rec[EXT] is not None and rec[PARENT_ID] is not None
     blobs = w.blobs or {}
-    result = blobs.get("r") if rec.state == COMPLETED else None
-    error = blobs.get("e") if rec.state != COMPLETED else None
-    gid, parent_shard = rec.ext["g"], rec.ext["ps"]
+    result = blobs.get("r") if rec[STATE] == COMPLETED else None
+    error = blobs.get("e") if rec[STATE] != COMPLETED else None
+    gid, parent_shard = rec[EXT]["g"], rec[EXT]["ps"]
     if parent_shard == tx.state.index:
-        apply_outcome(tx, rec.parent_id, gid, rec.id, rec.state, result, error)
+        apply_outcome(tx, rec[PARENT_ID], gid, rec[ID], rec[STATE], result, error)
     else:
-        msg = ["child", rec.parent_id, gid, rec.id, rec.state, result, error]
-        msg_id = f"c\x00{rec.parent_id}\x00{rec.id}\x00{rec.version}"
+        msg = ["child", rec[PARENT_ID], gid, rec[ID], rec[STATE], result, error]
+        msg_id = f"c\x00{rec[PARENT_ID]}\x00{rec[ID]}\x00{rec[VERSION]}"
         tx.mutations.append(Send(msg_id, parent_shard, msg))
 
 
 def _cascade(tx: _Tx, parent: Record, gids: list[str], reason: str) -> None:
     """Cancel the parent's live children in `gids`: here at once, elsewhere by message."""
-    _cancel_children(tx, parent.id, set(gids), reason)
-    groups = (parent.ext or {}).get("groups") or {}
+    _cancel_children(tx, parent[ID], set(gids), reason)
+    groups = (parent[EXT] or {}).get("groups") or {}
     targets = sorted({t for gid in gids for t in groups[gid]["t"]})
     for t in targets:
-        msg_id = f"k\x00{parent.id}\x00{parent.version}\x00{t}"
-        tx.mutations.append(Send(msg_id, t, ["cascade", parent.id, gids, reason]))
+        msg_id = f"k\x00{parent[ID]}\x00{parent[VERSION]}\x00{t}"
+        tx.mutations.append(Send(msg_id, t, ["cascade", parent[ID], gids, reason]))
 
 
 def _cancel_children(tx: _Tx, parent_id: str, gids: set[str], reason: str) -> None:
     kids = set(tx.state.children.get(parent_id, ())) | set(tx.spawned.get(parent_id, ()))
     for cid in sorted(kids):
         child = tx.get(cid)
-        if child is None or child.terminal or child.ext is None:
+        if child is None or terminal(child) or child[EXT] is None:
             continue
-        if child.ext.get("g") not in gids:
+        if child[EXT].get("g") not in gids:
             continue
         new = m._terminal(child, CANCELLED, tx.now, tx.config, last_event="cancelled")
         tx.write(Write(new, "cancelled", {"reason": reason, "parent": parent_id}))
@@ -545,7 +590,7 @@ def decide_deliver(state: ShardState, c: Deliver, now: int, config: m.Config) ->
             existing = tx.get(spec[0])
             if existing is None:
                 _create_child(tx, spec, parent_id, root, gid, parent_shard)
-            elif existing.parent_id != parent_id or (existing.ext or {}).get("g") != gid:
+            elif existing[PARENT_ID] != parent_id or (existing[EXT] or {}).get("g") != gid:
                 # Another flow holds the id: the child cannot exist, so it failed.
                 error = f"child id {spec[0]!r} already exists".encode()
                 out = ["child", parent_id, gid, spec[0], "failed", None, error]
@@ -571,7 +616,7 @@ def _signal_digest(c: Signal) -> int:
 
 def decide_signal(state: ShardState, c: Signal, now: int, config: m.Config) -> Decision:
     r = m._require(state, c.id)
-    ext = r.ext or {}
+    ext = r[EXT] or {}
     digest = None
     if c.key is not None:
         digest = _signal_digest(c)
@@ -580,16 +625,16 @@ def decide_signal(state: ShardState, c: Signal, now: int, config: m.Config) -> D
             if seen == digest:
                 return r, []  # exact replay: no second event
             raise IdempotencyConflict(
-                f"flow {r.id!r}: signal key {c.key!r} was used for a different signal"
+                f"flow {r[ID]!r}: signal key {c.key!r} was used for a different signal"
             )
-    if r.terminal:
-        raise FlowTerminal(f"flow {r.id!r} is {r.state}; rewind it to signal it")
+    if terminal(r):
+        raise FlowTerminal(f"flow {r[ID]!r} is {r[STATE]}; rewind it to signal it")
     changes: dict[str, Any] = {}
     meta: dict[str, Any] = {"signal": c.name}
     if c.transition_to is not None:
         assert c.if_state is not None  # the engine requires it
-        if r.state not in c.if_state:
-            raise WrongState(f"flow {r.id!r} is {r.state!r}, not one of {list(c.if_state)}")
+        if r[STATE] not in c.if_state:
+            raise WrongState(f"flow {r[ID]!r} is {r[STATE]!r}, not one of {list(c.if_state)}")
         changes.update(
             state=c.transition_to,
             run_state=None,
@@ -598,15 +643,16 @@ def decide_signal(state: ShardState, c: Signal, now: int, config: m.Config) -> D
             lease_deadline=None,
             next_run_at=c.run_at if c.run_at is not None else now,
         )
-        meta["from"] = r.state
+        meta["from"] = r[STATE]
         meta["to"] = c.transition_to
     if digest is not None:
         new_ext = dict(ext)
         new_ext["sig"] = {**(ext.get("sig") or {}), c.key: digest}
         changes["ext"] = new_ext
     values = dict(c.values) if c.values else None
-    new = r.evolve(
-        version=r.version + 1,
+    new = evolve(
+        r,
+        version=r[VERSION] + 1,
         updated_at=now,
         values=m._values_meta(r, values),
         last_event="signaled",
@@ -620,25 +666,25 @@ def decide_signal(state: ShardState, c: Signal, now: int, config: m.Config) -> D
 
 def decide_rewind(state: ShardState, c: Rewind, now: int, config: m.Config) -> Decision:
     r = m._require(state, c.id)
-    if r.leased:
-        raise WrongState(f"flow {r.id!r} is leased; rewind needs it released first")
-    if c.expect_state is not None and r.state != c.expect_state:
-        raise WrongState(f"flow {r.id!r} is {r.state!r}, not {c.expect_state!r}")
+    if leased(r):
+        raise WrongState(f"flow {r[ID]!r} is leased; rewind needs it released first")
+    if c.expect_state is not None and r[STATE] != c.expect_state:
+        raise WrongState(f"flow {r[ID]!r} is {r[STATE]!r}, not {c.expect_state!r}")
     s = c.snapshot
-    if s is None or not r.hist_floor <= c.to_version <= r.version:
-        raise InvalidArgument(f"flow {r.id!r} has no stored event at version {c.to_version}")
-    target = s.run_state if s.state == RUNNING and s.run_state else s.state
+    if s is None or not r[HIST_FLOOR] <= c.to_version <= r[VERSION]:
+        raise InvalidArgument(f"flow {r[ID]!r} has no stored event at version {c.to_version}")
+    target = s[RUN_STATE] if s[STATE] == RUNNING and s[RUN_STATE] else s[STATE]
     if target == RUNNING:
         target = "queued"
-    version = r.version + 1
+    version = r[VERSION] + 1
     blobs = c.blobs or {}
     p, res, err = blobs.get("p"), blobs.get("r"), blobs.get("e")
     changes: dict[str, Any] = dict(
-        attempts=s.attempts,
-        reclaims=s.reclaims,
-        fencing=r.fencing + 1,
-        priority=s.priority,
-        attributes=s.attributes,
+        attempts=s[ATTEMPTS],
+        reclaims=s[RECLAIMS],
+        fencing=r[FENCING] + 1,
+        priority=s[PRIORITY],
+        attributes=s[ATTRIBUTES],
         payload_ver=version if p is not None else 0,
         payload_size=len(p) if p is not None else 0,
         result_ver=version if res is not None else 0,
@@ -646,7 +692,7 @@ def decide_rewind(state: ShardState, c: Rewind, now: int, config: m.Config) -> D
         last_event="rewound",
     )
     new = _move(r, target, now, config, **changes)
-    meta = {"to_version": c.to_version, "from": r.state, "to": target}
+    meta = {"to_version": c.to_version, "from": r[STATE], "to": target}
     return new, [Write(new, "rewound", meta, blobs or None)]
 
 
@@ -661,7 +707,7 @@ def decide_cleanup(state: ShardState, c: Cleanup, now: int, config: m.Config) ->
     overdue = list(state.deadlines.irange(maximum=(now, "\U0010ffff")))
     for _deadline, fid in overdue[: c.limit]:
         r = tx.get(fid)
-        if r is None or r.terminal:
+        if r is None or terminal(r):
             continue
         tx.write(m._timeout(r, now, config))
         timeouts += 1
@@ -680,18 +726,18 @@ def decide_cleanup(state: ShardState, c: Cleanup, now: int, config: m.Config) ->
 
 def _delete(tx: _Tx, r: Record) -> None:
     put = tx.mutations.append
-    versions = set(range(r.hist_floor, r.version + 1))
-    versions.update(v for v in (r.payload_ver, r.result_ver, r.error_ver) if v)
+    versions = set(range(r[HIST_FLOOR], r[VERSION] + 1))
+    versions.update(v for v in (r[PAYLOAD_VER], r[RESULT_VER], r[ERROR_VER]) if v)
     for v in sorted(versions):
-        put(Put(history_key(r.id, v), None))
-    for name in r.values or ():
-        put(Put(value_key(r.id, name), None))
-    for child in sorted(tx.state.noted.get(r.id, ())):
-        put(Put(noted_key(r.id, child), None))
-    for gid in (r.ext or {}).get("groups") or {}:
-        put(Put(group_key(r.id, gid), None))
-    put(Drop(r.id))
-    tx.latest[r.id] = None
+        put(Put(history_key(r[ID], v), None))
+    for name in r[VALUES] or ():
+        put(Put(value_key(r[ID], name), None))
+    for child in sorted(tx.state.noted.get(r[ID], ())):
+        put(Put(noted_key(r[ID], child), None))
+    for gid in (r[EXT] or {}).get("groups") or {}:
+        put(Put(group_key(r[ID], gid), None))
+    put(Drop(r[ID]))
+    tx.latest[r[ID]] = None
 
 
 # -- policies ---------------------------------------------------------------------------

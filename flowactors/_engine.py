@@ -42,7 +42,7 @@ from ._errors import (
     translate,
 )
 from ._policy import decode_policy, encode_policy, merge_policy
-from ._record import TERMINAL, Record
+from ._record import EXT, ID, NEXT_RUN_AT, PARTITION, STATE, TERMINAL, Record
 from ._shard import NO_HYDRATE, Hydrate, Request, Shard
 from ._state import ShardState
 from ._types import (
@@ -981,7 +981,7 @@ class Engine:
         shard = self._shards[self.shard_for(parent_id, partition_key)]
 
         def read(record: Record) -> list[ChildStatus]:
-            groups = (record.ext or {}).get("groups") or {}
+            groups = (record[EXT] or {}).get("groups") or {}
             if group_id is not None:
                 if group_id not in groups:
                     raise FlowNotFound(f"flow {parent_id!r} has no child group {group_id!r}")
@@ -1341,8 +1341,8 @@ class Engine:
             shard.state._check()
             shard.log._check()
             for record in shard.state.records.values():
-                assert self.shard_for(record.id, record.partition) == shard.index
-                assert record.state not in TERMINAL or record.next_run_at is None
+                assert self.shard_for(record[ID], record[PARTITION]) == shard.index
+                assert record[STATE] not in TERMINAL or record[NEXT_RUN_AT] is None
 
     async def aclose(self) -> None:
         if self._closed:

@@ -34,7 +34,37 @@ from ._errors import (
     StaleLease,
     WrongState,
 )
-from ._record import CANCELLED, COMPLETED, FAILED, RUNNING, TERMINAL, Record, make_record
+from ._record import (
+    ACTIVE_DEADLINE,
+    ATTEMPTS,
+    ATTRIBUTES,
+    CANCELLED,
+    COMPLETED,
+    CREATE_DIGEST,
+    ERROR_VER,
+    FAILED,
+    FENCING,
+    ID,
+    LAST_EVENT,
+    LEASE_OWNER,
+    LEASE_TOKEN,
+    PARTITION,
+    PRIORITY,
+    RECLAIMS,
+    RETENTION_MS,
+    RUN_STATE,
+    RUNNING,
+    STATE,
+    TERMINAL,
+    TYPE,
+    VALUES,
+    VERSION,
+    Record,
+    evolve,
+    leased,
+    make_record,
+    terminal,
+)
 from ._retry import backoff_delay_ms
 from ._state import ShardState
 from ._types import RETRY_FIELDS, FlowPolicy, RetryPolicy
@@ -399,12 +429,20 @@ def _create_digest(c: Create) -> int:
 
 
 def _values_meta(record: Record, values: dict[str, bytes] | None) -> dict[str, list[int]] | None:
+    current: dict[str, list[int]] | None = record[VALUES]
     if not values:
-        return record.values
-    merged = dict(record.values or {})
+        return current
+    merged = dict(current or {})
     for name, data in values.items():
         merged[name] = [xxhash.xxh64_intdigest(data), len(data)]
     return merged
+
+
+def _new_values_meta(values: dict[str, bytes] | None) -> dict[str, list[int]] | None:
+    """The `values` field of a new record that gets `values`."""
+    if not values:
+        return None
+    return {name: [xxhash.xxh64_intdigest(data), len(data)] for name, data in values.items()}
 
 
 def _check_tokens(fencing: object, lease_token: object, *, optional: bool = False) -> None:
@@ -423,33 +461,34 @@ def _require(state: ShardState, flow_id: str) -> Record:
 
 
 def _check_lease(r: Record, fencing: int, lease_token: str | None, *, need_lease: bool) -> None:
-    if r.terminal:
-        raise FlowTerminal(f"flow {r.id!r} is {r.state}; rewind it to change it")
-    if fencing != r.fencing:
-        raise StaleLease(f"flow {r.id!r}: fencing token {fencing} is stale (current {r.fencing})")
-    if r.leased:
-        if lease_token != r.lease_token:
-            raise StaleLease(f"flow {r.id!r}: lease token does not match the current lease")
-    elif lease_token is not None and r.fencing > 0:
+    if terminal(r):
+        raise FlowTerminal(f"flow {r[ID]!r} is {r[STATE]}; rewind it to change it")
+    if fencing != r[FENCING]:
+        raise StaleLease(f"flow {r[ID]!r}: fencing token {fencing} is stale (current {r[FENCING]})")
+    if leased(r):
+        if lease_token != r[LEASE_TOKEN]:
+            raise StaleLease(f"flow {r[ID]!r}: lease token does not match the current lease")
+    elif lease_token is not None and r[FENCING] > 0:
         # The claim that issued this fencing token lost its lease (a signal moved the
         # flow, or the holder released it): the caller's lease is what is stale.
-        raise StaleLease(f"flow {r.id!r} holds no lease; its lease token is stale")
+        raise StaleLease(f"flow {r[ID]!r} holds no lease; its lease token is stale")
     elif need_lease:
-        raise WrongState(f"flow {r.id!r} is {r.state!r}, not running under a lease")
+        raise WrongState(f"flow {r[ID]!r} is {r[STATE]!r}, not running under a lease")
     elif lease_token is not None:
-        raise StaleLease(f"flow {r.id!r} holds no lease; its lease token is stale")
+        raise StaleLease(f"flow {r[ID]!r} holds no lease; its lease token is stale")
 
 
 def _terminal(r: Record, state: str, now: int, config: Config, **changes: Any) -> Record:
-    retention = r.retention_ms
+    retention = r[RETENTION_MS]
     if retention is None:
-        retention = config.setting("retention_ms", r.type, state)
+        retention = config.setting("retention_ms", r[TYPE], state)
         if retention is None:
             retention = config.default_retention_ms
-    return r.evolve(
+    return evolve(
+        r,
         state=state,
         run_state=None,
-        version=r.version + 1,
+        version=r[VERSION] + 1,
         lease_owner=None,
         lease_token=None,
         lease_deadline=None,
@@ -469,11 +508,12 @@ def decide_create(state: ShardState, c: Create, now: int) -> Decision:
     if existing is not None:
         if not c.idempotent:
             raise FlowExists(f"flow {c.id!r} already exists")
-        if existing.create_digest != digest or existing.partition != c.partition:
+        if existing[CREATE_DIGEST] != digest or existing[PARTITION] != c.partition:
             raise IdempotencyConflict(f"flow {c.id!r} exists with a different create request")
         return existing, []
     version = 1
     payload = c.payload
+    values = dict(c.values) if c.values else None
     record = make_record(
         id=c.id,
         type=c.type,
@@ -492,7 +532,7 @@ def decide_create(state: ShardState, c: Create, now: int) -> Decision:
         payload_size=len(payload) if payload is not None else 0,
         result_ver=0,
         error_ver=0,
-        values=None,
+        values=_new_values_meta(values),
         attributes=c.attributes,
         parent_id=c.parent_id,
         root_id=c.root_id if c.root_id not in (None, c.id) else None,
@@ -503,9 +543,6 @@ def decide_create(state: ShardState, c: Create, now: int) -> Decision:
         create_digest=digest,
         last_event="created",
     )
-    values = dict(c.values) if c.values else None
-    if values:
-        record.values = _values_meta(record, values)
     blobs = {"p": payload} if payload is not None else None
     return record, [Write(record, "created", None, blobs, values)]
 
@@ -526,13 +563,20 @@ def decide_create_many(state: ShardState, cm: CreateMany, now: int) -> Decision:
 
 
 def _expired_active(r: Record, now: int) -> bool:
-    return r.active_deadline is not None and now >= r.active_deadline and not r.terminal
+    return r[ACTIVE_DEADLINE] is not None and now >= r[ACTIVE_DEADLINE] and not terminal(r)
 
 
 def _timeout(r: Record, now: int, config: Config) -> Write:
     # fencing + 1: whoever held the lease must not be able to "replay" an outcome now.
-    rec = _terminal(r, FAILED, now, config, error_ver=r.version + 1, fencing=r.fencing + 1)
-    rec.last_event = "failed"
+    rec = _terminal(
+        r,
+        FAILED,
+        now,
+        config,
+        error_ver=r[VERSION] + 1,
+        fencing=r[FENCING] + 1,
+        last_event="failed",
+    )
     error = b"max_active_ms exceeded"
     return Write(rec, "failed", {"reason": "max_active_ms"}, {"e": error})
 
@@ -545,21 +589,22 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
     lease_deadline = now + c.lease_ms
 
     def take(r: Record, reclaim: bool) -> None:
-        taken.add(r.id)
+        taken.add(r[ID])
         if _expired_active(r, now):
             mutations.append(_timeout(r, now, config))
             return
         if reclaim:
-            policy = config.policy_for(r.type, r.run_state)
-            if r.reclaims + 1 > policy.max_reclaims:
+            policy = config.policy_for(r[TYPE], r[RUN_STATE])
+            if r[RECLAIMS] + 1 > policy.max_reclaims:
                 mutations.append(_exhaust_reclaims(r, now, config, policy))
                 return
-        fencing = r.fencing + 1
-        new = r.evolve(
+        fencing = r[FENCING] + 1
+        new = evolve(
+            r,
             state=RUNNING,
-            run_state=r.run_state if reclaim else r.state,
-            version=r.version + 1,
-            reclaims=r.reclaims + 1 if reclaim else r.reclaims,
+            run_state=r[RUN_STATE] if reclaim else r[STATE],
+            version=r[VERSION] + 1,
+            reclaims=r[RECLAIMS] + 1 if reclaim else r[RECLAIMS],
             fencing=fencing,
             lease_owner=c.worker,
             lease_token=f"{c.worker}:{now}:{fencing}",
@@ -570,8 +615,8 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
         )
         meta: dict[str, Any] = {"worker": c.worker}
         if reclaim:
-            meta["previous_owner"] = r.lease_owner
-        mutations.append(Write(new, new.last_event, meta))
+            meta["previous_owner"] = r[LEASE_OWNER]
+        mutations.append(Write(new, new[LAST_EVENT], meta))
         claimed.append(new)
 
     def reclaim_up_to(n: int) -> None:
@@ -581,7 +626,7 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
             if len(claimed) >= c.limit or n <= 0:
                 return
             r = state.records[fid]
-            if fid in taken or (c.states is not None and r.run_state not in c.states):
+            if fid in taken or (c.states is not None and r[RUN_STATE] not in c.states):
                 continue
             take(r, reclaim=True)
             n -= 1
@@ -612,10 +657,10 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
 
 
 def _exhaust_reclaims(r: Record, now: int, config: Config, policy: RetryPolicy) -> Write:
-    error = f"lease expired {r.reclaims + 1} times (max_reclaims {policy.max_reclaims})"
-    meta = {"reason": "max_reclaims", "previous_owner": r.lease_owner}
+    error = f"lease expired {r[RECLAIMS] + 1} times (max_reclaims {policy.max_reclaims})"
+    meta = {"reason": "max_reclaims", "previous_owner": r[LEASE_OWNER]}
     # fencing + 1: the expired holder is locked out, as by any reclaim.
-    fenced = r.evolve(fencing=r.fencing + 1)
+    fenced = evolve(r, fencing=r[FENCING] + 1)
     return _exhaust(fenced, policy.exhausted_to, now, config, error.encode(), "exhausted", meta)
 
 
@@ -628,13 +673,14 @@ def _exhaust(
     event: str,
     meta: dict[str, Any],
 ) -> Write:
-    version = r.version + 1
+    version = r[VERSION] + 1
     blobs = {"e": error} if error is not None else None
-    error_ver = version if error is not None else r.error_ver
+    error_ver = version if error is not None else r[ERROR_VER]
     if target in TERMINAL:
         rec = _terminal(r, target, now, config, error_ver=error_ver, last_event=event)
     else:
-        rec = r.evolve(
+        rec = evolve(
+            r,
             state=target,
             run_state=None,
             version=version,
@@ -654,8 +700,9 @@ def decide_extend(state: ShardState, c: ExtendLease, now: int) -> Decision:
     r = _require(state, c.id)
     _check_lease(r, c.fencing, c.lease_token, need_lease=True)
     deadline = now + c.lease_ms
-    new = r.evolve(
-        version=r.version + 1,
+    new = evolve(
+        r,
+        version=r[VERSION] + 1,
         lease_deadline=deadline,
         next_run_at=deadline,
         updated_at=now,
@@ -668,24 +715,25 @@ def decide_transition(state: ShardState, c: Transition, now: int) -> Decision:
     _check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if (
-        r.state == c.to_state
-        and r.fencing == c.fencing
-        and not r.leased
-        and r.last_event == "transitioned"
+        r[STATE] == c.to_state
+        and r[FENCING] == c.fencing
+        and not leased(r)
+        and r[LAST_EVENT] == "transitioned"
     ):
         return r, []  # exact replay
     _check_lease(r, c.fencing, c.lease_token, need_lease=False)
-    if r.state != c.from_state:
-        raise WrongState(f"flow {r.id!r} is {r.state!r}, not {c.from_state!r}")
-    version = r.version + 1
+    if r[STATE] != c.from_state:
+        raise WrongState(f"flow {r[ID]!r} is {r[STATE]!r}, not {c.from_state!r}")
+    version = r[VERSION] + 1
     changes: dict[str, Any] = {}
     blobs = None
     if c.payload is not None:
         changes.update(payload_ver=version, payload_size=len(c.payload))
         blobs = {"p": c.payload}
     if c.attributes:
-        changes["attributes"] = {**(r.attributes or {}), **c.attributes}
-    new = r.evolve(
+        changes["attributes"] = {**(r[ATTRIBUTES] or {}), **c.attributes}
+    new = evolve(
+        r,
         state=c.to_state,
         run_state=None,
         version=version,
@@ -693,13 +741,13 @@ def decide_transition(state: ShardState, c: Transition, now: int) -> Decision:
         lease_token=None,
         lease_deadline=None,
         next_run_at=c.run_at if c.run_at is not None else now,
-        priority=c.priority if c.priority is not None else r.priority,
+        priority=c.priority if c.priority is not None else r[PRIORITY],
         updated_at=now,
         values=_values_meta(r, dict(c.values) if c.values else None),
         last_event="transitioned",
         **changes,
     )
-    meta = {"from": r.run_state if r.state == RUNNING else r.state, "to": c.to_state}
+    meta = {"from": r[RUN_STATE] if r[STATE] == RUNNING else r[STATE], "to": c.to_state}
     values = dict(c.values) if c.values else None
     return new, [Write(new, "transitioned", meta, blobs, values)]
 
@@ -718,14 +766,14 @@ def _finish(
 ) -> Decision:
     _check_tokens(fencing, lease_token)
     r = _require(state, flow_id)
-    if r.state == target and r.fencing == fencing:
+    if r[STATE] == target and r[FENCING] == fencing:
         return r, []  # exact replay
     _check_lease(r, fencing, lease_token, need_lease=True)
     if _expired_active(r, now):
         timeout = _timeout(r, now, config)
-        error = FlowTerminal(f"flow {r.id!r} exceeded max_active_ms and has failed")
+        error = FlowTerminal(f"flow {r[ID]!r} exceeded max_active_ms and has failed")
         return error, [timeout]  # the failure is written; the caller hears the error
-    version = r.version + 1
+    version = r[VERSION] + 1
     changes: dict[str, Any] = {}
     blobs = None
     if data is not None:
@@ -735,7 +783,7 @@ def _finish(
     new = _terminal(
         r, target, now, config, values=_values_meta(r, vals), last_event=target, **changes
     )
-    return new, [Write(new, target, {"from": r.run_state}, blobs, vals)]
+    return new, [Write(new, target, {"from": r[RUN_STATE]}, blobs, vals)]
 
 
 def decide_complete(state: ShardState, c: Complete, now: int, config: Config) -> Decision:
@@ -753,14 +801,14 @@ def decide_fail(state: ShardState, c: Fail, now: int, config: Config) -> Decisio
 def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decision:
     _check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
-    if r.fencing == c.fencing and not r.leased and r.last_event in ("retry", "exhausted"):
+    if r[FENCING] == c.fencing and not leased(r) and r[LAST_EVENT] in ("retry", "exhausted"):
         return r, []  # exact replay
     _check_lease(r, c.fencing, c.lease_token, need_lease=True)
-    policy = config.policy_for(r.type, r.run_state)
+    policy = config.policy_for(r[TYPE], r[RUN_STATE])
     max_retries = c.max_retries if c.max_retries is not None else policy.max_retries
     exhausted_to = c.exhausted_to if c.exhausted_to is not None else policy.exhausted_to
-    attempts = r.attempts + 1
-    version = r.version + 1
+    attempts = r[ATTEMPTS] + 1
+    version = r[VERSION] + 1
     blobs: dict[str, bytes] = {}
     changes: dict[str, Any] = {"attempts": attempts}
     if c.error is not None:
@@ -770,9 +818,10 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
         blobs["p"] = c.payload
         changes.update(payload_ver=version, payload_size=len(c.payload))
     if attempts <= max_retries:
-        due = c.run_at if c.run_at is not None else now + backoff_delay_ms(policy, r.id, attempts)
-        new = r.evolve(
-            state=r.run_state or "queued",
+        due = c.run_at if c.run_at is not None else now + backoff_delay_ms(policy, r[ID], attempts)
+        new = evolve(
+            r,
+            state=r[RUN_STATE] or "queued",
             run_state=None,
             version=version,
             lease_owner=None,
@@ -786,7 +835,7 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
         meta = {"decision": "scheduled", "attempt": attempts, "next_run_at_ms": due}
         return new, [Write(new, "retry", meta, blobs or None)]
     meta = {"decision": "exhausted", "attempt": attempts, "exhausted_to": exhausted_to}
-    write = _exhaust(r.evolve(**changes), exhausted_to, now, config, c.error, "exhausted", meta)
+    write = _exhaust(evolve(r, **changes), exhausted_to, now, config, c.error, "exhausted", meta)
     if blobs:
         write.blobs = blobs  # the error and, when given, the new payload
     return write.record, [write]
@@ -795,18 +844,18 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
 def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Decision:
     _check_tokens(c.fencing, c.lease_token, optional=True)
     r = _require(state, c.id)
-    if r.terminal:
-        raise FlowTerminal(f"flow {r.id!r} is {r.state}; rewind it to change it")
+    if terminal(r):
+        raise FlowTerminal(f"flow {r[ID]!r} is {r[STATE]}; rewind it to change it")
     if not c.force:
-        if c.fencing is not None and c.fencing != r.fencing:
+        if c.fencing is not None and c.fencing != r[FENCING]:
             raise StaleLease(
-                f"flow {r.id!r}: fencing token {c.fencing} is stale (current {r.fencing})"
+                f"flow {r[ID]!r}: fencing token {c.fencing} is stale (current {r[FENCING]})"
             )
-        if r.leased and c.lease_token != r.lease_token:
-            raise StaleLease(f"flow {r.id!r} is running; cancelling it needs its lease token")
-        if not r.leased and c.lease_token is not None:
-            raise StaleLease(f"flow {r.id!r} holds no lease; its lease token is stale")
-    version = r.version + 1
+        if leased(r) and c.lease_token != r[LEASE_TOKEN]:
+            raise StaleLease(f"flow {r[ID]!r} is running; cancelling it needs its lease token")
+        if not leased(r) and c.lease_token is not None:
+            raise StaleLease(f"flow {r[ID]!r} holds no lease; its lease token is stale")
+    version = r[VERSION] + 1
     changes: dict[str, Any] = {}
     blobs = None
     if c.reason is not None:
@@ -819,16 +868,17 @@ def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Dec
 def decide_put_value(state: ShardState, c: PutValue, now: int) -> Decision:
     r = _require(state, c.id)
     digest = xxhash.xxh64_intdigest(c.data)
-    current = (r.values or {}).get(c.name)
+    current = (r[VALUES] or {}).get(c.name)
     if current is not None and current[0] == digest:
         return r, []
     if current is not None and not c.override:
         raise IdempotencyConflict(
-            f"flow {r.id!r}: value {c.name!r} exists with a different digest (use override)"
+            f"flow {r[ID]!r}: value {c.name!r} exists with a different digest (use override)"
         )
     values = {c.name: c.data}
-    new = r.evolve(
-        version=r.version + 1,
+    new = evolve(
+        r,
+        version=r[VERSION] + 1,
         updated_at=now,
         values=_values_meta(r, values),
         last_event="value_put",

@@ -13,7 +13,19 @@ result, error), so:
 
 Named values live under `v<id>\\0<name>` (they change independently of the record).
 
-Event value (format 2), generated from `FIELDS` and the `Record` annotations, so a field
+In memory a record is an exact `tuple` in `FIELDS` order, read by index constants
+(`r[STATE]`), built by generated functions (`make_record`, `evolve`, `from_snapshot`) and
+never edited. Why not a class: the cyclic garbage collector. Every live flow holds one
+record, and a `__slots__` instance stays GC-tracked for life, so each full collection
+(CPython runs one whenever the long-lived objects have grown by a quarter, i.e. every
+~n/4 mutations) walked all 32 slots of every live record: 20-30% of a bulk lifecycle run.
+An exact tuple whose items are all untracked (str, int, None) is untracked by the first
+young collection that sees it (`_PyTuple_MaybeUntrack`; exact tuples only, not
+subclasses or NamedTuples), and then costs full collections nothing. A record that holds
+a dict (values, attributes, ext) stays tracked, which is fine. The codec stores the same
+items as a list, so `snapshot` is `list(r)` and `from_snapshot` one tuple display.
+
+Event value (format 2), generated from `FIELDS` and the `Fields` annotations, so a field
 added later is encoded without touching the codec. All integers little-endian::
 
     u8   format (2)
@@ -50,47 +62,10 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
 EVENT_FORMAT = 2
 
-FIELDS = (
-    "id",
-    "type",
-    "state",
-    "run_state",
-    "version",
-    "attempts",
-    "reclaims",
-    "fencing",
-    "lease_owner",
-    "lease_token",
-    "lease_deadline",
-    "created_at",
-    "updated_at",
-    "next_run_at",
-    "priority",
-    "partition",
-    "payload_ver",
-    "payload_size",
-    "result_ver",
-    "error_ver",
-    "values",
-    "attributes",
-    "parent_id",
-    "root_id",
-    "correlation_id",
-    "hist_floor",
-    "active_deadline",
-    "retention_until",
-    "retention_ms",
-    "create_digest",
-    "last_event",
-    "ext",
-)
 
-
-class Record:
-    """One flow's current state (no payload bytes). Treated as immutable once published:
-    the state machine derives a changed copy with `evolve`, never edits in place."""
-
-    __slots__ = FIELDS
+class Fields:
+    """The record's fields, in tuple order, with their types: the schema `FIELDS`, the
+    index constants and the event codec are derived from. Never instantiated."""
 
     id: str
     type: str
@@ -125,95 +100,137 @@ class Record:
     last_event: str
     ext: dict[str, Any] | None  # room for coordination data (groups, signals)
 
-    def __init__(self, **fields: Any) -> None:  # slow path; the machine uses `make_record`
-        for name in FIELDS:
-            setattr(self, name, fields.get(name))
 
-    def evolve(self, **changes: Any) -> Record:
-        """A copy with `changes` applied (generated: one keyword per field)."""
-        new: Record = _evolve(self, **changes)
-        return new
+FIELDS: tuple[str, ...] = tuple(Fields.__annotations__)
 
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
+# One flow's current state (no payload bytes): an exact tuple in FIELDS order, read as
+# `r[STATE]`. Never edited: the machine derives a changed copy with `evolve`.
+Record = tuple[Any, ...]
 
-    @property
-    def leased(self) -> bool:
-        return self.lease_token is not None
+# Index of each field in a record: FIELDS[STATE] == "state". Spelled out so that type
+# checkers and readers see them; the check below keeps them equal to FIELDS.
+ID = 0
+TYPE = 1
+STATE = 2
+RUN_STATE = 3
+VERSION = 4
+ATTEMPTS = 5
+RECLAIMS = 6
+FENCING = 7
+LEASE_OWNER = 8
+LEASE_TOKEN = 9
+LEASE_DEADLINE = 10
+CREATED_AT = 11
+UPDATED_AT = 12
+NEXT_RUN_AT = 13
+PRIORITY = 14
+PARTITION = 15
+PAYLOAD_VER = 16
+PAYLOAD_SIZE = 17
+RESULT_VER = 18
+ERROR_VER = 19
+VALUES = 20
+ATTRIBUTES = 21
+PARENT_ID = 22
+ROOT_ID = 23
+CORRELATION_ID = 24
+HIST_FLOOR = 25
+ACTIVE_DEADLINE = 26
+RETENTION_UNTIL = 27
+RETENTION_MS = 28
+CREATE_DIGEST = 29
+LAST_EVENT = 30
+EXT = 31
 
-    def snapshot(self) -> list[Any]:
-        snap: list[Any] = _snapshot(self)
-        return snap
-
-    @classmethod
-    def from_snapshot(cls, values: list[Any]) -> Record:
-        if len(values) != len(FIELDS):
-            raise ValueError(f"record snapshot has {len(values)} fields, want {len(FIELDS)}")
-        new: Record = _from_list(values)
-        # Interning keeps one copy of each type and state string across a million records.
-        new.type = _intern(new.type)
-        new.state = _intern(new.state)
-        if new.run_state is not None:
-            new.run_state = _intern(new.run_state)
-        new.last_event = _intern(new.last_event)
-        return new
-
-    def __repr__(self) -> str:
-        return f"Record({self.id!r}, {self.type!r}, {self.state!r}, v{self.version})"
-
-
-def _generate() -> tuple[Any, Any, Any, Any, Any]:
-    # Straight-line copy and snapshot functions, generated from FIELDS: a loop of getattr
-    # and setattr costs ~3x more, and these run once per mutation.
-    copy_src = (
-        "def _copy(self):\n    new = _new(_cls)\n"
-        + "".join(f"    new.{f} = self.{f}\n" for f in FIELDS)
-        + "    return new\n"
-    )
-    snap_src = "def _snapshot(self):\n    return [" + ", ".join(f"self.{f}" for f in FIELDS) + "]\n"
-    make_src = (
-        "def make_record(*, " + ", ".join(f"{f}=None" for f in FIELDS) + "):\n"
-        "    new = _new(_cls)\n"
-        + "".join(f"    new.{f} = {f}\n" for f in FIELDS)
-        + "    return new\n"
-    )
-    from_src = (
-        "def _from_list(v):\n    new = _new(_cls)\n"
-        + "".join(f"    new.{f} = v[{i}]\n" for i, f in enumerate(FIELDS))
-        + "    return new\n"
-    )
-    evolve_src = (
-        "def _evolve(self, *, " + ", ".join(f"{f}=_KEEP" for f in FIELDS) + "):\n"
-        "    new = _new(_cls)\n"
-        + "".join(f"    new.{f} = self.{f} if {f} is _KEEP else {f}\n" for f in FIELDS)
-        + "    return new\n"
-    )
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": Record, "_KEEP": object()}
-    exec(evolve_src, namespace)
-    exec(from_src, namespace)
-    exec(copy_src, namespace)
-    exec(snap_src, namespace)
-    exec(make_src, namespace)
-    return (
-        namespace["_copy"],
-        namespace["_snapshot"],
-        namespace["make_record"],
-        namespace["_from_list"],
-        namespace["_evolve"],
-    )
+if [globals().get(f.upper()) for f in FIELDS] != list(range(len(FIELDS))):
+    raise AssertionError("the record index constants do not match FIELDS")
 
 
-_copy, _snapshot, _make, _from_list, _evolve = _generate()
+def terminal(r: Record) -> bool:
+    return r[STATE] in TERMINAL
+
+
+def leased(r: Record) -> bool:
+    return r[LEASE_TOKEN] is not None
+
+
+def is_record(value: object) -> bool:
+    """Whether a decision's result is a record. A decision answers with a record, a list
+    of records, or a plain value (None, a report dict, an error), never another tuple:
+    so an exact tuple is a record."""
+    return type(value) is tuple
+
+
+def snapshot(r: Record) -> list[Any]:
+    """The record as the list the event codec stores (FIELDS order)."""
+    return list(r)
+
+
+def from_snapshot(values: list[Any]) -> Record:
+    """A record from a stored snapshot list. Interns type, state, run_state and
+    last_event: one copy of each such string across a million records."""
+    if len(values) != len(FIELDS):
+        raise ValueError(f"record snapshot has {len(values)} fields, want {len(FIELDS)}")
+    record: Record = _from_list(values)
+    return record
 
 
 def make_record(**fields: Any) -> Record:
-    """Build a record; unset fields are None. Straight-line generated code."""
+    """Build a record; unset fields are None (generated: one keyword per field)."""
     record: Record = _make(**fields)
     return record
 
 
-_intern = sys.intern
+def evolve(r: Record, **changes: Any) -> Record:
+    """A copy of `r` with `changes` applied (generated: one keyword per field)."""
+    new: Record = _evolve(r, **changes)
+    return new
+
+
+def describe(r: Record) -> str:
+    return f"Record({r[ID]!r}, {r[TYPE]!r}, {r[STATE]!r}, v{r[VERSION]})"
+
+
+def _generate() -> tuple[Any, Any, Any]:
+    # Straight-line functions generated from FIELDS, each building its tuple in one
+    # expression: a loop over the fields costs ~3x more, and these run once per mutation
+    # (evolve, make_record) or once per flow at recovery (from_snapshot).
+    interned = {"type", "state", "last_event"}
+    optional_interned = {"run_state"}
+
+    def item(i: int, f: str) -> str:
+        if f in interned:
+            return f"_intern(v[{i}])"
+        if f in optional_interned:
+            return f"(None if v[{i}] is None else _intern(v[{i}]))"
+        return f"v[{i}]"
+
+    from_src = (
+        "def _from_list(v):\n    return ("
+        + ", ".join(item(i, f) for i, f in enumerate(FIELDS))
+        + ",)\n"
+    )
+    make_src = (
+        "def make_record(*, " + ", ".join(f"{f}=None" for f in FIELDS) + "):\n"
+        "    return (" + ", ".join(FIELDS) + ",)\n"
+    )
+    # Per field, the new value when given, else the old one (as fast as the attribute
+    # copy of a __slots__ object was; unpacking `r` first is no faster).
+    evolve_src = (
+        "def evolve(r, *, " + ", ".join(f"{f}=_KEEP" for f in FIELDS) + "):\n"
+        "    keep = _KEEP\n"
+        "    return ("
+        + ", ".join(f"r[{i}] if {f} is keep else {f}" for i, f in enumerate(FIELDS))
+        + ",)\n"
+    )
+    namespace: dict[str, Any] = {"_KEEP": object(), "_intern": sys.intern}
+    exec(from_src, namespace)
+    exec(make_src, namespace)
+    exec(evolve_src, namespace)
+    return namespace["_from_list"], namespace["make_record"], namespace["evolve"]
+
+
+_from_list, _make, _evolve = _generate()
 
 
 def history_key(flow_id: str, version: int) -> bytes:
@@ -240,7 +257,7 @@ def encode_event(
         data: bytes = _encode_packed(record, name, meta, blobs)
         return data
     except (struct.error, TypeError, ValueError):  # outside the fixed layout
-        fallback: bytes = cbor2.dumps([name, meta, record.snapshot(), blobs])
+        fallback: bytes = cbor2.dumps([name, meta, list(record), blobs])
         return _FALLBACK_HEAD + fallback
 
 
@@ -293,10 +310,10 @@ def _meta_tail(meta: dict[str, Any]) -> bytes:
 
 def _generate_codec() -> tuple[Any, Any]:
     """Encoder and decoder of the packed event layout, generated from FIELDS and the
-    annotations of `Record` (straight-line code: no per-field loop or dispatch)."""
+    annotations of `Fields` (straight-line code: no per-field loop or dispatch)."""
     kinds = {}
     for f in FIELDS:
-        ann = Record.__annotations__[f].replace(" ", "")
+        ann = Fields.__annotations__[f].replace(" ", "")
         kinds[f] = {"str": "s", "str|None": "os", "int": "i", "int|None": "oi"}.get(ann, "a")
     optional = [f for f in FIELDS if kinds[f] in ("os", "oi")]
     ints = [f for f in FIELDS if kinds[f] in ("i", "oi")]
@@ -308,7 +325,7 @@ def _generate_codec() -> tuple[Any, Any]:
     bit = {f: 1 << k for k, f in enumerate(optional)}
     head = struct.Struct("<BBQ" + "Q" * len(ints) + "I")
     enc = ["def _encode_packed(r, name, meta, blobs):"]
-    enc += [f"    {f} = r.{f}" for f in FIELDS]
+    enc.append("    " + ", ".join(FIELDS) + " = r")
     enc.append("    mask = 0")
     for f in optional:
         enc += [f"    if {f} is None:", f"        mask |= {bit[f]}"]

@@ -36,15 +36,40 @@ from . import _coord as c
 from . import _machine as m
 from ._errors import CorruptLog, FlowError, FlowNotFound, InternalError, StorageError, translate
 from ._record import (
+    ATTEMPTS,
+    ATTRIBUTES,
+    CORRELATION_ID,
+    ERROR_VER,
+    FENCING,
+    HIST_FLOOR,
+    ID,
+    LEASE_OWNER,
+    NEXT_RUN_AT,
+    PARENT_ID,
+    PARTITION,
+    PAYLOAD_SIZE,
+    PAYLOAD_VER,
+    RESULT_VER,
+    ROOT_ID,
+    RUN_STATE,
+    STATE,
+    UPDATED_AT,
+    VALUES,
+    VERSION,
     Record,
     decode_event,
     encode_event,
+    from_snapshot,
     history_key,
+    is_record,
     parse_history_key,
     value_key,
 )
 from ._state import ShardState
 from ._types import EMPTY, Flow, HistoryEvent, ItemResult
+
+# Flow's leading fields are the record's id .. partition (FIELDS[:_FLOW_HEAD]).
+_FLOW_HEAD = PARTITION + 1
 
 MAX_BATCH = 1024
 MAINTENANCE_LIMIT = 256  # flows timed out / deleted per shard by one maintenance pass
@@ -295,17 +320,17 @@ class Shard:
         record = self.state.get(cmd.id)
         if record is None or not isinstance(cmd.to_version, int):
             return
-        if not record.hist_floor <= cmd.to_version <= record.version:
+        if not record[HIST_FLOOR] <= cmd.to_version <= record[VERSION]:
             return
         data = self._read(history_key(cmd.id, cmd.to_version))
         if data is None:
             return  # trimmed, or written by this very batch: the machine refuses it
-        snap = Record.from_snapshot(decode_event(data)[2])
+        snap = from_snapshot(decode_event(data)[2])
         blobs = {}
         for which, version in (
-            ("p", snap.payload_ver),
-            ("r", snap.result_ver),
-            ("e", snap.error_ver),
+            ("p", snap[PAYLOAD_VER]),
+            ("r", snap[RESULT_VER]),
+            ("e", snap[ERROR_VER]),
         ):
             blob = self._blob(snap, version, which) if version else None
             if blob is not None:
@@ -340,13 +365,13 @@ class Shard:
             put(rec)
             ops.append(
                 (
-                    history_key(rec.id, rec.version),
+                    history_key(rec[ID], rec[VERSION]),
                     encode_event(rec, mut.event, mut.meta, mut.blobs),
                 )
             )
             if mut.values:
                 for name, data in mut.values.items():
-                    ops.append((value_key(rec.id, name), data))
+                    ops.append((value_key(rec[ID], name), data))
 
     # -- answers (after the commit) -----------------------------------------------------
 
@@ -360,7 +385,7 @@ class Shard:
                 ItemResult(fid, self.to_flow(rec, hyd) if rec is not None else None, err)
                 for fid, rec, err in result
             ]
-        if isinstance(result, Record):
+        if is_record(result):
             return self.to_flow(result, hyd)
         if isinstance(result, list):
             return [self.to_flow(r, hyd) for r in result]
@@ -375,57 +400,43 @@ class Shard:
     def _blob(self, record: Record, version: int, which: str) -> bytes | None:
         if not version:
             return None
-        data = self._read(history_key(record.id, version))
+        data = self._read(history_key(record[ID], version))
         if data is None:
-            raise CorruptLog(self.log.path, 0, f"event {version} of flow {record.id!r} missing")
+            raise CorruptLog(self.log.path, 0, f"event {version} of flow {record[ID]!r} missing")
         blobs = decode_event(data)[3]
         return blobs.get(which) if blobs else None
 
     def to_flow(self, r: Record, hyd: Hydrate = NO_HYDRATE) -> Flow:
         payload = None
         omitted = False
-        if hyd.payload is not False and r.payload_ver:
+        if hyd.payload is not False and r[PAYLOAD_VER]:
             cap = None if hyd.payload is True else int(hyd.payload)
-            if cap is not None and r.payload_size > cap:
+            if cap is not None and r[PAYLOAD_SIZE] > cap:
                 omitted = True
             else:
-                payload = self._blob(r, r.payload_ver, "p")
+                payload = self._blob(r, r[PAYLOAD_VER], "p")
         values: Mapping[str, bytes] = EMPTY
         sizes: Mapping[str, int] = EMPTY
-        if r.values:
-            sizes = {name: meta[1] for name, meta in r.values.items()}
+        if r[VALUES]:
+            sizes = {name: meta[1] for name, meta in r[VALUES].items()}
             if hyd.values:
                 values = self.get_values(r, hyd.values)
         # Positional, straight into tuple.__new__: Flow's keyword constructor costs
-        # ~1 us more per flow, and every reply builds one per flow.
+        # ~1 us more per flow, and every reply builds one per flow. Flow starts with the
+        # record's first fields (id .. partition), in the same order: one slice.
         flow: Flow = _tuple_new(
             Flow,
             (
-                r.id,
-                r.type,
-                r.state,
-                r.run_state,
-                r.version,
-                r.attempts,
-                r.reclaims,
-                r.fencing,
-                r.lease_owner,
-                r.lease_token,
-                r.lease_deadline,
-                r.created_at,
-                r.updated_at,
-                r.next_run_at,
-                r.priority,
-                r.partition,
-                dict(r.attributes) if r.attributes else EMPTY,
-                r.parent_id,
-                r.root_id or r.id,
-                r.correlation_id,
-                r.payload_size,
+                *r[:_FLOW_HEAD],
+                dict(r[ATTRIBUTES]) if r[ATTRIBUTES] else EMPTY,
+                r[PARENT_ID],
+                r[ROOT_ID] or r[ID],
+                r[CORRELATION_ID],
+                r[PAYLOAD_SIZE],
                 payload,
                 omitted,
-                self._blob(r, r.result_ver, "r") if hyd.outcome else None,
-                self._blob(r, r.error_ver, "e") if hyd.outcome else None,
+                self._blob(r, r[RESULT_VER], "r") if hyd.outcome else None,
+                self._blob(r, r[ERROR_VER], "e") if hyd.outcome else None,
                 values,
                 sizes,
             ),
@@ -434,24 +445,24 @@ class Shard:
 
     def history(self, r: Record) -> list[HistoryEvent]:
         events = []
-        for version in range(r.hist_floor, r.version + 1):
-            data = self._read(history_key(r.id, version))
+        for version in range(r[HIST_FLOOR], r[VERSION] + 1):
+            data = self._read(history_key(r[ID], version))
             if data is None:
                 continue  # trimmed
             name, meta, snap, _blobs = decode_event(data)
-            s = Record.from_snapshot(snap)
+            s = from_snapshot(snap)
             events.append(
                 HistoryEvent(
-                    event_id=f"{s.updated_at}-{s.version}",
+                    event_id=f"{s[UPDATED_AT]}-{s[VERSION]}",
                     name=name,
-                    at_ms=s.updated_at,
-                    version=s.version,
-                    state=s.state,
-                    run_state=s.run_state,
-                    attempts=s.attempts,
-                    fencing_token=s.fencing,
-                    lease_owner=s.lease_owner,
-                    next_run_at_ms=s.next_run_at,
+                    at_ms=s[UPDATED_AT],
+                    version=s[VERSION],
+                    state=s[STATE],
+                    run_state=s[RUN_STATE],
+                    attempts=s[ATTEMPTS],
+                    fencing_token=s[FENCING],
+                    lease_owner=s[LEASE_OWNER],
+                    next_run_at_ms=s[NEXT_RUN_AT],
                     meta=meta or {},
                 )
             )
@@ -460,8 +471,8 @@ class Shard:
     def get_values(self, r: Record, names: Sequence[str]) -> dict[str, bytes]:
         out = {}
         for name in names:
-            if r.values and name in r.values:
-                data = self._read(value_key(r.id, name))
+            if r[VALUES] and name in r[VALUES]:
+                data = self._read(value_key(r[ID], name))
                 if data is not None:
                     out[name] = data
         return out
@@ -519,7 +530,7 @@ def _recover(log: wal.Log, state: ShardState) -> Recovered:
     wanted = [history_key(flow_id, version) for flow_id, version in newest.items()]
     for key, data in log.get_many(wanted):
         try:
-            record = Record.from_snapshot(decode_event(data)[2])
+            record = from_snapshot(decode_event(data)[2])
         except ValueError as exc:
             raise CorruptLog(log.path, 0, f"event {key!r}: {exc}") from exc
         records.append(record)

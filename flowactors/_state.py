@@ -32,7 +32,24 @@ from collections.abc import Callable, Iterator
 
 from sortedcontainers import SortedList
 
-from ._record import TERMINAL, Record
+from ._record import (
+    ACTIVE_DEADLINE,
+    CORRELATION_ID,
+    ID,
+    LEASE_DEADLINE,
+    LEASE_TOKEN,
+    NEXT_RUN_AT,
+    PARENT_ID,
+    PARTITION,
+    PRIORITY,
+    RETENTION_UNTIL,
+    ROOT_ID,
+    STATE,
+    TERMINAL,
+    TYPE,
+    UPDATED_AT,
+    Record,
+)
 
 DueKey = tuple[int, int, str]
 
@@ -80,10 +97,10 @@ class ShardState:
 
     def put(self, record: Record) -> None:
         """Insert or replace a record, keeping every index in step."""
-        old = self.records.get(record.id)
+        old = self.records.get(record[ID])
         if old is not None:
             self._unindex(old)
-        self.records[record.id] = record
+        self.records[record[ID]] = record
         self._index(record)
 
     def load(self, records: list[Record]) -> None:
@@ -95,7 +112,7 @@ class ShardState:
         self._sorted_list = _Bulk
         try:
             for r in records:
-                self.records[r.id] = r
+                self.records[r[ID]] = r
                 self._index(r)
         finally:
             bulk = (self.due, self.terminal, self.parked, self.retention, self.deadlines)
@@ -117,76 +134,76 @@ class ShardState:
             self._unindex(old)
 
     def _index(self, r: Record) -> None:
-        key = (r.type, r.state)
+        key = (r[TYPE], r[STATE])
         self.counts[key] = self.counts.get(key, 0) + 1
-        if r.next_run_at is not None:
+        if r[NEXT_RUN_AT] is not None:
             sl = self.due.get(key)
             if sl is None:
                 sl = self.due[key] = self._sorted_list()
-            sl.add((-r.priority, r.next_run_at, r.id))
-        elif r.state in TERMINAL:
+            sl.add((-r[PRIORITY], r[NEXT_RUN_AT], r[ID]))
+        elif r[STATE] in TERMINAL:
             sl = self.terminal.get(key)
             if sl is None:
                 sl = self.terminal[key] = self._sorted_list()
-            sl.add((r.updated_at, r.id))
+            sl.add((r[UPDATED_AT], r[ID]))
         else:
             sl = self.parked.get(key)
             if sl is None:
                 sl = self.parked[key] = self._sorted_list()
-            sl.add(r.id)
-        if r.partition is not None:
-            pkey = (r.type, r.partition, r.state)
+            sl.add(r[ID])
+        if r[PARTITION] is not None:
+            pkey = (r[TYPE], r[PARTITION], r[STATE])
             self.part_counts[pkey] = self.part_counts.get(pkey, 0) + 1
-        if r.active_deadline is not None and r.state not in TERMINAL:
-            self.deadlines.add((r.active_deadline, r.id))
-        if r.parent_id is not None:
-            self.children.setdefault(r.parent_id, set()).add(r.id)
-        if r.root_id is not None:
-            self.by_root.setdefault(r.root_id, set()).add(r.id)
-        if r.correlation_id is not None:
-            self.by_correlation.setdefault(r.correlation_id, set()).add(r.id)
-        if r.retention_until is not None:
-            self.retention.add((r.retention_until, r.id))
+        if r[ACTIVE_DEADLINE] is not None and r[STATE] not in TERMINAL:
+            self.deadlines.add((r[ACTIVE_DEADLINE], r[ID]))
+        if r[PARENT_ID] is not None:
+            self.children.setdefault(r[PARENT_ID], set()).add(r[ID])
+        if r[ROOT_ID] is not None:
+            self.by_root.setdefault(r[ROOT_ID], set()).add(r[ID])
+        if r[CORRELATION_ID] is not None:
+            self.by_correlation.setdefault(r[CORRELATION_ID], set()).add(r[ID])
+        if r[RETENTION_UNTIL] is not None:
+            self.retention.add((r[RETENTION_UNTIL], r[ID]))
 
     def _unindex(self, r: Record) -> None:
-        key = (r.type, r.state)
+        key = (r[TYPE], r[STATE])
         left = self.counts[key] - 1
         if left:
             self.counts[key] = left
         else:
             del self.counts[key]
-        if r.next_run_at is not None:
+        if r[NEXT_RUN_AT] is not None:
             sl = self.due[key]
-            sl.remove((-r.priority, r.next_run_at, r.id))
+            sl.remove((-r[PRIORITY], r[NEXT_RUN_AT], r[ID]))
             if not sl:
                 del self.due[key]
-        elif r.state in TERMINAL:
+        elif r[STATE] in TERMINAL:
             sl = self.terminal[key]
-            sl.remove((r.updated_at, r.id))
+            sl.remove((r[UPDATED_AT], r[ID]))
             if not sl:
                 del self.terminal[key]
         else:
             sl = self.parked[key]
-            sl.remove(r.id)
+            sl.remove(r[ID])
             if not sl:
                 del self.parked[key]
-        if r.partition is not None:
-            pkey = (r.type, r.partition, r.state)
+        if r[PARTITION] is not None:
+            pkey = (r[TYPE], r[PARTITION], r[STATE])
             n = self.part_counts[pkey] - 1
             if n:
                 self.part_counts[pkey] = n
             else:
                 del self.part_counts[pkey]
-        if r.active_deadline is not None and r.state not in TERMINAL:
-            self.deadlines.remove((r.active_deadline, r.id))
-        if r.parent_id is not None:
-            _discard(self.children, r.parent_id, r.id)
-        if r.root_id is not None:
-            _discard(self.by_root, r.root_id, r.id)
-        if r.correlation_id is not None:
-            _discard(self.by_correlation, r.correlation_id, r.id)
-        if r.retention_until is not None:
-            self.retention.remove((r.retention_until, r.id))
+        if r[ACTIVE_DEADLINE] is not None and r[STATE] not in TERMINAL:
+            self.deadlines.remove((r[ACTIVE_DEADLINE], r[ID]))
+        if r[PARENT_ID] is not None:
+            _discard(self.children, r[PARENT_ID], r[ID])
+        if r[ROOT_ID] is not None:
+            _discard(self.by_root, r[ROOT_ID], r[ID])
+        if r[CORRELATION_ID] is not None:
+            _discard(self.by_correlation, r[CORRELATION_ID], r[ID])
+        if r[RETENTION_UNTIL] is not None:
+            self.retention.remove((r[RETENTION_UNTIL], r[ID]))
 
     def note_child(self, parent_id: str, child_id: str) -> None:
         self.noted.setdefault(parent_id, set()).add(child_id)
@@ -223,37 +240,37 @@ class ShardState:
         deadlines: list[tuple[int, str]] = []
         part_counts: dict[tuple[str, str, str], int] = {}
         for fid, r in self.records.items():
-            assert fid == r.id, f"record {r.id!r} filed under {fid!r}"
-            key = (r.type, r.state)
+            assert fid == r[ID], f"record {r[ID]!r} filed under {fid!r}"
+            key = (r[TYPE], r[STATE])
             counts[key] = counts.get(key, 0) + 1
-            if r.terminal:
-                assert r.next_run_at is None, f"terminal {fid!r} has a due time"
-                assert r.lease_token is None, f"terminal {fid!r} holds a lease"
-            if r.state == "running":
-                assert r.lease_token is not None and r.lease_deadline is not None, fid
-                assert r.next_run_at == r.lease_deadline, f"running {fid!r} due != deadline"
+            if r[STATE] in TERMINAL:
+                assert r[NEXT_RUN_AT] is None, f"terminal {fid!r} has a due time"
+                assert r[LEASE_TOKEN] is None, f"terminal {fid!r} holds a lease"
+            if r[STATE] == "running":
+                assert r[LEASE_TOKEN] is not None and r[LEASE_DEADLINE] is not None, fid
+                assert r[NEXT_RUN_AT] == r[LEASE_DEADLINE], f"running {fid!r} due != deadline"
             else:
-                assert r.lease_token is None, f"{fid!r} in {r.state!r} holds a lease"
-            assert 0 <= r.priority <= 2
-            if r.next_run_at is not None:
-                due.setdefault(key, []).append((-r.priority, r.next_run_at, r.id))
-            elif r.terminal:
-                terminal.setdefault(key, []).append((r.updated_at, fid))
+                assert r[LEASE_TOKEN] is None, f"{fid!r} in {r[STATE]!r} holds a lease"
+            assert 0 <= r[PRIORITY] <= 2
+            if r[NEXT_RUN_AT] is not None:
+                due.setdefault(key, []).append((-r[PRIORITY], r[NEXT_RUN_AT], r[ID]))
+            elif r[STATE] in TERMINAL:
+                terminal.setdefault(key, []).append((r[UPDATED_AT], fid))
             else:
                 parked.setdefault(key, []).append(fid)
-            if r.partition is not None:
-                pkey = (r.type, r.partition, r.state)
+            if r[PARTITION] is not None:
+                pkey = (r[TYPE], r[PARTITION], r[STATE])
                 part_counts[pkey] = part_counts.get(pkey, 0) + 1
-            if r.active_deadline is not None and not r.terminal:
-                deadlines.append((r.active_deadline, fid))
-            if r.parent_id is not None:
-                children.setdefault(r.parent_id, set()).add(fid)
-            if r.root_id is not None:
-                by_root.setdefault(r.root_id, set()).add(fid)
-            if r.correlation_id is not None:
-                by_corr.setdefault(r.correlation_id, set()).add(fid)
-            if r.retention_until is not None:
-                retention.append((r.retention_until, fid))
+            if r[ACTIVE_DEADLINE] is not None and r[STATE] not in TERMINAL:
+                deadlines.append((r[ACTIVE_DEADLINE], fid))
+            if r[PARENT_ID] is not None:
+                children.setdefault(r[PARENT_ID], set()).add(fid)
+            if r[ROOT_ID] is not None:
+                by_root.setdefault(r[ROOT_ID], set()).add(fid)
+            if r[CORRELATION_ID] is not None:
+                by_corr.setdefault(r[CORRELATION_ID], set()).add(fid)
+            if r[RETENTION_UNTIL] is not None:
+                retention.append((r[RETENTION_UNTIL], fid))
         assert counts == self.counts, "state counts drifted"
         assert {k: sorted(v) for k, v in due.items()} == {
             k: list(v) for k, v in self.due.items()

@@ -1,0 +1,144 @@
+"""The in-memory record: an exact tuple (so the cyclic GC untracks it), its helpers, and its
+round trip through the event codec."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import pytest
+from engine_helpers import FakeClock, open_checked
+
+import flowactors as fa
+from flowactors import _record as rec
+from flowactors._record import (
+    EXT,
+    FIELDS,
+    ID,
+    LEASE_TOKEN,
+    STATE,
+    VALUES,
+    decode_event,
+    encode_event,
+    evolve,
+    from_snapshot,
+    is_record,
+    leased,
+    make_record,
+    terminal,
+)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def queued(**changes: object) -> rec.Record:
+    base = make_record(
+        id="f1",
+        type="t",
+        state="queued",
+        version=1,
+        attempts=0,
+        reclaims=0,
+        fencing=0,
+        created_at=5,
+        updated_at=5,
+        next_run_at=5,
+        priority=0,
+        payload_ver=0,
+        payload_size=0,
+        result_ver=0,
+        error_ver=0,
+        hist_floor=1,
+        create_digest=7,
+        last_event="created",
+    )
+    return evolve(base, **changes) if changes else base
+
+
+def test_index_constants_follow_fields() -> None:
+    for i, name in enumerate(FIELDS):
+        assert getattr(rec, name.upper()) == i
+    assert tuple(rec.Fields.__annotations__) == FIELDS
+
+
+def test_record_is_an_exact_tuple_and_evolve_copies() -> None:
+    r = queued()
+    assert type(r) is tuple and len(r) == len(FIELDS) and is_record(r)
+    assert not is_record([*r]) and not is_record(None)
+    new = evolve(r, state="running", lease_token="w:1:1")
+    assert type(new) is tuple
+    assert (new[STATE], new[LEASE_TOKEN]) == ("running", "w:1:1")
+    assert r[STATE] == "queued" and r[LEASE_TOKEN] is None  # the original is untouched
+    assert [i for i in range(len(FIELDS)) if new[i] != r[i]] == [STATE, LEASE_TOKEN]
+    assert leased(new) and not leased(r)
+    assert terminal(evolve(r, state="completed")) and not terminal(r)
+    with pytest.raises(TypeError):
+        evolve(r, no_such_field=1)
+
+
+def test_snapshot_round_trip_interns_strings() -> None:
+    r = queued(values={"v": [1, 2]}, ext={"g": "grp", "ps": 1}, run_state="step")
+    name, meta, snap, blobs = decode_event(encode_event(r, "created", {"a": 1}, {"p": b"x"}))
+    assert (name, meta, blobs) == ("created", {"a": 1}, {"p": b"x"})
+    back = from_snapshot(snap)
+    assert back == r and type(back) is tuple
+    assert back[VALUES] == {"v": [1, 2]} and back[EXT] == {"g": "grp", "ps": 1}
+    dynamic = "".join(["que", "ued"])
+    again = from_snapshot([*r[:STATE], dynamic, *r[STATE + 1 :]])
+    assert again[STATE] is "queued"  # noqa: F632 - interned: one copy per state name
+    with pytest.raises(ValueError):
+        from_snapshot(list(r)[:-1])
+
+
+def test_plain_records_are_untracked_by_the_gc() -> None:
+    r = queued(next_run_at=10**12)  # fresh objects only: ints, str, None
+    gc.collect()
+    assert not gc.is_tracked(r)
+    with_dict = queued(ext={"g": "grp"})
+    gc.collect()
+    assert gc.is_tracked(with_dict)  # a dict inside keeps it tracked, which is fine
+
+
+async def test_live_queued_records_are_untracked_after_a_collection(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with open_checked(tmp_path, clock) as e:
+        await e.create_many("t", [fa.CreateSpec(f"f{i}") for i in range(50)])
+        await e.create("claimed", "t")
+        [flow] = await e.claim_due("t", "w", limit=1)
+        gc.collect()
+        records = [r for s in e.raw._shards for r in s.state.records.values()]
+        assert len(records) == 51
+        assert all(type(r) is tuple for r in records)
+        assert not any(gc.is_tracked(r) for r in records)
+        await e.complete(flow.id, flow.lease_token, flow.fencing_token)
+        gc.collect()
+        assert not any(gc.is_tracked(r) for s in e.raw._shards for r in s.state.records.values())
+
+
+async def test_records_after_restart_are_untracked(tmp_path: Path, clock: FakeClock) -> None:
+    async with open_checked(tmp_path, clock) as e:
+        await e.create_many("t", [fa.CreateSpec(f"f{i}") for i in range(20)])
+    async with open_checked(tmp_path, clock) as e:
+        gc.collect()
+        records = [r for s in e.raw._shards for r in s.state.records.values()]
+        assert len(records) == 20
+        assert not any(gc.is_tracked(r) for r in records)
+        assert {r[ID] for r in records} == {f"f{i}" for i in range(20)}
+
+
+def test_flow_starts_with_the_record_head() -> None:
+    # Shard.to_flow slices the record's first fields straight into a Flow.
+    head = fa.Flow._fields[: rec.PARTITION + 1]
+    renamed = {
+        "fencing_token": "fencing",
+        "lease_deadline_ms": "lease_deadline",
+        "created_at_ms": "created_at",
+        "updated_at_ms": "updated_at",
+        "next_run_at_ms": "next_run_at",
+        "partition_key": "partition",
+    }
+    assert tuple(renamed.get(f, f) for f in head) == FIELDS[: rec.PARTITION + 1]
