@@ -21,7 +21,7 @@ import trio
 import flowactors
 from flowactors import CreateSpec
 
-from ._engine_util import FLOW_TYPE, create_batches, flow_ids, fsyncs, percentile
+from ._engine_util import FLOW_TYPE, create_batches, flow_ids, frozen_inputs, fsyncs, percentile
 from ._registry import register
 from ._session import Floor, Metric, Session
 
@@ -64,7 +64,7 @@ def create_scenario(session: Session) -> None:
     session.record(Metric("create_flows", "flows created per run", "flows"), sizes.flows)
 
     def one_caller() -> dict[str, float]:
-        with session.scratch("create") as path:
+        with session.scratch("create") as path, frozen_inputs():
             c = trio.run(_create, path, batches, 1)
         calls = sorted(c.call_seconds)
         return {
@@ -91,7 +91,7 @@ def create_scenario(session: Session) -> None:
     )
 
     def callers() -> dict[str, float]:
-        with session.scratch("create-callers") as path:
+        with session.scratch("create-callers") as path, frozen_inputs():
             c = trio.run(_create, path, batches, CALLERS)
         return {
             f"create_{CALLERS}_callers_flows_per_s": c.flows_per_s,

@@ -39,7 +39,7 @@ import trio
 import flowactors
 from flowactors import Ack, CreateSpec
 
-from ._engine_util import FLOW_TYPE, WORKER, create_batches, flow_ids, fsyncs
+from ._engine_util import FLOW_TYPE, WORKER, create_batches, flow_ids, frozen_inputs, fsyncs
 from ._registry import register
 from ._session import Floor, Metric, Session
 
@@ -148,7 +148,7 @@ def _measure_flowactors(session: Session, n: int) -> float:
     batches = create_batches(flow_ids(n))
 
     def once() -> dict[str, float]:
-        with session.scratch("peers-flowactors") as path:
+        with session.scratch("peers-flowactors") as path, frozen_inputs():
             seconds, synced = trio.run(_flowactors, path, batches)
         return {
             "peers_flowactors_jobs_per_s": n / seconds,
