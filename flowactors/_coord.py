@@ -515,24 +515,33 @@ def apply_outcome(
     g = dict(g)
     g[_COUNTER[status]] += 1
     resolution = _resolve(g) if g["r"] is None else None
-    meta: dict[str, Any] = {"group": gid, "child": child_id}
+    # One event per parent, group and frame: an outcome event of this group written
+    # earlier in the frame being built is extended in place (same version), so a batch
+    # of 1000 children costs the parent one event, not 1000. Its meta counts the
+    # outcomes per status; each child's own outcome is in its `n` key.
+    base = parent
+    meta: dict[str, Any] = {"group": gid}
+    opened = None if parent_id in tx.latest else tx.state.open_outcomes.get(parent_id)
+    if opened is not None and opened[0] == parent[VERSION] and opened[1]["group"] == gid:
+        base = evolve(parent, version=parent[VERSION] - 1)  # re-derive the open event
+        meta = dict(opened[1])
+    meta[status] = meta.get(status, 0) + 1
     if resolution is not None:
         g["r"] = resolution
         meta["resolved"] = resolution
     ext = {**(parent[EXT] or {}), "groups": {**groups, gid: g}}
-    version = parent[VERSION] + 1
-    event = f"child_{status}"
-    target = None
+    event = "children_reported"
     if resolution is not None and parent[STATE] == g["ws"] and not leased(parent):
         target = g["s"] if resolution == "success" else g["f"]
         meta["to"] = target
-        new = _move(parent, target, tx.now, tx.config, ext=ext, last_event=event)
+        new = _move(base, target, tx.now, tx.config, ext=ext, last_event=event)
     else:
         # A terminal parent keeps its end time: late outcomes are recorded, but it stays
         # where it ended in the terminal index (and in time-window queries).
         updated = parent[UPDATED_AT] if terminal(parent) else tx.now
+        version = base[VERSION] + 1
         new = evolve(parent, version=version, updated_at=updated, ext=ext, last_event=event)
-    tx.write(Write(new, event, meta))
+    tx.write(Write(new, event, meta, open=True))
     if resolution is not None and g["opc"]:
         _cascade(tx, new, [gid], "group_resolved")
 

@@ -141,13 +141,17 @@ class Config:
 
 @dataclass(slots=True)
 class Write:
-    """A new version of a record, with its history event and the bytes it sets."""
+    """A new version of a record, with its history event and the bytes it sets.
+
+    `open`: a child-outcome event of a parent, which a later outcome of the same group in
+    the same frame may extend in place (same version, see `ShardState.open_outcomes`)."""
 
     record: Record
     event: str
     meta: dict[str, Any] | None = None
     blobs: dict[str, bytes] | None = None
     values: dict[str, bytes] | None = None
+    open: bool = False
 
 
 Mutation = Write

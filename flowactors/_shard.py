@@ -142,6 +142,10 @@ class Shard:
         self.courier_error: FlowError | None = None
         self.policies: dict[str, bytes] = {}  # installed policies found at recovery
         self._sending: list[c.Send] = []
+        # The frame being built: where each parent's open outcome event sits in its ops,
+        # and every op that still holds a Write to encode (see `_apply_open`).
+        self._open_ops: dict[str, int] = {}
+        self._open_at: list[int] = []
         self._unsending: list[str] = []
         # Maintenance rides on traffic: the first batch after this engine time carries
         # a bounded retention / max_active_ms pass (see `_process`).
@@ -299,6 +303,7 @@ class Shard:
                 else:
                     results.append((flow_id, result, None))
             if ops:
+                self._seal(ops)
                 frames.append(ops)
             req.result = results
             return
@@ -309,6 +314,7 @@ class Shard:
         if mutations:
             ops = []
             self._apply(mutations, ops)
+            self._seal(ops)
             frames.append(ops)
         if isinstance(result, FlowError):  # e.g. a timeout failure: written, then raised
             req.error = result
@@ -357,12 +363,18 @@ class Shard:
 
     def _apply(self, mutations: list[Any], ops: list[wal.Op]) -> None:
         put = self.state.put
+        opened = self.state.open_outcomes
         for mut in mutations:
             if type(mut) is not m.Write:
                 self._apply_other(mut, ops)
                 continue
             rec = mut.record
             put(rec)
+            if mut.open:
+                self._apply_open(mut, ops)
+                continue
+            if opened:
+                opened.pop(rec[ID], None)  # another write: the next outcome starts anew
             ops.append(
                 (
                     history_key(rec[ID], rec[VERSION]),
@@ -372,6 +384,33 @@ class Shard:
             if mut.values:
                 for name, data in mut.values.items():
                     ops.append((value_key(rec[ID], name), data))
+
+    def _apply_open(self, w: m.Write, ops: list[Any]) -> None:
+        """An outcome event that later outcomes in this frame may extend: its op holds the
+        Write until `_seal` encodes it, and an extension (same version) replaces it."""
+        rec = w.record
+        key = history_key(rec[ID], rec[VERSION])
+        at = self._open_ops.get(rec[ID])
+        if at is not None and ops[at][0] == key:
+            ops[at] = (key, w)
+        else:
+            self._open_ops[rec[ID]] = len(ops)
+            self._open_at.append(len(ops))
+            ops.append((key, w))
+        assert w.meta is not None
+        self.state.open_outcomes[rec[ID]] = (rec[VERSION], w.meta)
+        if w.values:
+            for name, data in w.values.items():
+                ops.append((value_key(rec[ID], name), data))
+
+    def _seal(self, ops: list[Any]) -> None:
+        """End of a frame: encode its open outcome events; nothing stays open."""
+        for at in self._open_at:
+            key, w = ops[at]
+            ops[at] = (key, encode_event(w.record, w.event, w.meta, w.blobs))
+        self._open_at.clear()
+        self._open_ops.clear()
+        self.state.open_outcomes.clear()
 
     # -- answers (after the commit) -----------------------------------------------------
 

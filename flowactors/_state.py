@@ -22,6 +22,11 @@ Two structures are not derived from records but from their own keys in the log (
 by recovery from those keys): `noted[parent]`, the children whose terminal outcome the
 parent has counted (fanout idempotency).
 
+One structure is transient, owned by the shard for the frame it is building:
+`open_outcomes[parent]` = (version, meta) of the parent's child-outcome event written
+earlier in that same frame, which a later outcome for the same group extends in place
+(same version) instead of writing one event per child. Empty between frames.
+
 `_check()` recomputes every index from the records and compares; tests call it after each
 step.
 """
@@ -29,6 +34,8 @@ step.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from operator import itemgetter
+from typing import Any
 
 from sortedcontainers import SortedList
 
@@ -53,6 +60,22 @@ from ._record import (
 
 DueKey = tuple[int, int, str]
 
+# Every field an index reads: a new version equal on all of them sits where the old one
+# did, so `put` only swaps the record (a parked parent counting its children).
+_PLACE = itemgetter(
+    TYPE,
+    STATE,
+    NEXT_RUN_AT,
+    PRIORITY,
+    UPDATED_AT,
+    PARTITION,
+    ACTIVE_DEADLINE,
+    PARENT_ID,
+    ROOT_ID,
+    CORRELATION_ID,
+    RETENTION_UNTIL,
+)
+
 
 class ShardState:
     __slots__ = (
@@ -65,6 +88,7 @@ class ShardState:
         "due",
         "index",
         "noted",
+        "open_outcomes",
         "parked",
         "part_counts",
         "records",
@@ -90,6 +114,7 @@ class ShardState:
         self.deadlines: SortedList = SortedList()
         self.part_counts: dict[tuple[str, str, str], int] = {}
         self.noted: dict[str, set[str]] = {}
+        self.open_outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
         self._sorted_list: type = SortedList
 
     def get(self, flow_id: str) -> Record | None:
@@ -99,6 +124,9 @@ class ShardState:
         """Insert or replace a record, keeping every index in step."""
         old = self.records.get(record[ID])
         if old is not None:
+            if _PLACE(old) == _PLACE(record):
+                self.records[record[ID]] = record
+                return
             self._unindex(old)
         self.records[record[ID]] = record
         self._index(record)
@@ -294,6 +322,7 @@ class ShardState:
         assert part_counts == self.part_counts, "partition counts drifted"
         for parent, kids in self.noted.items():
             assert kids, f"empty noted set for {parent!r}"
+        assert not self.open_outcomes, "an outcome event left open after its frame"
         for _t, s in counts:
             assert s not in TERMINAL or (_t, s) not in self.due
 

@@ -125,12 +125,14 @@ async def test_wait_all_parks_the_parent_and_resolves_when_every_child_completed
         statuses = {c.id: (c.state, c.result) for c in await e.children("parent")}
         assert statuses == {f"c{i}": ("completed", f"r-c{i}".encode()) for i in range(3)}
         history = names(await e.history("parent"))
-        assert history == ["created", "claimed", "children_spawned"] + ["child_completed"] * 3 + [
-            "claimed"
-        ]
-        resolved = [h.meta for h in await e.history("parent") if "resolved" in h.meta]
-        assert resolved == [
-            {"group": "g", "child": "c2", "resolved": "success", "to": "children_done"}
+        assert history == ["created", "claimed", "children_spawned"] + [
+            "children_reported"
+        ] * 3 + ["claimed"]
+        reported = [h.meta for h in await e.history("parent") if h.name == "children_reported"]
+        assert reported == [
+            {"group": "g", "completed": 1},
+            {"group": "g", "completed": 1},
+            {"group": "g", "completed": 1, "resolved": "success", "to": "children_done"},
         ]
 
 
@@ -436,3 +438,56 @@ async def test_same_partition_fanout_resolves_in_the_childs_own_commit(tmp_path:
             await e.complete(f.id, f.lease_token, f.fencing_token, partition_key="tenant-7")
         assert (await e.get("parent", partition_key="tenant-7")).state == "children_done"
         assert all(not s.outbox for s in e.raw._shards)  # nothing went through the outbox
+
+
+async def complete_all(e: Any, flow_type: str = "item") -> int:
+    """Claim every due flow of `flow_type` and complete them with one complete_many."""
+    claimed = await e.claim_due(flow_type, "w", limit=1000)
+    acks = [fa.Ack(f.id, f.lease_token, f.fencing_token, b"ok", f.partition_key) for f in claimed]
+    results = await e.complete_many(acks)
+    assert all(r.ok for r in results), results
+    await e.settle()
+    return len(claimed)
+
+
+@pytest.mark.parametrize("partition", ["tenant", None], ids=["same_shard", "cross_shard"])
+async def test_a_batch_of_outcomes_costs_the_parent_one_event_per_frame(
+    tmp_path: Path, partition: str | None
+) -> None:
+    clock = FakeClock()
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:
+        p = await claimed_parent(e, partition=partition)
+        parked = await spawn(e, p, kids(40, partition=partition))
+        assert await complete_all(e) == 40
+        parent = await e.get("parent", partition_key=partition)
+        history = await e.history("parent", partition_key=partition)
+        before = await e.children("parent", partition_key=partition)
+    reported = [h for h in history if h.name == "children_reported"]
+    assert sum(h.meta["completed"] for h in reported) == 40
+    assert [h.meta.get("resolved") for h in reported][-1] == "success"
+    assert parent.state == "children_done"
+    # Every version of the parent is one stored event: the outcomes merged in place.
+    assert [h.version for h in history] == list(range(1, parent.version + 1))
+    if partition is not None:  # one frame on one shard: a single event
+        assert [h.meta for h in reported] == [
+            {"group": "g", "completed": 40, "resolved": "success", "to": "children_done"}
+        ]
+        assert parent.version == parked.version + 1
+    else:  # one frame per delivering shard at most
+        assert len(reported) <= SHARDS
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:  # recovery agrees
+        assert await e.get("parent", partition_key=partition) == parent
+        assert await e.history("parent", partition_key=partition) == history
+        assert await e.children("parent", partition_key=partition) == before
+
+
+async def test_outcomes_of_two_groups_in_one_frame_stay_two_events(tmp_path: Path) -> None:
+    async with open_checked(tmp_path, FakeClock(), shards=SHARDS) as e:
+        p = await claimed_parent(e, partition="tenant")
+        p = await spawn(e, p, kids(3, "tenant", "a"), group_id="ga", wait="none")
+        # wait="none" leaves the parent leased and running: it can spawn a second group
+        await spawn(e, p, kids(2, "tenant", "b"), group_id="gb")
+        assert await complete_all(e) == 5
+        history = await e.history("parent", partition_key="tenant")
+    reported = [h.meta for h in history if h.name == "children_reported"]
+    assert sorted((m["group"], m["completed"]) for m in reported) == [("ga", 3), ("gb", 2)]
