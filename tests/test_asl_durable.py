@@ -447,3 +447,45 @@ def test_only_the_durable_host_and_the_cli_import_the_engine() -> None:
         if source.name not in ("_durable.py", "_cli.py"):
             assert engine_imports == [], (source.name, engine_imports)
 
+
+
+async def test_heartbeats_keep_a_long_task_alive_and_silence_times_it_out(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def steady(x: Any, heartbeat: Callable[[], None]) -> Any:
+        for _ in range(10):  # 10 s of work, a beat every second: never 3 s of silence
+            await trio.sleep(1)
+            heartbeat()
+        return "done"
+
+    async def stalls(x: Any, heartbeat: Callable[[], None]) -> Any:
+        for _ in range(3):
+            await trio.sleep(1)
+            heartbeat()
+        await trio.sleep(100)  # silent from here on
+        return "late"
+
+    def threaded(x: Any, heartbeat: Callable[[], None]) -> Any:
+        heartbeat()  # from a worker thread, through trio.from_thread
+        return "ok"
+
+    def task(resource: str) -> dict[str, Any]:
+        return machine({
+            "T": {"Type": "Task", "Resource": resource, "HeartbeatSeconds": 3,
+                  "TimeoutSeconds": 60, "End": True,
+                  "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "Silent"}]},
+            "Silent": {"Type": "Fail", "Error": "Silent", "Cause": "no heartbeat"},
+        })
+
+    handlers = {"steady": steady, "stalls": stalls, "threaded": threaded}
+    async with runner(tmp_path, handlers) as r:
+        t0 = trio.current_time()
+        ok = await r.execute("steady", task("steady"), {})
+        assert trio.current_time() - t0 >= 10  # outlived HeartbeatSeconds three times over
+        t1 = trio.current_time()
+        silent = await r.execute("stalls", task("stalls"), {})
+        assert 6 <= trio.current_time() - t1 < 10  # 3 s of beats, then 3 s of silence
+        threaded_ok = await r.execute("threaded", task("threaded"), {})
+    assert (ok.status, ok.output) == (Status.SUCCEEDED, "done")
+    assert (silent.status, silent.error) == (Status.FAILED, "Silent")
+    assert (threaded_ok.status, threaded_ok.output) == (Status.SUCCEEDED, "ok")

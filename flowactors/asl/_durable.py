@@ -220,6 +220,14 @@ def _is_async(fn: Any) -> bool:
     )
 
 
+def _wants_heartbeat(fn: Any) -> bool:
+    """A handler with a `heartbeat` parameter is called with `heartbeat=<callable>`."""
+    try:
+        return "heartbeat" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature (some builtins)
+        return False
+
+
 class AslRunner:
     """Runs ASL state machines durably on an engine.
 
@@ -490,31 +498,47 @@ class AslRunner:
         limits: list[tuple[float, str]] = []
         if task.timeout_s is not None:
             limits.append((t0 + task.timeout_s, "timeout"))
-        if task.heartbeat_s is not None:
-            limits.append((t0 + task.heartbeat_s, "heartbeat"))
         if exec_deadline_ms is not None:
             limits.append((t0 + (exec_deadline_ms - self.engine.now_ms()) / 1000, "execution"))
         deadline, which = min(limits) if limits else (math.inf, "")
+        # HeartbeatSeconds: the handler must call `heartbeat()` (a `heartbeat` parameter)
+        # at least that often; each call pushes this scope's deadline. A handler without
+        # the parameter cannot beat, so for it the limit is a timeout from the start.
+        beats = trio.CancelScope(
+            deadline=t0 + task.heartbeat_s if task.heartbeat_s is not None else math.inf
+        )
+
+        def beat() -> None:
+            if task.heartbeat_s is not None:
+                beats.deadline = trio.current_time() + task.heartbeat_s
+
         data = copy.deepcopy(task.input)
         result: Any = None
         failed: BaseException | None = None
-        with trio.move_on_at(deadline) as scope:
+        with trio.move_on_at(deadline) as scope, beats:
             try:
+                extra: dict[str, Any] = {}
                 if _is_async(handler):
-                    result = await handler(data)
+                    if _wants_heartbeat(handler):
+                        extra["heartbeat"] = beat
+                    result = await handler(data, **extra)
                 else:
+                    if _wants_heartbeat(handler):
+                        extra["heartbeat"] = lambda: trio.from_thread.run_sync(beat)
                     result = await trio.to_thread.run_sync(
-                        handler, data, limiter=self._threads, abandon_on_cancel=True
+                        lambda: handler(data, **extra),
+                        limiter=self._threads,
+                        abandon_on_cancel=True,
                     )
             except Exception as exc:  # the handler's failure is the task's outcome
                 failed = exc
         now = self.engine.now_ms()
+        if beats.cancelled_caught:
+            return HeartbeatTimedOut(task.task_id,
+                                     f"no heartbeat within {task.heartbeat_s} s", now)
         if scope.cancelled_caught:
             if which == "timeout":
                 return TaskTimedOut(task.task_id, f"no result within {task.timeout_s} s", now)
-            if which == "heartbeat":
-                return HeartbeatTimedOut(task.task_id,
-                                         f"no heartbeat within {task.heartbeat_s} s", now)
             return _ExecutionDeadline(now)
         if isinstance(failed, TaskError):
             return TaskFailed(task.task_id, failed.error, failed.cause, now)
