@@ -78,6 +78,14 @@ def delete_hints(path: Path) -> int:
     return len(hints)
 
 
+def delete_checkpoints(path: Path) -> int:
+    """Remove the records saved at the last clean close (the next open reads the log)."""
+    saved = sorted(path.glob("shard-*/records.ckpt"))
+    for file in saved:
+        file.unlink()
+    return len(saved)
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 

@@ -32,6 +32,7 @@ import trio
 
 import wal
 
+from . import _checkpoint
 from . import _coord as c
 from . import _machine as m
 from ._errors import CorruptLog, FlowError, FlowNotFound, InternalError, StorageError, translate
@@ -141,6 +142,8 @@ class Shard:
         self.acked = trio.Event()  # set (and replaced) whenever messages leave the outbox
         self.courier_error: FlowError | None = None
         self.policies: dict[str, bytes] = {}  # installed policies found at recovery
+        self.fs: wal.FileSystem = wal.OsFileSystem()  # where the checkpoint is written
+        self.from_checkpoint = False  # this open used the records saved at a clean close
         self._sending: list[c.Send] = []
         # The frame being built: where each parent's open outcome event sits in its ops,
         # and every op that still holds a Write to encode (see `_apply_open`).
@@ -178,12 +181,15 @@ class Shard:
         except wal.WalError as exc:
             raise translate(exc) from exc
         log.io_threads = io_threads
+        files = fs or wal.OsFileSystem()
         try:
-            recovered = await trio.to_thread.run_sync(recover, log, index, route)
+            recovered = await trio.to_thread.run_sync(recover, log, index, route, files)
         except BaseException:
             await log.aclose()
             raise
         shard = cls(index, log, recovered.state, config, clock, capacity)
+        shard.fs = files
+        shard.from_checkpoint = recovered.from_checkpoint
         shard.outbox = recovered.outbox
         shard.policies = recovered.policies
         shard.maintenance_ms = maintenance_ms
@@ -517,6 +523,14 @@ class Shard:
         return out
 
     async def aclose(self) -> None:
+        """Close the log; on a clean close (the actor has stopped, nothing broke), save
+        the records first so the next open need not read them back from the log."""
+        if self.broken is None and not self.log.broken:
+            position = self.log.position()
+            records = list(self.state.records.values())
+            await trio.to_thread.run_sync(
+                _checkpoint.save, self.fs, self.log.path, position, records
+            )
         await self.log.aclose()
 
 
@@ -525,6 +539,7 @@ class Recovered:
     state: ShardState
     outbox: dict[str, tuple[int, list[Any]]]
     policies: dict[str, bytes]
+    from_checkpoint: bool = False
 
 
 def rebuild_state(log: wal.Log) -> ShardState:
@@ -532,9 +547,16 @@ def rebuild_state(log: wal.Log) -> ShardState:
     return recover(log).state
 
 
-def recover(log: wal.Log, index: int = 0, route: Callable[[str], int] | None = None) -> Recovered:
+def recover(
+    log: wal.Log,
+    index: int = 0,
+    route: Callable[[str], int] | None = None,
+    fs: wal.FileSystem | None = None,
+) -> Recovered:
     """Recovery: the newest event of every flow is its record; index them all; reload the
-    fanout `noted` sets, the outbox and the installed policies from their keys.
+    fanout `noted` sets, the outbox and the installed policies from their keys. With `fs`,
+    the records saved at the last clean close are used instead of the log's events when
+    the log still stands where they were saved (`_checkpoint`).
 
     The cyclic garbage collector is paused meanwhile: recovery allocates millions of
     long-lived objects and nothing cyclic, and each collection would walk them all again
@@ -542,19 +564,22 @@ def recover(log: wal.Log, index: int = 0, route: Callable[[str], int] | None = N
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _recover(log, ShardState(index, route))
+        saved = None if fs is None else _checkpoint.load(fs, log.path, log.position())
+        return _recover(log, ShardState(index, route), saved)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _recover(log: wal.Log, state: ShardState) -> Recovered:
+def _recover(log: wal.Log, state: ShardState, saved: list[Record] | None) -> Recovered:
     newest: dict[str, int] = {}
     outbox_keys: list[bytes] = []
     policy_keys: list[bytes] = []
     for key in log.keys(b""):
         tag = key[0]
         if tag == 0x68:  # b"h"
+            if saved is not None:
+                continue
             flow_id, version = parse_history_key(key)
             if version > newest.get(flow_id, 0):
                 newest[flow_id] = version
@@ -565,7 +590,7 @@ def _recover(log: wal.Log, state: ShardState) -> Recovered:
             outbox_keys.append(key)
         elif tag == 0x50:  # b"P"
             policy_keys.append(key)
-    records = []
+    records = [] if saved is None else saved
     wanted = [history_key(flow_id, version) for flow_id, version in newest.items()]
     for key, data in log.get_many(wanted):
         try:
@@ -573,7 +598,7 @@ def _recover(log: wal.Log, state: ShardState) -> Recovered:
         except ValueError as exc:
             raise CorruptLog(log.path, 0, f"event {key!r}: {exc}") from exc
         records.append(record)
-    if len(records) != len(newest):  # pragma: no cover - keys() and get_many() agree
+    if saved is None and len(records) != len(newest):  # pragma: no cover
         raise FlowNotFound(f"{len(newest) - len(records)} flows lost their newest event")
     state.load(records)
     outbox: dict[str, tuple[int, list[Any]]] = {}
@@ -581,4 +606,4 @@ def _recover(log: wal.Log, state: ShardState) -> Recovered:
         target, message = cbor2.loads(data)
         outbox[key[1:].decode()] = (target, message)
     policies = {key[1:].decode(): data for key, data in log.get_many(policy_keys)}
-    return Recovered(state, outbox, policies)
+    return Recovered(state, outbox, policies, saved is not None)

@@ -67,7 +67,9 @@ EXPECTED = {
     "restart": [
         "restart_live_flows",
         "restart_50k_live_flows_seconds",
+        "restart_50k_live_flows_clean_seconds",
         "restart_50k_live_flows_without_hints_seconds",
+        "restart_checkpoint_speedup",
         "restart_seconds_per_million_live_flows",
     ],
     "memory": [

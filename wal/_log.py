@@ -776,6 +776,15 @@ class Log:
         head = self._files[seg].pread(fmt.ENTRY_HEADER_SIZE, offset)
         return fmt.entry_value_length(os.path.join(self.path, _log_name(seg)), head, offset)
 
+    def position(self) -> tuple[int, tuple[tuple[int, int], ...]]:
+        """Where the log stands: the next sequence number and (segment, size) of every
+        non-empty segment. The log only appends, repair only cuts what a crash left
+        unacknowledged, and merge changes the segment set, so two equal positions of
+        one directory mean equal contents: a cache derived from the log (the engine's
+        checkpoint) is valid exactly when it was made at the position the log has now."""
+        sizes = tuple(sorted((seg, size) for seg, size in self._sizes.items() if size))
+        return self._next_seq, sizes
+
     def keys(self, prefix: bytes = b"") -> list[bytes]:
         """A snapshot of the live keys starting with `prefix` (unordered)."""
         return self._keydir.keys_with_prefix(prefix)
