@@ -175,6 +175,30 @@ async def test_after_a_lost_lease_the_runner_takes_the_next_flow_uncancelled(
         assert b is not None and (b.result, b.reclaims) == (b"b done", 0)
 
 
+async def test_a_lease_lost_after_its_handler_returned_leaves_the_runner_scope_alone(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # A runner's cancel scope outlives the job: once the handler returned, the scope may
+    # run the runner's next job, so a late lost extension must not cancel it.
+    from flowactors._worker import _Job
+
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+        await wf.create_many([fa.CreateSpec("running"), fa.CreateSpec("returned")])
+        worker = wf.worker()
+        jobs = {}
+        for flow in await wf.claim_due(limit=2):
+            jobs[flow.id] = _Job(fa.Context(wf, flow, 30_000), 0.0, trio.CancelScope())
+            await wf.cancel(flow.id, force=True)  # the lease is gone
+        worker._held.add(jobs["running"])  # its handler still runs; "returned"'s does not
+        for job in jobs.values():
+            await worker._extend(job)
+        assert [(jobs[i].lost, jobs[i].scope.cancel_called) for i in ("running", "returned")] == [
+            (True, True),
+            (True, False),
+        ]
+
+
 async def test_handlers_that_wait_run_side_by_side(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
