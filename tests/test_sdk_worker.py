@@ -138,6 +138,98 @@ async def test_a_lost_lease_is_counted_and_never_acknowledged(
         assert flow is not None and flow.state == "cancelled" and flow.result is None
 
 
+async def test_after_a_lost_lease_the_runner_takes_the_next_flow_uncancelled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # One runner (concurrency 1) runs both flows: the cancellation meant for the first,
+    # even swallowed by its handler, must not reach the second.
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+        cancelled = []
+
+        @wf.state("work", lease_ms=1_000)
+        async def work(job: fa.Context) -> bytes:
+            if job.id == "a":
+                try:
+                    await trio.sleep_forever()
+                except trio.Cancelled:
+                    cancelled.append(job.id)  # swallowed: the worker drops the result
+                return b"too late"
+            await trio.sleep(5)  # several lease extensions in the runner's next scope
+            return b"b done"
+
+        await wf.create("a")
+        worker = wf.worker(concurrency=1)
+        async with running(worker):
+            await until(lambda: _running(wf))
+            await wf.cancel("a", force=True, reason="operator")
+            await until(lambda: _count(wf, "cancelled", 1))
+            await trio.sleep(1)
+            assert cancelled == ["a"]
+            await wf.create("b")
+            await until(lambda: _count(wf, "completed", 1))
+        stats = worker.statistics()
+        assert (stats.lost_leases, stats.completed, stats.in_flight) == (1, 1, 0)
+        assert cancelled == ["a"]
+        b = await wf.get("b")
+        assert b is not None and (b.result, b.reclaims) == (b"b done", 0)
+
+
+async def test_a_lease_lost_after_its_handler_returned_leaves_the_runner_scope_alone(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # A runner's cancel scope outlives the job: once the handler returned, the scope may
+    # run the runner's next job, so a late lost extension must not cancel it.
+    from flowactors._worker import _Job
+
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+        await wf.create_many([fa.CreateSpec("running"), fa.CreateSpec("returned")])
+        worker = wf.worker()
+        jobs = {}
+        for flow in await wf.claim_due(limit=2):
+            jobs[flow.id] = _Job(fa.Context(wf, flow, 30_000), 0.0, trio.CancelScope())
+            await wf.cancel(flow.id, force=True)  # the lease is gone
+        worker._held.add(jobs["running"])  # its handler still runs; "returned"'s does not
+        for job in jobs.values():
+            await worker._extend(job)
+        assert [(jobs[i].lost, jobs[i].scope.cancel_called) for i in ("running", "returned")] == [
+            (True, True),
+            (True, False),
+        ]
+
+
+async def test_handlers_that_wait_run_side_by_side(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Handlers that return at once run one after another in one runner; one that waits
+    # must not hold up the rest of its batch.
+    async with trio_engine(tmp_path) as engine:
+        wf = Client(engine).workflow(type="t", initial_state="work")
+        waiting = 0
+        peak = 0
+
+        @wf.state("work")
+        async def work(job: fa.Context) -> bytes:
+            nonlocal waiting, peak
+            if int(job.id) % 2:
+                return b"at once"
+            waiting += 1
+            peak = max(peak, waiting)
+            await trio.sleep(10)
+            waiting -= 1
+            return b"waited"
+
+        await wf.create_many([fa.CreateSpec(f"{i}") for i in range(40)])
+        worker = wf.worker(concurrency=40, batch_size=40)
+        started = trio.current_time()
+        async with running(worker):
+            await until(lambda: _count(wf, "completed", 40))
+            took = trio.current_time() - started
+        assert peak == 20 and 10 <= took < 15  # all twenty waited together
+        assert worker.statistics().claimed == 40
+
+
 async def test_a_thread_handler_that_lost_its_lease_is_not_acknowledged(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
