@@ -101,8 +101,11 @@ def asl_scenario(session: Session) -> None:
         once,
         [
             Metric("asl_executions_per_s", "end to end: started, run, completed", "executions/s"),
-            Metric("asl_executions_per_fdatasync", "  executions per fdatasync (all shards)",
-                   "executions"),
+            Metric(
+                "asl_executions_per_fdatasync",
+                "  executions per fdatasync (all shards)",
+                "executions",
+            ),
         ],
         what=f"{n:,} ASL executions",
     )

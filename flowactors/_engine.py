@@ -1104,8 +1104,7 @@ class Engine:
             generation = current.generation if current is not None else 0
             if expected_generation is not None and expected_generation != generation:
                 raise IdempotencyConflict(
-                    f"policy of {type!r} is at generation {generation}, "
-                    f"not {expected_generation}"
+                    f"policy of {type!r} is at generation {generation}, not {expected_generation}"
                 )
             merged = policy if replace or current is None else merge_policy(current, policy)
             new = dataclass_replace(merged, generation=generation + 1)
@@ -1306,8 +1305,7 @@ class Engine:
                 s.index
                 for s in self._shards
                 if s.policies.get(type_name) is None
-                or decode_policy(s.policies[type_name], s.log.path).generation
-                < policy.generation
+                or decode_policy(s.policies[type_name], s.log.path).generation < policy.generation
             ]
             if lagging:
                 await self._write_policy(type_name, policy, lagging)

@@ -287,8 +287,7 @@ class FlowPolicy(PolicySettings):
             for field_name in TYPE_ONLY_FIELDS:
                 if getattr(layer, field_name) is not None:
                     raise InvalidArgument(
-                        f"{field_name} is a type-level setting; it cannot be set for state "
-                        f"{name!r}"
+                        f"{field_name} is a type-level setting; it cannot be set for state {name!r}"
                     )
         # A private, read-only copy: the caller's dict can never change a live policy.
         object.__setattr__(self, "states", MappingProxyType(dict(self.states)))

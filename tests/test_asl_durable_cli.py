@@ -37,8 +37,19 @@ def test_run_prints_the_output_and_keeps_the_execution(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = str(tmp_path / "data")
-    args = ["asl", "run", ORDER, "--input", json.dumps(GOOD), "--handlers", HANDLERS,
-            "--data-dir", data, "--name", "o3"]
+    args = [
+        "asl",
+        "run",
+        ORDER,
+        "--input",
+        json.dumps(GOOD),
+        "--handlers",
+        HANDLERS,
+        "--data-dir",
+        data,
+        "--name",
+        "o3",
+    ]
     assert main(args) == 0
     output = json.loads(capsys.readouterr().out)
     assert output["payment"]["receipt"] == "rcpt-3"
@@ -79,7 +90,10 @@ def test_bad_arguments_exit_2_with_one_line(
 def test_the_example_runs_durably(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "asl" / "run_order.py"), str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()

@@ -46,18 +46,35 @@ DEFINITION = {
     "StartAt": "A",
     "States": {
         "A": task("add", "P", Parameters={"n.$": "$.n"}, ResultPath="$.a"),
-        "P": {"Type": "Parallel", "Next": "W", "ResultPath": "$.p", "Branches": [
-            {"StartAt": "B", "States": {"B": task("add", Parameters={"n.$": "$.a"})}},
-            {"StartAt": "Q", "States": {"Q": {"Type": "Pass", "Result": "q", "End": True}}},
-        ]},
+        "P": {
+            "Type": "Parallel",
+            "Next": "W",
+            "ResultPath": "$.p",
+            "Branches": [
+                {"StartAt": "B", "States": {"B": task("add", Parameters={"n.$": "$.a"})}},
+                {"StartAt": "Q", "States": {"Q": {"Type": "Pass", "Result": "q", "End": True}}},
+            ],
+        },
         "W": {"Type": "Wait", "Seconds": 2, "Next": "M"},
-        "M": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2, "ResultPath": "$.m",
-              "Next": "R",
-              "ItemSelector": {"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
-              "ItemProcessor": {"StartAt": "C", "States": {
-                  "C": task("add", Parameters={"n.$": "$.v", "i.$": "$.i"})}}},
-        "R": task("flaky", "Done", ResultPath="$.r", Parameters={"a.$": "$.a"},
-                  Retry=[{"ErrorEquals": ["Flaky"], "IntervalSeconds": 1, "MaxAttempts": 2}]),
+        "M": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "MaxConcurrency": 2,
+            "ResultPath": "$.m",
+            "Next": "R",
+            "ItemSelector": {"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
+            "ItemProcessor": {
+                "StartAt": "C",
+                "States": {"C": task("add", Parameters={"n.$": "$.v", "i.$": "$.i"})},
+            },
+        },
+        "R": task(
+            "flaky",
+            "Done",
+            ResultPath="$.r",
+            Parameters={"a.$": "$.a"},
+            Retry=[{"ErrorEquals": ["Flaky"], "IntervalSeconds": 1, "MaxAttempts": 2}],
+        ),
         "Done": {"Type": "Succeed"},
     },
 }
@@ -114,8 +131,14 @@ class Session:
                 return base + fa.trio_clock_ms()
 
             try:
-                async with fa.open_engine(PATH, shards=2, fs=self.fs, clock=clock,
-                                          io_threads=False, maintenance_interval_ms=None) as e:
+                async with fa.open_engine(
+                    PATH,
+                    shards=2,
+                    fs=self.fs,
+                    clock=clock,
+                    io_threads=False,
+                    maintenance_interval_ms=None,
+                ) as e:
                     await body(AslRunner(e, handlers.table(), lease_ms=10_000))
             finally:
                 end_ms[0] = clock()
@@ -145,12 +168,19 @@ async def durable_tasks(r: AslRunner) -> tuple[set[str], set[str]]:
     over every execution flow."""
     done: set[str] = set()
     scheduled: set[str] = set()
-    for state in ("ready", "waiting", "branches", "branches_done", "running", "completed",
-                  "failed", "cancelled"):
+    for state in (
+        "ready",
+        "waiting",
+        "branches",
+        "branches_done",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+    ):
         for flow in (await r.engine.list_flows("asl", state, limit=1000)).items:
             events = await r.history(flow.id)
-            inputs = {e["taskId"]: key(e["input"]) for e in events
-                      if e["type"] == "TaskScheduled"}
+            inputs = {e["taskId"]: key(e["input"]) for e in events if e["type"] == "TaskScheduled"}
             scheduled |= set(inputs.values())
             done |= {inputs[e["taskId"]] for e in events if e["type"] == "TaskSucceeded"}
     return done, scheduled

@@ -18,8 +18,13 @@ def test_all_names_exist_and_are_sorted_out() -> None:
 
 
 def test_errors_derive_from_flow_error() -> None:
-    for cls in (asl.AslValidationError, asl.AslSyntaxError, asl.AslUsageError,
-                asl.AslHistoryMismatch, asl.StatesError):
+    for cls in (
+        asl.AslValidationError,
+        asl.AslSyntaxError,
+        asl.AslUsageError,
+        asl.AslHistoryMismatch,
+        asl.StatesError,
+    ):
         assert issubclass(cls, FlowError)
 
 

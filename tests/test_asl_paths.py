@@ -60,16 +60,41 @@ def test_evaluate(text: str, expected: Any) -> None:
     assert path.definite == (not isinstance(expected, list) or text == "$")
 
 
-@pytest.mark.parametrize("text", ["", "x", ".a", "$.", "$...", "$[", "$[]", "$.a[1:2:0]",
-                                  "$.a[?(@.x == )]", "$[(@.foo)]", "$.a b", "$['a]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "x",
+        ".a",
+        "$.",
+        "$...",
+        "$[",
+        "$[]",
+        "$.a[1:2:0]",
+        "$.a[?(@.x == )]",
+        "$[(@.foo)]",
+        "$.a b",
+        "$['a]",
+    ],
+)
 def test_bad_paths(text: str) -> None:
     with pytest.raises(asl.AslSyntaxError):
         asl.parse_path(text)
 
 
-@pytest.mark.parametrize(("text", "ok"), [("$", True), ("$.a.b[0]", True), ("$['a b']", True),
-                                          ("$.a[*]", False), ("$..a", False), ("$$.a", False),
-                                          ("$var", False), ("$.a[1:]", False)])
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("$", True),
+        ("$.a.b[0]", True),
+        ("$['a b']", True),
+        ("$.a[*]", False),
+        ("$..a", False),
+        ("$$.a", False),
+        ("$var", False),
+        ("$.a[1:]", False),
+    ],
+)
 def test_reference_paths(text: str, ok: bool) -> None:
     if ok:
         assert asl.parse_reference_path(text).definite
@@ -96,8 +121,9 @@ def test_result_path_merge(data: Any, path: str, value: Any, expected: Any) -> N
     assert repr(data) == before  # the input is not mutated
 
 
-@pytest.mark.parametrize(("data", "path"), [("text", "$.a"), ({"a": 1}, "$.a.b"),
-                                            ({"l": []}, "$.l[0]"), ([], "$.a")])
+@pytest.mark.parametrize(
+    ("data", "path"), [("text", "$.a"), ({"a": 1}, "$.a.b"), ({"l": []}, "$.l[0]"), ([], "$.a")]
+)
 def test_result_path_failure(data: Any, path: str) -> None:
     with pytest.raises(asl.StatesError) as info:
         asl.assign_result(data, asl.parse_reference_path(path), 1)
@@ -113,8 +139,16 @@ def render(template: Any, data: Any = None, seed: str = "s") -> Any:
 
 def test_template() -> None:
     data = {"a": 1, "b": {"c": [1, 2]}}
-    out = render({"x.$": "$.a", "lit": "$.a", "nest": {"y.$": "$.b.c[1]"},
-                  "arr": [{"z.$": "$$.Execution.Id"}, 3], "all.$": "$"}, data)
+    out = render(
+        {
+            "x.$": "$.a",
+            "lit": "$.a",
+            "nest": {"y.$": "$.b.c[1]"},
+            "arr": [{"z.$": "$$.Execution.Id"}, 3],
+            "all.$": "$",
+        },
+        data,
+    )
     assert out == {"x": 1, "lit": "$.a", "nest": {"y": 2}, "arr": [{"z": "e1"}, 3], "all": data}
 
 
@@ -143,8 +177,7 @@ INTRINSICS: list[tuple[str, Any, Any]] = [
     ("States.Base64Decode('RGF0YSB0byBlbmNvZGU=')", {}, "Data to encode"),
     ("States.Hash('input data', 'SHA-1')", {}, "aaff4a450a104cd177d28d18d74485e8cae074b7"),
     ("States.Hash($.s, 'MD5')", {"s": "x"}, "9dd4e461268c8034f5c8564e155c67a6"),
-    ("States.JsonMerge($.a, $.b, false)", {"a": {"x": 1, "y": 1}, "b": {"y": 2}},
-     {"x": 1, "y": 2}),
+    ("States.JsonMerge($.a, $.b, false)", {"a": {"x": 1, "y": 1}, "b": {"y": 2}}, {"x": 1, "y": 2}),
     ("States.MathAdd($.v, -1)", {"v": 10}, 9),
     ("States.MathRandom(1, 2)", {}, 1),
     ("States.StringSplit('1,2,,3', ',')", {}, ["1", "2", "3"]),
@@ -158,12 +191,21 @@ def test_intrinsic(call: str, data: Any, expected: Any) -> None:
     assert render({"r.$": call}, data) == {"r": expected}
 
 
-@pytest.mark.parametrize("call", [
-    "States.Format('{} {}', 1)", "States.StringToJson('{')", "States.ArrayGetItem($.l, 5)",
-    "States.JsonMerge($.o, $.o, true)", "States.Hash('x', 'SHA-2')", "States.Base64Decode('%')",
-    "States.ArrayPartition($.l, 0)", "States.MathAdd($.l, 1)", "States.Format('{}', $.o)",
-    "States.ArrayLength($.nope)",
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "States.Format('{} {}', 1)",
+        "States.StringToJson('{')",
+        "States.ArrayGetItem($.l, 5)",
+        "States.JsonMerge($.o, $.o, true)",
+        "States.Hash('x', 'SHA-2')",
+        "States.Base64Decode('%')",
+        "States.ArrayPartition($.l, 0)",
+        "States.MathAdd($.l, 1)",
+        "States.Format('{}', $.o)",
+        "States.ArrayLength($.nope)",
+    ],
+)
 def test_intrinsic_failure(call: str) -> None:
     with pytest.raises(asl.StatesError) as info:
         render({"r.$": call}, {"l": [1], "o": {}})
@@ -176,12 +218,22 @@ def test_uuid_and_random_are_deterministic_per_seed() -> None:
     assert a == b and a != c
     assert a["u"] != a["v"] and len(a["u"]) == 36 and a["u"][14] == "4"
     assert render({"r.$": "States.MathRandom(0, 100, 7)"}, seed="x") == render(
-        {"r.$": "States.MathRandom(0, 100, 7)"}, seed="y")
+        {"r.$": "States.MathRandom(0, 100, 7)"}, seed="y"
+    )
 
 
-@pytest.mark.parametrize("text", ["States.Format(", "States.Format('a' 'b')", "States.X()",
-                                  "States.MathAdd(1)", "States.ArrayLength('x')",
-                                  "States.Format('x') junk", "States.UUID(,)"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "States.Format(",
+        "States.Format('a' 'b')",
+        "States.X()",
+        "States.MathAdd(1)",
+        "States.ArrayLength('x')",
+        "States.Format('x') junk",
+        "States.UUID(,)",
+    ],
+)
 def test_bad_intrinsics(text: str) -> None:
     with pytest.raises(asl.AslSyntaxError):
         asl.parse_intrinsic(text)

@@ -20,29 +20,58 @@ DEFINITION = {
     "StartAt": "Prepare",
     "TimeoutSeconds": 10_000,
     "States": {
-        "Prepare": {"Type": "Pass", "Parameters": {"items.$": "$.items", "id.$": "States.UUID()",
-                                                   "mode.$": "$.mode"}, "Next": "Route"},
-        "Route": {"Type": "Choice", "Choices": [
-            {"Variable": "$.mode", "StringEquals": "fail", "Next": "Charge"},
-            {"Variable": "$.mode", "StringMatches": "w*", "Next": "Pause"}], "Default": "Charge"},
+        "Prepare": {
+            "Type": "Pass",
+            "Parameters": {"items.$": "$.items", "id.$": "States.UUID()", "mode.$": "$.mode"},
+            "Next": "Route",
+        },
+        "Route": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$.mode", "StringEquals": "fail", "Next": "Charge"},
+                {"Variable": "$.mode", "StringMatches": "w*", "Next": "Pause"},
+            ],
+            "Default": "Charge",
+        },
         "Pause": {"Type": "Wait", "Seconds": 3, "Next": "Charge"},
         "Charge": {
-            "Type": "Task", "Resource": "charge",
+            "Type": "Task",
+            "Resource": "charge",
             "Parameters": {"try.$": "$$.State.RetryCount", "mode.$": "$.mode"},
-            "ResultPath": "$.charge", "TimeoutSeconds": 50,
-            "Retry": [{"ErrorEquals": ["Flaky"], "IntervalSeconds": 2, "MaxAttempts": 3,
-                       "JitterStrategy": "FULL"}],
+            "ResultPath": "$.charge",
+            "TimeoutSeconds": 50,
+            "Retry": [
+                {
+                    "ErrorEquals": ["Flaky"],
+                    "IntervalSeconds": 2,
+                    "MaxAttempts": 3,
+                    "JitterStrategy": "FULL",
+                }
+            ],
             "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Both"}],
             "Next": "Both",
         },
-        "Both": {"Type": "Parallel", "ResultPath": "$.both", "Next": "Each", "Branches": [
-            {"StartAt": "B1", "States": {"B1": {"Type": "Task", "Resource": "echo", **END}}},
-            {"StartAt": "B2", "States": {"B2": {"Type": "Pass", "Result": "two", **END}}},
-        ]},
-        "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2,
-                 "ToleratedFailureCount": 1, "ResultPath": "$.each", "Next": "Done",
-                 "ItemProcessor": {"StartAt": "Item", "States": {
-                     "Item": {"Type": "Task", "Resource": "item", **END}}}},
+        "Both": {
+            "Type": "Parallel",
+            "ResultPath": "$.both",
+            "Next": "Each",
+            "Branches": [
+                {"StartAt": "B1", "States": {"B1": {"Type": "Task", "Resource": "echo", **END}}},
+                {"StartAt": "B2", "States": {"B2": {"Type": "Pass", "Result": "two", **END}}},
+            ],
+        },
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "MaxConcurrency": 2,
+            "ToleratedFailureCount": 1,
+            "ResultPath": "$.each",
+            "Next": "Done",
+            "ItemProcessor": {
+                "StartAt": "Item",
+                "States": {"Item": {"Type": "Task", "Resource": "item", **END}},
+            },
+        },
         "Done": {"Type": "Succeed"},
     },
 }

@@ -44,138 +44,499 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("next and end", machine({"A": {**PASS_END, "Next": "A"}}), "$.States.A", "both Next and End"),
     ("no transition", machine({"A": {"Type": "Pass"}}), "$.States.A", "Next or"),
     ("end false", machine({"A": {"Type": "Pass", "End": False}}), "$.States.A.End", "true"),
-    ("dangling next", machine({"A": {"Type": "Pass", "Next": "B"}}), "$.States.A.Next",
-     "not a state"),
+    (
+        "dangling next",
+        machine({"A": {"Type": "Pass", "Next": "B"}}),
+        "$.States.A.Next",
+        "not a state",
+    ),
     ("unreachable", machine({"A": PASS_END, "B": PASS_END}), "$.States.B", "unreachable"),
-    ("no terminal", machine({"A": {"Type": "Pass", "Next": "B"},
-                             "B": {"Type": "Pass", "Next": "A"}}),
-     "$.States", "no terminal"),
-    ("name too long", machine({"A": {"Type": "Pass", "Next": "x" * 81}, "x" * 81: PASS_END}),
-     "$.States." + "x" * 81, "80"),
-    ("bad input path", machine({"A": {**PASS_END, "InputPath": "foo"}}), "$.States.A.InputPath",
-     "must start with '$'"),
-    ("result path wildcard", machine({"A": {**PASS_END, "ResultPath": "$.a[*]"}}),
-     "$.States.A.ResultPath", "reference path"),
-    ("result path context", machine({"A": {**PASS_END, "ResultPath": "$$.a"}}),
-     "$.States.A.ResultPath", "reference path"),
-    ("template bad path", machine({"A": {**PASS_END, "Parameters": {"a.$": "nope"}}}),
-     '$.States.A.Parameters["a.$"]', "neither a path"),
-    ("template dup key", machine({"A": {**PASS_END, "Parameters": {"a": 1, "a.$": "$"}}}),
-     '$.States.A.Parameters["a.$"]', "twice"),
-    ("template nested array", machine({"A": {**PASS_END, "Parameters": {"l": [{"b.$": 3}]}}}),
-     '$.States.A.Parameters.l[0]["b.$"]', "string"),
-    ("unknown intrinsic", machine({"A": {**PASS_END, "Parameters": {"a.$": "States.Nope()"}}}),
-     '$.States.A.Parameters["a.$"]', "unknown function"),
-    ("intrinsic arity", machine({"A": {**PASS_END, "Parameters": {"a.$": "States.UUID(1)"}}}),
-     '$.States.A.Parameters["a.$"]', "takes 0"),
-    ("intrinsic arg type", machine({"A": {**PASS_END,
-                                          "Parameters": {"a.$": "States.ArrayRange('a', 2, 1)"}}}),
-     '$.States.A.Parameters["a.$"]', "must be int"),
-    ("task no resource", machine({"A": {"Type": "Task", "End": True}}), "$.States.A",
-     "Resource"),
-    ("task timeout", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                    "TimeoutSeconds": 0}}), "$.States.A.TimeoutSeconds",
-     "at least 1"),
-    ("heartbeat >= timeout", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                            "TimeoutSeconds": 5, "HeartbeatSeconds": 5}}),
-     "$.States.A.HeartbeatSeconds", "smaller"),
-    ("retry not array", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                       "Retry": {}}}), "$.States.A.Retry", "array"),
-    ("error equals empty", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                          "Retry": [{"ErrorEquals": []}]}}),
-     "$.States.A.Retry[0].ErrorEquals", "non-empty"),
-    ("states.all not alone", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                            "Retry": [{"ErrorEquals": ["States.ALL", "X"]}]}}),
-     "$.States.A.Retry[0].ErrorEquals", "alone"),
-    ("states.all not last", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                           "Retry": [{"ErrorEquals": ["States.ALL"]},
-                                                     {"ErrorEquals": ["X"]}]}}),
-     "$.States.A.Retry[0].ErrorEquals", "last"),
-    ("unknown States error", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                            "Retry": [{"ErrorEquals": ["States.Nope"]}]}}),
-     "$.States.A.Retry[0].ErrorEquals[0]", "not a known"),
-    ("backoff below 1", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                       "Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}]}}),
-     "$.States.A.Retry[0].BackoffRate", "at least 1"),
-    ("jitter", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                              "Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}]}}),
-     "$.States.A.Retry[0].JitterStrategy", "FULL or NONE"),
-    ("max delay", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                 "Retry": [{"ErrorEquals": ["X"], "MaxDelaySeconds": 0}]}}),
-     "$.States.A.Retry[0].MaxDelaySeconds", "at least 1"),
-    ("catch no next", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                     "Catch": [{"ErrorEquals": ["X"]}]}}),
-     "$.States.A.Catch[0]", "Next"),
-    ("catch dangling", machine({"A": {"Type": "Task", "Resource": "r", "End": True,
-                                      "Catch": [{"ErrorEquals": ["X"], "Next": "Z"}]}}),
-     "$.States.A.Catch[0].Next", "not a state"),
+    (
+        "no terminal",
+        machine({"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "A"}}),
+        "$.States",
+        "no terminal",
+    ),
+    (
+        "name too long",
+        machine({"A": {"Type": "Pass", "Next": "x" * 81}, "x" * 81: PASS_END}),
+        "$.States." + "x" * 81,
+        "80",
+    ),
+    (
+        "bad input path",
+        machine({"A": {**PASS_END, "InputPath": "foo"}}),
+        "$.States.A.InputPath",
+        "must start with '$'",
+    ),
+    (
+        "result path wildcard",
+        machine({"A": {**PASS_END, "ResultPath": "$.a[*]"}}),
+        "$.States.A.ResultPath",
+        "reference path",
+    ),
+    (
+        "result path context",
+        machine({"A": {**PASS_END, "ResultPath": "$$.a"}}),
+        "$.States.A.ResultPath",
+        "reference path",
+    ),
+    (
+        "template bad path",
+        machine({"A": {**PASS_END, "Parameters": {"a.$": "nope"}}}),
+        '$.States.A.Parameters["a.$"]',
+        "neither a path",
+    ),
+    (
+        "template dup key",
+        machine({"A": {**PASS_END, "Parameters": {"a": 1, "a.$": "$"}}}),
+        '$.States.A.Parameters["a.$"]',
+        "twice",
+    ),
+    (
+        "template nested array",
+        machine({"A": {**PASS_END, "Parameters": {"l": [{"b.$": 3}]}}}),
+        '$.States.A.Parameters.l[0]["b.$"]',
+        "string",
+    ),
+    (
+        "unknown intrinsic",
+        machine({"A": {**PASS_END, "Parameters": {"a.$": "States.Nope()"}}}),
+        '$.States.A.Parameters["a.$"]',
+        "unknown function",
+    ),
+    (
+        "intrinsic arity",
+        machine({"A": {**PASS_END, "Parameters": {"a.$": "States.UUID(1)"}}}),
+        '$.States.A.Parameters["a.$"]',
+        "takes 0",
+    ),
+    (
+        "intrinsic arg type",
+        machine({"A": {**PASS_END, "Parameters": {"a.$": "States.ArrayRange('a', 2, 1)"}}}),
+        '$.States.A.Parameters["a.$"]',
+        "must be int",
+    ),
+    ("task no resource", machine({"A": {"Type": "Task", "End": True}}), "$.States.A", "Resource"),
+    (
+        "task timeout",
+        machine({"A": {"Type": "Task", "Resource": "r", "End": True, "TimeoutSeconds": 0}}),
+        "$.States.A.TimeoutSeconds",
+        "at least 1",
+    ),
+    (
+        "heartbeat >= timeout",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "TimeoutSeconds": 5,
+                    "HeartbeatSeconds": 5,
+                }
+            }
+        ),
+        "$.States.A.HeartbeatSeconds",
+        "smaller",
+    ),
+    (
+        "retry not array",
+        machine({"A": {"Type": "Task", "Resource": "r", "End": True, "Retry": {}}}),
+        "$.States.A.Retry",
+        "array",
+    ),
+    (
+        "error equals empty",
+        machine(
+            {"A": {"Type": "Task", "Resource": "r", "End": True, "Retry": [{"ErrorEquals": []}]}}
+        ),
+        "$.States.A.Retry[0].ErrorEquals",
+        "non-empty",
+    ),
+    (
+        "states.all not alone",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "Retry": [{"ErrorEquals": ["States.ALL", "X"]}],
+                }
+            }
+        ),
+        "$.States.A.Retry[0].ErrorEquals",
+        "alone",
+    ),
+    (
+        "states.all not last",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}],
+                }
+            }
+        ),
+        "$.States.A.Retry[0].ErrorEquals",
+        "last",
+    ),
+    (
+        "unknown States error",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "Retry": [{"ErrorEquals": ["States.Nope"]}],
+                }
+            }
+        ),
+        "$.States.A.Retry[0].ErrorEquals[0]",
+        "not a known",
+    ),
+    (
+        "backoff below 1",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}],
+                }
+            }
+        ),
+        "$.States.A.Retry[0].BackoffRate",
+        "at least 1",
+    ),
+    (
+        "jitter",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}],
+                }
+            }
+        ),
+        "$.States.A.Retry[0].JitterStrategy",
+        "FULL or NONE",
+    ),
+    (
+        "max delay",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "Retry": [{"ErrorEquals": ["X"], "MaxDelaySeconds": 0}],
+                }
+            }
+        ),
+        "$.States.A.Retry[0].MaxDelaySeconds",
+        "at least 1",
+    ),
+    (
+        "catch no next",
+        machine(
+            {"A": {"Type": "Task", "Resource": "r", "End": True, "Catch": [{"ErrorEquals": ["X"]}]}}
+        ),
+        "$.States.A.Catch[0]",
+        "Next",
+    ),
+    (
+        "catch dangling",
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "End": True,
+                    "Catch": [{"ErrorEquals": ["X"], "Next": "Z"}],
+                }
+            }
+        ),
+        "$.States.A.Catch[0].Next",
+        "not a state",
+    ),
     ("wait none", machine({"A": {"Type": "Wait", "End": True}}), "$.States.A", "exactly one"),
-    ("wait two", machine({"A": {"Type": "Wait", "Seconds": 1, "SecondsPath": "$.s",
-                                "End": True}}), "$.States.A", "only one"),
-    ("wait bad timestamp", machine({"A": {"Type": "Wait", "Timestamp": "2020-01-01 00:00:00",
-                                          "End": True}}), "$.States.A.Timestamp", "RFC 3339"),
-    ("wait negative", machine({"A": {"Type": "Wait", "Seconds": -1, "End": True}}),
-     "$.States.A.Seconds", "at least 0"),
+    (
+        "wait two",
+        machine({"A": {"Type": "Wait", "Seconds": 1, "SecondsPath": "$.s", "End": True}}),
+        "$.States.A",
+        "only one",
+    ),
+    (
+        "wait bad timestamp",
+        machine({"A": {"Type": "Wait", "Timestamp": "2020-01-01 00:00:00", "End": True}}),
+        "$.States.A.Timestamp",
+        "RFC 3339",
+    ),
+    (
+        "wait negative",
+        machine({"A": {"Type": "Wait", "Seconds": -1, "End": True}}),
+        "$.States.A.Seconds",
+        "at least 0",
+    ),
     ("choice no choices", machine({"A": {"Type": "Choice"}}), "$.States.A", "Choices"),
-    ("choice end", machine({"A": {"Type": "Choice", "End": True,
-                                  "Choices": [{"Variable": "$", "IsNull": True, "Next": "B"}]},
-                            "B": PASS_END}), "$.States.A.End", "not allowed"),
-    ("choice no variable", machine({"A": {"Type": "Choice", "Choices": [
-        {"StringEquals": "x", "Next": "B"}]}, "B": PASS_END}), "$.States.A.Choices[0]",
-     "Variable"),
-    ("choice two ops", machine({"A": {"Type": "Choice", "Choices": [
-        {"Variable": "$", "StringEquals": "x", "IsNull": True, "Next": "B"}]}, "B": PASS_END}),
-     "$.States.A.Choices[0]", "exactly one"),
-    ("choice operand type", machine({"A": {"Type": "Choice", "Choices": [
-        {"Variable": "$", "NumericEquals": "1", "Next": "B"}]}, "B": PASS_END}),
-     "$.States.A.Choices[0].NumericEquals", "number"),
-    ("choice nested next", machine({"A": {"Type": "Choice", "Choices": [
-        {"Not": {"Variable": "$", "IsNull": True, "Next": "B"}, "Next": "B"}]}, "B": PASS_END}),
-     "$.States.A.Choices[0].Not.Next", "not allowed"),
-    ("choice empty and", machine({"A": {"Type": "Choice", "Choices": [
-        {"And": [], "Next": "B"}]}, "B": PASS_END}), "$.States.A.Choices[0].And", "non-empty"),
-    ("choice bad timestamp", machine({"A": {"Type": "Choice", "Choices": [
-        {"Variable": "$", "TimestampEquals": "yesterday", "Next": "B"}]}, "B": PASS_END}),
-     "$.States.A.Choices[0].TimestampEquals", "timestamp"),
-    ("choice path operand", machine({"A": {"Type": "Choice", "Choices": [
-        {"Variable": "$", "StringEqualsPath": "x", "Next": "B"}]}, "B": PASS_END}),
-     "$.States.A.Choices[0].StringEqualsPath", "'$'"),
-    ("fail error and path", machine({"A": {"Type": "Fail", "Error": "E", "ErrorPath": "$.e"}}),
-     "$.States.A", "only one"),
-    ("parallel no branches", machine({"A": {"Type": "Parallel", "End": True}}), "$.States.A",
-     "Branches"),
-    ("parallel branch bad", machine({"A": {"Type": "Parallel", "End": True, "Branches": [
-        {"StartAt": "B", "States": {"B": {"Type": "Pass"}}}]}}),
-     "$.States.A.Branches[0].States.B", "Next or"),
-    ("branch leaves", machine({"A": {"Type": "Parallel", "Next": "Z", "Branches": [
-        {"StartAt": "B", "States": {"B": {"Type": "Pass", "Next": "Z"}}}]}, "Z": PASS_END}),
-     "$.States.A.Branches[0].States.B.Next", "cannot leave"),
-    ("duplicate across machines", machine({"A": {"Type": "Parallel", "Next": "B", "Branches": [
-        {"StartAt": "B", "States": {"B": PASS_END}}]}, "B": PASS_END}), "$.States.B",
-     "already used"),
-    ("map no processor", machine({"A": {"Type": "Map", "End": True}}), "$.States.A",
-     "ItemProcessor"),
-    ("map percentage", machine({"A": {"Type": "Map", "End": True, "ToleratedFailurePercentage":
-                                      101, "ItemProcessor": {"StartAt": "B",
-                                                             "States": {"B": PASS_END}}}}),
-     "$.States.A.ToleratedFailurePercentage", "at most 100"),
-    ("map selector twice", machine({"A": {"Type": "Map", "End": True, "ItemSelector": {},
-                                          "Parameters": {}, "ItemProcessor": {
-                                              "StartAt": "B", "States": {"B": PASS_END}}}}),
-     "$.States.A", "only one of ItemSelector"),
-    ("map processor mode", machine({"A": {"Type": "Map", "End": True, "ItemProcessor": {
-        "ProcessorConfig": {"Mode": "FAST"}, "StartAt": "B", "States": {"B": PASS_END}}}}),
-     "$.States.A.ItemProcessor.ProcessorConfig.Mode", "INLINE"),
-    ("map items path wildcard", machine({"A": {"Type": "Map", "End": True, "ItemsPath": "$[*]",
-                                               "ItemProcessor": {"StartAt": "B", "States": {
-                                                   "B": PASS_END}}}}),
-     "$.States.A.ItemsPath", "reference path"),
-    ("jsonata field in jsonpath", machine({"A": {**PASS_END, "Output": 1}}), "$.States.A.Output",
-     "JSONata mode"),
-    ("jsonata syntax", machine({"A": {**PASS_END, "QueryLanguage": "JSONata",
-                                      "Output": "{% 1 + %}"}}), "$.States.A.Output", "JSONata"),
-    ("duplicate json key", '{"StartAt": "A", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}}',
-     "$.StartAt", "duplicate JSON key"),
+    (
+        "choice end",
+        machine(
+            {
+                "A": {
+                    "Type": "Choice",
+                    "End": True,
+                    "Choices": [{"Variable": "$", "IsNull": True, "Next": "B"}],
+                },
+                "B": PASS_END,
+            }
+        ),
+        "$.States.A.End",
+        "not allowed",
+    ),
+    (
+        "choice no variable",
+        machine(
+            {
+                "A": {"Type": "Choice", "Choices": [{"StringEquals": "x", "Next": "B"}]},
+                "B": PASS_END,
+            }
+        ),
+        "$.States.A.Choices[0]",
+        "Variable",
+    ),
+    (
+        "choice two ops",
+        machine(
+            {
+                "A": {
+                    "Type": "Choice",
+                    "Choices": [
+                        {"Variable": "$", "StringEquals": "x", "IsNull": True, "Next": "B"}
+                    ],
+                },
+                "B": PASS_END,
+            }
+        ),
+        "$.States.A.Choices[0]",
+        "exactly one",
+    ),
+    (
+        "choice operand type",
+        machine(
+            {
+                "A": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$", "NumericEquals": "1", "Next": "B"}],
+                },
+                "B": PASS_END,
+            }
+        ),
+        "$.States.A.Choices[0].NumericEquals",
+        "number",
+    ),
+    (
+        "choice nested next",
+        machine(
+            {
+                "A": {
+                    "Type": "Choice",
+                    "Choices": [
+                        {"Not": {"Variable": "$", "IsNull": True, "Next": "B"}, "Next": "B"}
+                    ],
+                },
+                "B": PASS_END,
+            }
+        ),
+        "$.States.A.Choices[0].Not.Next",
+        "not allowed",
+    ),
+    (
+        "choice empty and",
+        machine({"A": {"Type": "Choice", "Choices": [{"And": [], "Next": "B"}]}, "B": PASS_END}),
+        "$.States.A.Choices[0].And",
+        "non-empty",
+    ),
+    (
+        "choice bad timestamp",
+        machine(
+            {
+                "A": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$", "TimestampEquals": "yesterday", "Next": "B"}],
+                },
+                "B": PASS_END,
+            }
+        ),
+        "$.States.A.Choices[0].TimestampEquals",
+        "timestamp",
+    ),
+    (
+        "choice path operand",
+        machine(
+            {
+                "A": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$", "StringEqualsPath": "x", "Next": "B"}],
+                },
+                "B": PASS_END,
+            }
+        ),
+        "$.States.A.Choices[0].StringEqualsPath",
+        "'$'",
+    ),
+    (
+        "fail error and path",
+        machine({"A": {"Type": "Fail", "Error": "E", "ErrorPath": "$.e"}}),
+        "$.States.A",
+        "only one",
+    ),
+    (
+        "parallel no branches",
+        machine({"A": {"Type": "Parallel", "End": True}}),
+        "$.States.A",
+        "Branches",
+    ),
+    (
+        "parallel branch bad",
+        machine(
+            {
+                "A": {
+                    "Type": "Parallel",
+                    "End": True,
+                    "Branches": [{"StartAt": "B", "States": {"B": {"Type": "Pass"}}}],
+                }
+            }
+        ),
+        "$.States.A.Branches[0].States.B",
+        "Next or",
+    ),
+    (
+        "branch leaves",
+        machine(
+            {
+                "A": {
+                    "Type": "Parallel",
+                    "Next": "Z",
+                    "Branches": [{"StartAt": "B", "States": {"B": {"Type": "Pass", "Next": "Z"}}}],
+                },
+                "Z": PASS_END,
+            }
+        ),
+        "$.States.A.Branches[0].States.B.Next",
+        "cannot leave",
+    ),
+    (
+        "duplicate across machines",
+        machine(
+            {
+                "A": {
+                    "Type": "Parallel",
+                    "Next": "B",
+                    "Branches": [{"StartAt": "B", "States": {"B": PASS_END}}],
+                },
+                "B": PASS_END,
+            }
+        ),
+        "$.States.B",
+        "already used",
+    ),
+    (
+        "map no processor",
+        machine({"A": {"Type": "Map", "End": True}}),
+        "$.States.A",
+        "ItemProcessor",
+    ),
+    (
+        "map percentage",
+        machine(
+            {
+                "A": {
+                    "Type": "Map",
+                    "End": True,
+                    "ToleratedFailurePercentage": 101,
+                    "ItemProcessor": {"StartAt": "B", "States": {"B": PASS_END}},
+                }
+            }
+        ),
+        "$.States.A.ToleratedFailurePercentage",
+        "at most 100",
+    ),
+    (
+        "map selector twice",
+        machine(
+            {
+                "A": {
+                    "Type": "Map",
+                    "End": True,
+                    "ItemSelector": {},
+                    "Parameters": {},
+                    "ItemProcessor": {"StartAt": "B", "States": {"B": PASS_END}},
+                }
+            }
+        ),
+        "$.States.A",
+        "only one of ItemSelector",
+    ),
+    (
+        "map processor mode",
+        machine(
+            {
+                "A": {
+                    "Type": "Map",
+                    "End": True,
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "FAST"},
+                        "StartAt": "B",
+                        "States": {"B": PASS_END},
+                    },
+                }
+            }
+        ),
+        "$.States.A.ItemProcessor.ProcessorConfig.Mode",
+        "INLINE",
+    ),
+    (
+        "map items path wildcard",
+        machine(
+            {
+                "A": {
+                    "Type": "Map",
+                    "End": True,
+                    "ItemsPath": "$[*]",
+                    "ItemProcessor": {"StartAt": "B", "States": {"B": PASS_END}},
+                }
+            }
+        ),
+        "$.States.A.ItemsPath",
+        "reference path",
+    ),
+    (
+        "jsonata field in jsonpath",
+        machine({"A": {**PASS_END, "Output": 1}}),
+        "$.States.A.Output",
+        "JSONata mode",
+    ),
+    (
+        "jsonata syntax",
+        machine({"A": {**PASS_END, "QueryLanguage": "JSONata", "Output": "{% 1 + %}"}}),
+        "$.States.A.Output",
+        "JSONata",
+    ),
+    (
+        "duplicate json key",
+        '{"StartAt": "A", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}}',
+        "$.StartAt",
+        "duplicate JSON key",
+    ),
 ]
 
 
@@ -187,14 +548,21 @@ def test_rule(name: str, defn: Any, path: str, fragment: str) -> None:
 
 
 def test_all_problems_reported_at_once() -> None:
-    defn = machine({
-        "A": {"Type": "Pass", "InputPath": "x", "Next": "Nowhere"},
-        "B": {"Type": "Task", "End": True, "Retry": [{"ErrorEquals": [1]}]},
-        "C": {"Type": "Wait", "Seconds": 1, "Timestamp": "2020-01-01T00:00:00Z", "End": True},
-    })
+    defn = machine(
+        {
+            "A": {"Type": "Pass", "InputPath": "x", "Next": "Nowhere"},
+            "B": {"Type": "Task", "End": True, "Retry": [{"ErrorEquals": [1]}]},
+            "C": {"Type": "Wait", "Seconds": 1, "Timestamp": "2020-01-01T00:00:00Z", "End": True},
+        }
+    )
     found = problems(defn)
-    for path in ("$.States.A.InputPath", "$.States.A.Next", "$.States.B",
-                 "$.States.B.Retry[0].ErrorEquals[0]", "$.States.C"):
+    for path in (
+        "$.States.A.InputPath",
+        "$.States.A.Next",
+        "$.States.B",
+        "$.States.B.Retry[0].ErrorEquals[0]",
+        "$.States.C",
+    ):
         assert path in found, found
     with pytest.raises(asl.AslValidationError) as info:
         asl.load_definition(defn)
@@ -203,13 +571,28 @@ def test_all_problems_reported_at_once() -> None:
 
 
 def test_typed_definition() -> None:
-    m = asl.load_definition(machine({
-        "A": {"Type": "Task", "Resource": "r", "Next": "B", "TimeoutSeconds": 9,
-              "Retry": [{"ErrorEquals": ["X"], "MaxDelaySeconds": 4, "JitterStrategy": "FULL"}],
-              "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "B", "ResultPath": None}]},
-        "B": {"Type": "Map", "End": True, "MaxConcurrency": 2, "Iterator": {
-            "StartAt": "C", "States": {"C": {"Type": "Succeed"}}}},
-    }))
+    m = asl.load_definition(
+        machine(
+            {
+                "A": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "Next": "B",
+                    "TimeoutSeconds": 9,
+                    "Retry": [
+                        {"ErrorEquals": ["X"], "MaxDelaySeconds": 4, "JitterStrategy": "FULL"}
+                    ],
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "B", "ResultPath": None}],
+                },
+                "B": {
+                    "Type": "Map",
+                    "End": True,
+                    "MaxConcurrency": 2,
+                    "Iterator": {"StartAt": "C", "States": {"C": {"Type": "Succeed"}}},
+                },
+            }
+        )
+    )
     a = m.states["A"]
     assert isinstance(a, asl.TaskState)
     assert a.timeout_seconds == 9

@@ -125,9 +125,9 @@ async def test_wait_all_parks_the_parent_and_resolves_when_every_child_completed
         statuses = {c.id: (c.state, c.result) for c in await e.children("parent")}
         assert statuses == {f"c{i}": ("completed", f"r-c{i}".encode()) for i in range(3)}
         history = names(await e.history("parent"))
-        assert history == ["created", "claimed", "children_spawned"] + [
-            "children_reported"
-        ] * 3 + ["claimed"]
+        assert history == ["created", "claimed", "children_spawned"] + ["children_reported"] * 3 + [
+            "claimed"
+        ]
         reported = [h.meta for h in await e.history("parent") if h.name == "children_reported"]
         assert reported == [
             {"group": "g", "completed": 1},

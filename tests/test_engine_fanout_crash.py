@@ -174,9 +174,7 @@ def test_a_power_loss_at_every_disk_call_of_a_cross_shard_fanout() -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(
-    outcomes=st.fixed_dictionaries(
-        {cid: st.sampled_from(["completed", "failed"]) for cid in IDS}
-    ),
+    outcomes=st.fixed_dictionaries({cid: st.sampled_from(["completed", "failed"]) for cid in IDS}),
     wait=st.sampled_from(["all", "any"]),
     point=st.floats(0, 1),
     torn=st.booleans(),

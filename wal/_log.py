@@ -592,9 +592,7 @@ class Log:
                 and now - self._last_sync_ms >= self._sync_interval_ms
             )
         )
-        write = partial(
-            self._write_sync, blob, new_seg, sync, self._hint_body, self._hint_count
-        )
+        write = partial(self._write_sync, blob, new_seg, sync, self._hint_body, self._hint_count)
         try:
             new_handle = await trio.to_thread.run_sync(write) if self.io_threads else write()
         except OSError as exc:

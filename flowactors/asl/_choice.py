@@ -184,8 +184,11 @@ def parse_rule(
         report(f"{where}.Variable", str(exc))
         variable = None
     if len(ops) != 1:
-        report(where, "a comparison rule needs exactly one comparison operator"
-               + (f" (found {', '.join(ops)})" if ops else ""))
+        report(
+            where,
+            "a comparison rule needs exactly one comparison operator"
+            + (f" (found {', '.join(ops)})" if ops else ""),
+        )
         return None
     op = ops[0]
     value = obj[op]
@@ -235,8 +238,9 @@ def evaluate_rule(rule: Rule, scope: Scope) -> bool:
         return _TYPE_TESTS[rule.operator](value) is rule.operand
     if value is MISSING:
         raise StatesError(
-            "States.Runtime", f"Invalid path {rule.variable.text!r}: the choice rule's Variable "
-            "references nothing in the input"
+            "States.Runtime",
+            f"Invalid path {rule.variable.text!r}: the choice rule's Variable "
+            "references nothing in the input",
         )
     operand = rule.operand
     if rule.by_path:
@@ -259,4 +263,3 @@ def first_match(rules: tuple[TopRule, ...], scope: Scope) -> str | None:
         if evaluate_rule(top.rule, scope):
             return top.next
     return None
-

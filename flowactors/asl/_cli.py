@@ -48,22 +48,25 @@ def validate(path: str) -> int:
             print(problem)
         print(f"{path}: invalid ({len(exc.problems)} problem(s))", file=sys.stderr)
         return 1
-    notes = "".join(f"\n  note: {what} at {where} cannot run here"
-                    for where, what in machine.unsupported)
+    notes = "".join(
+        f"\n  note: {what} at {where} cannot run here" for where, what in machine.unsupported
+    )
     print(f"{path}: valid ({len(machine.states)} top-level states){notes}")
     return 0
 
 
-def run(path: str, input_text: str, data_dir: str | None, handlers_spec: str | None,
-        name: str | None) -> int:
+def run(
+    path: str, input_text: str, data_dir: str | None, handlers_spec: str | None, name: str | None
+) -> int:
     try:
         text = _read(path)
         try:
             machine = load_definition(text)
         except AslValidationError as exc:
-            raise _BadArguments(f"{path} is not a valid state machine "
-                                f"({len(exc.problems)} problem(s); first: {exc.problems[0]})"
-                                ) from None
+            raise _BadArguments(
+                f"{path} is not a valid state machine "
+                f"({len(exc.problems)} problem(s); first: {exc.problems[0]})"
+            ) from None
         try:
             data = json.loads(input_text)
         except ValueError as exc:
@@ -84,8 +87,7 @@ def run(path: str, input_text: str, data_dir: str | None, handlers_spec: str | N
         try:
             info = trio.run(_execute, directory, name or "execution", text, data, handlers)
         except FlowError as exc:
-            print(f"flowactors asl: {type(exc).__name__}: {_one_line(str(exc))}",
-                  file=sys.stderr)
+            print(f"flowactors asl: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
             return 1
     if info.status.value == "SUCCEEDED":
         print(json.dumps(info.output, ensure_ascii=False))
@@ -95,7 +97,8 @@ def run(path: str, input_text: str, data_dir: str | None, handlers_spec: str | N
     return 1
 
 
-async def _execute(directory: str, name: str, text: str, data: Any,
-                   handlers: dict[str, Handler]) -> Any:
+async def _execute(
+    directory: str, name: str, text: str, data: Any, handlers: dict[str, Handler]
+) -> Any:
     async with open_engine(directory) as engine:
         return await AslRunner(engine, handlers).execute(name, text, data)

@@ -107,7 +107,11 @@ from ._validate import load_definition
 
 FLOW_TYPE = "asl"
 READY, WAITING, BRANCHES, BRANCHES_DONE, STOPPING = (
-    "ready", "waiting", "branches", "branches_done", "stopping",
+    "ready",
+    "waiting",
+    "branches",
+    "branches_done",
+    "stopping",
 )
 CLAIMED_STATES = (READY, WAITING, BRANCHES_DONE, STOPPING)
 ACTIVE_STATES = (*CLAIMED_STATES, BRANCHES, "running")
@@ -193,12 +197,14 @@ def _info(name: str, flow: Flow) -> ExecutionInfo:
         output = json.loads(flow.result) if flow.result else None
     elif flow.state in ("failed", "cancelled"):
         status = Status.ABORTED if flow.state == "cancelled" else Status.FAILED
-        error, cause = _error_of(flow.error, "States.Runtime" if flow.state == "failed"
-                                 else "ExecutionCancelled")
+        error, cause = _error_of(
+            flow.error, "States.Runtime" if flow.state == "failed" else "ExecutionCancelled"
+        )
         with contextlib.suppress(ValueError, AttributeError):
             status = Status(json.loads(flow.error or b"{}").get("status", status.value))
-    return ExecutionInfo(name, status, output, error, cause, flow.state, flow.created_at_ms,
-                         flow.updated_at_ms)
+    return ExecutionInfo(
+        name, status, output, error, cause, flow.state, flow.created_at_ms, flow.updated_at_ms
+    )
 
 
 def _error_of(data: bytes | None, default: str) -> tuple[str, str]:
@@ -263,7 +269,9 @@ class AslRunner:
             handler=self._step,
         )
         self.workflow = Workflow(
-            engine, type=flow_type, initial_state=READY,
+            engine,
+            type=flow_type,
+            initial_state=READY,
             states=dict.fromkeys(CLAIMED_STATES, state),
         )
         self._threads = trio.CapacityLimiter(task_threads)
@@ -304,16 +312,20 @@ class AslRunner:
         `create_many` (atomic per shard; idempotent per item as `start`)."""
         raw = self._checked(definition, check_handlers)
         specs = [
-            CreateSpec(name, payload=_start_params(raw, _json_value(data), _context(name)),
-                       values={"definition": raw, "machine": b"$"})
+            CreateSpec(
+                name,
+                payload=_start_params(raw, _json_value(data), _context(name)),
+                values={"definition": raw, "machine": b"$"},
+            )
             for name, data in items
         ]
         return await self.workflow.create_many(specs, idempotent=True)
 
-    def _checked(self, definition: str | bytes | Mapping[str, Any], check_handlers: bool
-                 ) -> bytes:
-        raw = definition if isinstance(definition, bytes) else (
-            definition.encode() if isinstance(definition, str) else _json(dict(definition))
+    def _checked(self, definition: str | bytes | Mapping[str, Any], check_handlers: bool) -> bytes:
+        raw = (
+            definition
+            if isinstance(definition, bytes)
+            else (definition.encode() if isinstance(definition, str) else _json(dict(definition)))
         )
         machine = self._machine(raw, "$")
         if machine.unsupported:
@@ -344,8 +356,11 @@ class AslRunner:
         that already ended changes nothing."""
         with contextlib.suppress(FlowTerminal, WrongState):
             await self.engine.signal(
-                name, "asl.stop", values={"stop": _json({"error": error, "cause": cause})},
-                if_state=ACTIVE_STATES, transition_to=STOPPING,
+                name,
+                "asl.stop",
+                values={"stop": _json({"error": error, "cause": cause})},
+                if_state=ACTIVE_STATES,
+                transition_to=STOPPING,
             )
         self.workflow._notify()
         return await self.describe(name)
@@ -364,8 +379,9 @@ class AslRunner:
         options.setdefault("concurrency", 64)
         return Worker(self.workflow, on_ack=on_ack, **options)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-                  **options: Any) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED, **options: Any
+    ) -> None:
         """Run a worker until cancelled."""
         await self.worker(**options).run(task_status=task_status)
 
@@ -439,15 +455,20 @@ class AslRunner:
             ex = recover(machine, stored)
         else:
             params = cbor2.loads(flow.payload or b"")
-            ex = start(machine, params["input"], params["context"], now_ms=flow.created_at_ms,
-                       execution_id=flow.id).execution
+            ex = start(
+                machine,
+                params["input"],
+                params["context"],
+                now_ms=flow.created_at_ms,
+                execution_id=flow.id,
+            ).execution
         step = _Step(self, ex)
         if flow.logical_state == STOPPING and "stop" in vals:
             stop = json.loads(vals["stop"])
             step.feed(Stop(stop.get("error", ""), stop.get("cause", ""), self.engine.now_ms()))
         spawn = await step.run(flow)
         ex = step.ex
-        new = ex.events[len(stored):]
+        new = ex.events[len(stored) :]
         values = {chunk_name(_chunks(flow) + 1): cbor2.dumps(list(new))} if new else None
         if ex.status is Status.SUCCEEDED:
             return Complete(_json(ex.output), values)
@@ -479,9 +500,15 @@ class AslRunner:
             )
             for _run, b in branches
         ]
-        return Spawn(children, group_id=f"{run_id}-{branches[0][1].index}", wait="all",
-                     wait_state=BRANCHES, success_state=BRANCHES_DONE,
-                     failure_state=BRANCHES_DONE, on_child_failed="ignore")
+        return Spawn(
+            children,
+            group_id=f"{run_id}-{branches[0][1].index}",
+            wait="all",
+            wait_state=BRANCHES,
+            success_state=BRANCHES_DONE,
+            failure_state=BRANCHES_DONE,
+            on_child_failed="ignore",
+        )
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -491,8 +518,11 @@ class AslRunner:
         """Run a task's handler under its limits; the command that answers it."""
         handler = self.handlers.get(task.resource)
         if handler is None:
-            return TaskFailed(task.task_id, "States.Runtime",
-                              f"no handler registered for resource {task.resource!r}")
+            return TaskFailed(
+                task.task_id,
+                "States.Runtime",
+                f"no handler registered for resource {task.resource!r}",
+            )
         self.counts["tasks_run"] += 1
         t0 = trio.current_time()
         limits: list[tuple[float, str]] = []
@@ -534,8 +564,7 @@ class AslRunner:
                 failed = exc
         now = self.engine.now_ms()
         if beats.cancelled_caught:
-            return HeartbeatTimedOut(task.task_id,
-                                     f"no heartbeat within {task.heartbeat_s} s", now)
+            return HeartbeatTimedOut(task.task_id, f"no heartbeat within {task.heartbeat_s} s", now)
         if scope.cancelled_caught:
             if which == "timeout":
                 return TaskTimedOut(task.task_id, f"no result within {task.timeout_s} s", now)
@@ -547,8 +576,7 @@ class AslRunner:
         try:
             output = json.loads(_json(result))
         except (TypeError, ValueError) as exc:
-            return TaskFailed(task.task_id, "States.Runtime", f"the output is not JSON: {exc}",
-                              now)
+            return TaskFailed(task.task_id, "States.Runtime", f"the output is not JSON: {exc}", now)
         return TaskSucceeded(task.task_id, output, now)
 
 
@@ -579,8 +607,11 @@ class _Step:
     def due_timers(self) -> None:
         while self.ex.status is Status.RUNNING:
             now = self.runner.engine.now_ms()
-            due = sorted((e.fire_at_ms, e.timer_id) for e in self.ex.pending
-                         if isinstance(e, StartTimer) and e.fire_at_ms <= now)
+            due = sorted(
+                (e.fire_at_ms, e.timer_id)
+                for e in self.ex.pending
+                if isinstance(e, StartTimer) and e.fire_at_ms <= now
+            )
             if not due:
                 return
             self.feed(TimerFired(due[0][1], now))
@@ -614,14 +645,18 @@ class _Step:
             if not runs:
                 return []
             if children is None:
-                listing = await self.runner.engine.children(flow.id,
-                                                            partition_key=flow.partition_key)
+                listing = await self.runner.engine.children(
+                    flow.id, partition_key=flow.partition_key
+                )
                 children = {c.id: c for c in listing}
-            branches = sorted(((e.run_id, b) for e in runs for b in e.branches),
-                              key=lambda rb: rb[1].index)
-            outcomes = [(run_id, b, children[b.execution_id]) for run_id, b in branches
-                        if b.execution_id in children
-                        and children[b.execution_id].state != "pending"]
+            branches = sorted(
+                ((e.run_id, b) for e in runs for b in e.branches), key=lambda rb: rb[1].index
+            )
+            outcomes = [
+                (run_id, b, children[b.execution_id])
+                for run_id, b in branches
+                if b.execution_id in children and children[b.execution_id].state != "pending"
+            ]
             if outcomes:
                 now = self.runner.engine.now_ms()
                 for run_id, b, status in outcomes:

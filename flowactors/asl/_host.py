@@ -101,9 +101,13 @@ def continue_inline(
     return _drive(execution, pending, handlers or {}, now_ms, max_commands)
 
 
-def _drive(execution: Execution, effects: tuple[Effect, ...],
-           handlers: Mapping[str, Callable[[Any], Any]], now: int,
-           max_commands: int) -> RunResult:
+def _drive(
+    execution: Execution,
+    effects: tuple[Effect, ...],
+    handlers: Mapping[str, Callable[[Any], Any]],
+    now: int,
+    max_commands: int,
+) -> RunResult:
     heap: list[tuple[int, int, Command]] = []
     order = itertools.count()
 
@@ -118,15 +122,27 @@ def _drive(execution: Execution, effects: tuple[Effect, ...],
                 _run_task(eff, handlers, now, later)
             elif isinstance(eff, StartBranches):
                 for b in eff.branches:
-                    child = run_inline(b.machine, b.input, handlers, context=b.context,
-                                       now_ms=now, execution_id=b.execution_id,
-                                       max_commands=max_commands)
+                    child = run_inline(
+                        b.machine,
+                        b.input,
+                        handlers,
+                        context=b.context,
+                        now_ms=now,
+                        execution_id=b.execution_id,
+                        max_commands=max_commands,
+                    )
                     if child.status is Status.SUCCEEDED:
                         later(child.now_ms, BranchSucceeded(eff.run_id, b.index, child.output))
                     else:
-                        later(child.now_ms, BranchFailed(eff.run_id, b.index,
-                                                         child.error or "States.BranchFailed",
-                                                         child.cause or ""))
+                        later(
+                            child.now_ms,
+                            BranchFailed(
+                                eff.run_id,
+                                b.index,
+                                child.error or "States.BranchFailed",
+                                child.cause or "",
+                            ),
+                        )
             else:
                 assert isinstance(eff, CancelBranches)  # children already ran to completion
 
@@ -143,12 +159,23 @@ def _drive(execution: Execution, effects: tuple[Effect, ...],
         perform(step.effects)
     if execution.status is Status.RUNNING:
         raise AslUsageError("run_inline: the execution waits for something no one will send")
-    return RunResult(execution.status, execution.output, execution.error, execution.cause,
-                     execution.events, execution, now)
+    return RunResult(
+        execution.status,
+        execution.output,
+        execution.error,
+        execution.cause,
+        execution.events,
+        execution,
+        now,
+    )
 
 
-def _run_task(eff: ScheduleTask, handlers: Mapping[str, Callable[[Any], Any]], now: int,
-              later: Callable[[int, Command], None]) -> None:
+def _run_task(
+    eff: ScheduleTask,
+    handlers: Mapping[str, Callable[[Any], Any]],
+    now: int,
+    later: Callable[[int, Command], None],
+) -> None:
     handler = handlers.get(eff.resource)
     if handler is None:
         raise AslUsageError(f"run_inline: no handler for resource {eff.resource!r}")

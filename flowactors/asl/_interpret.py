@@ -363,8 +363,10 @@ def resume(execution: Execution, command: Command) -> Step:
     return m.step()
 
 
-def recover(definition: Definition, events: list[dict[str, Any]] | tuple[dict[str, Any], ...],
-            ) -> Execution:
+def recover(
+    definition: Definition,
+    events: list[dict[str, Any]] | tuple[dict[str, Any], ...],
+) -> Execution:
     """Rebuild the execution that wrote `events` (a prefix of its log is fine).
 
     The result's `events` may be longer than the input when the log was cut after a command
@@ -375,8 +377,13 @@ def recover(definition: Definition, events: list[dict[str, Any]] | tuple[dict[st
     if not events or events[0].get("type") != "ExecutionStarted":
         raise AslHistoryMismatch("a history starts with an ExecutionStarted event")
     first = events[0]
-    step = start(machine, first["input"], first["context"], now_ms=first["timestamp"],
-                 execution_id=first["executionId"])
+    step = start(
+        machine,
+        first["input"],
+        first["context"],
+        now_ms=first["timestamp"],
+        execution_id=first["executionId"],
+    )
     execution = step.execution
     i = _match(events, execution, 0)
     while i < len(events):
@@ -393,8 +400,9 @@ def recover(definition: Definition, events: list[dict[str, Any]] | tuple[dict[st
     return execution
 
 
-def _match(stored: list[dict[str, Any]] | tuple[dict[str, Any], ...], execution: Execution,
-           start_at: int) -> int:
+def _match(
+    stored: list[dict[str, Any]] | tuple[dict[str, Any], ...], execution: Execution, start_at: int
+) -> int:
     derived = execution._run.events
     upto = min(len(stored), len(derived))
     for j in range(start_at, upto):
@@ -468,8 +476,9 @@ class _Machine:
     # -- bookkeeping ------------------------------------------------------------------------
 
     def step(self) -> Step:
-        return Step(Execution(self.definition, self.run), tuple(self.new_events),
-                    tuple(self.new_effects))
+        return Step(
+            Execution(self.definition, self.run), tuple(self.new_events), tuple(self.new_effects)
+        )
 
     def emit(self, type_: str, **details: Any) -> None:
         event = {"id": len(self.run.events) + 1, "type": type_, "timestamp": self.now}
@@ -545,8 +554,10 @@ class _Machine:
             if target is None:
                 target = state.default
             if target is None:
-                raise StatesError("States.NoChoiceMatched",
-                                  f"no choice rule of {state.name!r} matched and no Default")
+                raise StatesError(
+                    "States.NoChoiceMatched",
+                    f"no choice rule of {state.name!r} matched and no Default",
+                )
             self.exit(self.select(state.output_path, data, "OutputPath"), target)
         elif isinstance(state, WaitState):
             self.start_wait(state)
@@ -571,11 +582,13 @@ class _Machine:
     def select(self, path: Path | None, data: Any, what: str) -> Any:
         if path is None:
             return {}
-        return select_or_fail(path, Scope(data, self.context_object()), error="States.Runtime",
-                              what=what)
+        return select_or_fail(
+            path, Scope(data, self.context_object()), error="States.Runtime", what=what
+        )
 
-    def effective_input(self, state: State, parameters: Template | None,
-                        extra: Mapping[str, Any] | None = None) -> Any:
+    def effective_input(
+        self, state: State, parameters: Template | None, extra: Mapping[str, Any] | None = None
+    ) -> Any:
         data = self.select(state.input_path, self.run.raw_input, "InputPath")
         if parameters is not None:
             data = self.render(parameters, data, self.context_object(extra))
@@ -604,8 +617,14 @@ class _Machine:
 
     # -- endings ----------------------------------------------------------------------------
 
-    def finish_execution(self, status: Status, *, output: Any = None, error: str | None = None,
-                         cause: str | None = None) -> None:
+    def finish_execution(
+        self,
+        status: Status,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        cause: str | None = None,
+    ) -> None:
         run = self.run
         if run.branches is not None and run.branches.running:
             self.effect(CancelBranches(run.branches.run_id, tuple(run.branches.running)))
@@ -636,8 +655,16 @@ class _Machine:
                 run.retry_counts[i] += 1
                 run.retry_total += 1
                 timer = self.new_id("timer")
-                self.emit("RetryScheduled", stateName=state.name, error=error, cause=cause,
-                          retrier=i, attempt=run.retry_counts[i], delayMs=delay, timerId=timer)
+                self.emit(
+                    "RetryScheduled",
+                    stateName=state.name,
+                    error=error,
+                    cause=cause,
+                    retrier=i,
+                    attempt=run.retry_counts[i],
+                    delayMs=delay,
+                    timerId=timer,
+                )
                 run.waiting = ("timer", timer, "retry")
                 self.effect(StartTimer(timer, self.now + delay), timer)
                 return
@@ -667,19 +694,28 @@ class _Machine:
         heartbeat = state.heartbeat_seconds
         if state.heartbeat_seconds_path is not None:
             heartbeat = self.positive_int(state.heartbeat_seconds_path, "HeartbeatSecondsPath")
-        self.emit("TaskScheduled", stateName=state.name, taskId=task_id,
-                  resource=state.resource, input=data, timeoutSeconds=timeout,
-                  heartbeatSeconds=heartbeat)
+        self.emit(
+            "TaskScheduled",
+            stateName=state.name,
+            taskId=task_id,
+            resource=state.resource,
+            input=data,
+            timeoutSeconds=timeout,
+            heartbeatSeconds=heartbeat,
+        )
         self.run.waiting = ("task", task_id, "")
-        self.effect(ScheduleTask(task_id, state.resource, data, timeout, heartbeat, state.name),
-                    task_id)
+        self.effect(
+            ScheduleTask(task_id, state.resource, data, timeout, heartbeat, state.name), task_id
+        )
 
     def positive_int(self, path: Path, what: str, *, minimum: int = 1) -> int:
         value = evaluate(path, Scope(self.run.raw_input, self.context_object()))
         if not is_number(value) or not float(value).is_integer() or value < minimum:
-            raise StatesError("States.Runtime",
-                              f"{what} {path.text!r} must name an integer >= {minimum}, "
-                              f"got {'nothing' if value is MISSING else repr(value)}")
+            raise StatesError(
+                "States.Runtime",
+                f"{what} {path.text!r} must name an integer >= {minimum}, "
+                f"got {'nothing' if value is MISSING else repr(value)}",
+            )
         return int(value)
 
     # -- Wait -------------------------------------------------------------------------------
@@ -694,16 +730,20 @@ class _Machine:
         elif state.seconds_path is not None:
             value = evaluate(state.seconds_path, Scope(data, self.context_object()))
             if not is_number(value) or not float(value).is_integer() or value < 0:
-                raise StatesError("States.Runtime", f"SecondsPath {state.seconds_path.text!r} "
-                                  "must name a non-negative integer")
+                raise StatesError(
+                    "States.Runtime",
+                    f"SecondsPath {state.seconds_path.text!r} must name a non-negative integer",
+                )
             fire_at = self.now + int(value) * 1000
         else:
             assert state.timestamp_path is not None
             value = evaluate(state.timestamp_path, Scope(data, self.context_object()))
             ts = parse_timestamp_ms(value)
             if ts is None:
-                raise StatesError("States.Runtime", f"TimestampPath {state.timestamp_path.text!r}"
-                                  " must name an RFC 3339 timestamp")
+                raise StatesError(
+                    "States.Runtime",
+                    f"TimestampPath {state.timestamp_path.text!r} must name an RFC 3339 timestamp",
+                )
             fire_at = ts
         timer = self.new_id("timer")
         self.emit("WaitStarted", stateName=state.name, timerId=timer, fireAtMs=fire_at)
@@ -722,37 +762,50 @@ class _Machine:
         scope = Scope(data, self.context_object())
         items = select_or_fail(state.items_path, scope, error="States.Runtime", what="ItemsPath")
         if not isinstance(items, list):
-            raise StatesError("States.Runtime",
-                              f"ItemsPath {state.items_path.text!r} must name an array")
+            raise StatesError(
+                "States.Runtime", f"ItemsPath {state.items_path.text!r} must name an array"
+            )
         contexts = [{"Map": {"Item": {"Index": i, "Value": v}}} for i, v in enumerate(items)]
         inputs = items
         if state.item_selector is not None:
-            inputs = [self.render(state.item_selector, data, self.context_object(c))
-                      for c in contexts]
+            inputs = [
+                self.render(state.item_selector, data, self.context_object(c)) for c in contexts
+            ]
         mc = state.max_concurrency
         if state.max_concurrency_path is not None:
             mc = self.positive_int(state.max_concurrency_path, "MaxConcurrencyPath", minimum=0)
         count = state.tolerated_failure_count
         if state.tolerated_failure_count_path is not None:
-            count = self.positive_int(state.tolerated_failure_count_path,
-                                      "ToleratedFailureCountPath", minimum=0)
+            count = self.positive_int(
+                state.tolerated_failure_count_path, "ToleratedFailureCountPath", minimum=0
+            )
         pct = state.tolerated_failure_percentage
         if state.tolerated_failure_percentage_path is not None:
             value = evaluate(state.tolerated_failure_percentage_path, scope)
             if not is_number(value) or not 0 <= value <= 100:
-                raise StatesError("States.Runtime", "ToleratedFailurePercentagePath must name "
-                                  "a number from 0 to 100")
+                raise StatesError(
+                    "States.Runtime",
+                    "ToleratedFailurePercentagePath must name a number from 0 to 100",
+                )
             pct = float(value)
         self.start_branch_run("Map", inputs, contexts, mc, count, pct)
 
-    def start_branch_run(self, kind: str, inputs: list[Any], contexts: list[dict[str, Any]],
-                         mc: int, count: int | None, pct: float | None) -> None:
+    def start_branch_run(
+        self,
+        kind: str,
+        inputs: list[Any],
+        contexts: list[dict[str, Any]],
+        mc: int,
+        count: int | None,
+        pct: float | None,
+    ) -> None:
         run_id = self.new_id("run")
         br = _BranchRun(run_id, kind, inputs, contexts, mc, count, pct)
         self.run.branches = br
         self.run.waiting = ("branches", run_id, "")
-        self.emit(f"{kind}StateStarted", stateName=self.state.name, runId=run_id,
-                  length=len(inputs))
+        self.emit(
+            f"{kind}StateStarted", stateName=self.state.name, runId=run_id, length=len(inputs)
+        )
         if not inputs:
             self.branches_done()
             return
@@ -777,14 +830,15 @@ class _Machine:
                 self.emit("MapIterationStarted", stateName=state.name, runId=br.run_id, index=i)
             ctx = {k: v for k, v in self.run.context.items() if k not in ("State", "Task")}
             ctx.update(br.contexts[i])
-            branch = Branch(i, machine, br.inputs[i], ctx,
-                            f"{self.run.execution_id}/{br.run_id}/{i}")
+            branch = Branch(
+                i, machine, br.inputs[i], ctx, f"{self.run.execution_id}/{br.run_id}/{i}"
+            )
             started.append(branch)
             self.run.pending[f"{br.run_id}/{i}"] = StartBranches(
-                br.run_id, state.name, br.kind, (branch,))
+                br.run_id, state.name, br.kind, (branch,)
+            )
         if started:
-            self.new_effects.append(StartBranches(br.run_id, state.name, br.kind,
-                                                  tuple(started)))
+            self.new_effects.append(StartBranches(br.run_id, state.name, br.kind, tuple(started)))
 
     def branches_done(self) -> None:
         br = self.run.branches
@@ -804,14 +858,21 @@ class _Machine:
             self.emit(f"{prefix}Succeeded", runId=cmd.run_id, index=cmd.index, output=cmd.output)
             br.results[cmd.index] = cmd.output
         else:
-            self.emit(f"{prefix}Failed", runId=cmd.run_id, index=cmd.index, error=cmd.error,
-                      cause=cmd.cause)
+            self.emit(
+                f"{prefix}Failed",
+                runId=cmd.run_id,
+                index=cmd.index,
+                error=cmd.error,
+                cause=cmd.cause,
+            )
             br.failures += 1
             tolerant = br.tolerated_count is not None or br.tolerated_percentage is not None
             exceeded = not tolerant or (
                 (br.tolerated_count is not None and br.failures > br.tolerated_count)
-                or (br.tolerated_percentage is not None
-                    and br.failures * 100 > br.tolerated_percentage * len(br.inputs))
+                or (
+                    br.tolerated_percentage is not None
+                    and br.failures * 100 > br.tolerated_percentage * len(br.inputs)
+                )
             )
             if exceeded:
                 self.emit(f"{br.kind}StateFailed", stateName=self.state.name, runId=br.run_id)
@@ -824,8 +885,10 @@ class _Machine:
                 error, cause = cmd.error, cmd.cause
                 if tolerant:
                     error = "States.ExceedToleratedFailureThreshold"
-                    cause = (f"{br.failures} of {len(br.inputs)} iterations failed; "
-                             f"last: {cmd.error}: {cmd.cause}")
+                    cause = (
+                        f"{br.failures} of {len(br.inputs)} iterations failed; "
+                        f"last: {cmd.error}: {cmd.cause}"
+                    )
                 self.state_failed(error, cause)
                 return
             br.results[cmd.index] = {"Error": cmd.error, "Cause": cmd.cause}
@@ -842,13 +905,21 @@ class _Machine:
         try:
             if isinstance(cmd, Stop):
                 self.emit("ExecutionAborted", error=cmd.error, cause=cmd.cause)
-                self.finish_execution(Status.ABORTED, error=cmd.error or None,
-                                      cause=cmd.cause or None)
+                self.finish_execution(
+                    Status.ABORTED, error=cmd.error or None, cause=cmd.cause or None
+                )
             elif isinstance(cmd, TimerFired) and cmd.timer_id == run.execution_timer:
-                self.emit("ExecutionTimedOut", timerId=cmd.timer_id, error="States.Timeout",
-                          cause="the execution ran longer than its TimeoutSeconds")
-                self.finish_execution(Status.TIMED_OUT, error="States.Timeout",
-                                      cause="the execution ran longer than its TimeoutSeconds")
+                self.emit(
+                    "ExecutionTimedOut",
+                    timerId=cmd.timer_id,
+                    error="States.Timeout",
+                    cause="the execution ran longer than its TimeoutSeconds",
+                )
+                self.finish_execution(
+                    Status.TIMED_OUT,
+                    error="States.Timeout",
+                    cause="the execution ran longer than its TimeoutSeconds",
+                )
             elif isinstance(cmd, TimerFired):
                 if waiting is None or waiting[:2] != ("timer", cmd.timer_id):
                     return
@@ -858,8 +929,10 @@ class _Machine:
                 if waiting[2] == "retry":
                     self.execute()
                 else:
-                    self.exit(self.select(self.state.output_path, run.effective, "OutputPath"),
-                              self.state.next)
+                    self.exit(
+                        self.select(self.state.output_path, run.effective, "OutputPath"),
+                        self.state.next,
+                    )
             elif isinstance(cmd, BranchSucceeded | BranchFailed):
                 br = run.branches
                 if br is None or br.run_id != cmd.run_id or cmd.index not in br.running:
@@ -877,8 +950,11 @@ class _Machine:
                     self.emit("TaskFailed", taskId=cmd.task_id, error=cmd.error, cause=cmd.cause)
                     self.state_failed(cmd.error, cmd.cause)
                 else:
-                    error = ("States.Timeout" if isinstance(cmd, TaskTimedOut)
-                             else "States.HeartbeatTimeout")
+                    error = (
+                        "States.Timeout"
+                        if isinstance(cmd, TaskTimedOut)
+                        else "States.HeartbeatTimeout"
+                    )
                     self.emit("TaskTimedOut", taskId=cmd.task_id, error=error, cause=cmd.cause)
                     self.state_failed(error, cmd.cause)
         except StatesError as exc:  # raised while processing a result (ResultPath, ...)

@@ -15,16 +15,81 @@ from ._errors import AslSyntaxError
 EXPRESSION_RE = re.compile(r"\{% (.*) %\}")  # `.` stops at a newline, as AWS's check does
 
 _OPERATORS = [
-    "..", ":=", "!=", ">=", "<=", "**", "~>", "?:", "??",
-    ".", "[", "]", "{", "}", "(", ")", ",", "@", "#", ";", ":", "?",
-    "+", "-", "*", "/", "%", "|", "=", "<", ">", "^", "&", "!", "~",
+    "..",
+    ":=",
+    "!=",
+    ">=",
+    "<=",
+    "**",
+    "~>",
+    "?:",
+    "??",
+    ".",
+    "[",
+    "]",
+    "{",
+    "}",
+    "(",
+    ")",
+    ",",
+    "@",
+    "#",
+    ";",
+    ":",
+    "?",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "|",
+    "=",
+    "<",
+    ">",
+    "^",
+    "&",
+    "!",
+    "~",
 ]
 _BP = {
-    ".": 75, "[": 80, "]": 0, "{": 70, "}": 0, "(": 80, ")": 0, ",": 0, "@": 80, "#": 80,
-    ";": 0, ":": 0, "?": 20, "+": 50, "-": 50, "*": 60, "/": 60, "%": 60, "|": 20,
-    "=": 40, "<": 40, ">": 40, "^": 40, "**": 60, "..": 20, ":=": 10, "!=": 40, "<=": 40,
-    ">=": 40, "~>": 40, "and": 30, "or": 25, "in": 40, "&": 50, "!": 0, "~": 0,
-    "?:": 40, "??": 40,
+    ".": 75,
+    "[": 80,
+    "]": 0,
+    "{": 70,
+    "}": 0,
+    "(": 80,
+    ")": 0,
+    ",": 0,
+    "@": 80,
+    "#": 80,
+    ";": 0,
+    ":": 0,
+    "?": 20,
+    "+": 50,
+    "-": 50,
+    "*": 60,
+    "/": 60,
+    "%": 60,
+    "|": 20,
+    "=": 40,
+    "<": 40,
+    ">": 40,
+    "^": 40,
+    "**": 60,
+    "..": 20,
+    ":=": 10,
+    "!=": 40,
+    "<=": 40,
+    ">=": 40,
+    "~>": 40,
+    "and": 30,
+    "or": 25,
+    "in": 40,
+    "&": 50,
+    "!": 0,
+    "~": 0,
+    "?:": 40,
+    "??": 40,
 }
 _NUMBER = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?([Ee][-+]?[0-9]+)?")
 _NAME_END = set(" \t\n\r") | set(".[]{}(),@#;:?+-*/%|=<>^&!~\"'`$")
@@ -36,7 +101,7 @@ def check_jsonata(text: str) -> None:
     m = EXPRESSION_RE.fullmatch(text)
     if not m:
         raise AslSyntaxError(
-            f"{text!r}: a JSONata expression is written \"{{% expression %}}\" on one line"
+            f'{text!r}: a JSONata expression is written "{{% expression %}}" on one line'
         )
     _Parser(_tokenize(m.group(1))).parse()
 
@@ -55,9 +120,11 @@ def _tokenize(src: str) -> list[_Tok]:
                 raise AslSyntaxError("JSONata: unterminated comment")
             i = j + 2
             continue
-        prefix_position = not toks or (
-            toks[-1][0] == "op" and toks[-1][1] not in (")", "]", "}")
-        ) or (toks[-1][0] == "name" and toks[-1][1] in ("and", "or", "in"))
+        prefix_position = (
+            not toks
+            or (toks[-1][0] == "op" and toks[-1][1] not in (")", "]", "}"))
+            or (toks[-1][0] == "name" and toks[-1][1] in ("and", "or", "in"))
+        )
         if c == "/" and prefix_position:
             j = i + 1
             while j < n and src[j] != "/":

@@ -105,9 +105,7 @@ class Path:
 
     @property
     def definite(self) -> bool:
-        return all(
-            not s.recursive and isinstance(s.selector, Field | Index) for s in self.segments
-        )
+        return all(not s.recursive and isinstance(s.selector, Field | Index) for s in self.segments)
 
 
 # Filter expressions ---------------------------------------------------------------------------
@@ -753,8 +751,10 @@ def _check_signature(call: Call, text: str) -> None:
     kinds, minimum, tail = _SIGNATURES[call.name]
     count = len(call.args)
     if count < minimum or (tail is None and count > len(kinds)):
-        want = f"at least {minimum}" if tail else (
-            str(minimum) if minimum == len(kinds) else f"{minimum} to {len(kinds)}"
+        want = (
+            f"at least {minimum}"
+            if tail
+            else (str(minimum) if minimum == len(kinds) else f"{minimum} to {len(kinds)}")
         )
         raise AslSyntaxError(
             f"intrinsic {text!r}: States.{call.name} takes {want} argument(s), got {count}"
@@ -891,8 +891,11 @@ def eval_call(call: Call, scope: Scope, run: IntrinsicRunner) -> Any:
     for a in call.args:
         if isinstance(a, Literal_):
             # States.Format needs the escapes of its template; every other function the value.
-            args.append(a.raw if call.name == "Format" and not args and isinstance(a.value, str)
-                        else a.value)
+            args.append(
+                a.raw
+                if call.name == "Format" and not args and isinstance(a.value, str)
+                else a.value
+            )
         elif isinstance(a, Call):
             args.append(eval_call(a, scope, run))
         else:
@@ -906,4 +909,3 @@ def eval_call(call: Call, scope: Scope, run: IntrinsicRunner) -> Any:
     if call.name == "Format" and call.args and not isinstance(call.args[0], Literal_):
         args[0] = str(args[0]).replace("\\", "\\\\") if isinstance(args[0], str) else args[0]
     return run(call.name, args)
-

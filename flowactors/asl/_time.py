@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-_TS_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"
-)
+_TS_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
 def parse_timestamp_ms(text: object) -> int | None:

@@ -80,34 +80,74 @@ _JSONATA_IO = {"Output", "Assign"}
 _FIELDS: dict[str, dict[str, set[str]]] = {
     "JSONPath": {
         "Pass": _TRANSITION | _IO | {"Parameters", "ResultPath", "Result", "Assign"},
-        "Task": _TRANSITION | _IO | _RESULT | _ERRORS
-        | {"Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds",
-           "HeartbeatSecondsPath", "Credentials", "Assign"},
+        "Task": _TRANSITION
+        | _IO
+        | _RESULT
+        | _ERRORS
+        | {
+            "Resource",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
+            "Assign",
+        },
         "Choice": _IO | {"Choices", "Default", "Assign"},
-        "Wait": _TRANSITION | _IO | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath",
-                                     "Assign"},
+        "Wait": _TRANSITION
+        | _IO
+        | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath", "Assign"},
         "Succeed": set(_IO),
         "Fail": {"Error", "ErrorPath", "Cause", "CausePath"},
         "Parallel": _TRANSITION | _IO | _RESULT | _ERRORS | {"Branches", "Assign"},
-        "Map": _TRANSITION | _IO | _RESULT | _ERRORS
-        | {"ItemSelector", "ItemProcessor", "Iterator", "ItemsPath", "MaxConcurrency",
-           "MaxConcurrencyPath", "ToleratedFailurePercentage", "ToleratedFailurePercentagePath",
-           "ToleratedFailureCount", "ToleratedFailureCountPath", "ItemReader", "ItemBatcher",
-           "ResultWriter", "Label", "Assign"},
+        "Map": _TRANSITION
+        | _IO
+        | _RESULT
+        | _ERRORS
+        | {
+            "ItemSelector",
+            "ItemProcessor",
+            "Iterator",
+            "ItemsPath",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "Label",
+            "Assign",
+        },
     },
     "JSONata": {
         "Pass": _TRANSITION | _JSONATA_IO,
-        "Task": _TRANSITION | _JSONATA_IO | _ERRORS
+        "Task": _TRANSITION
+        | _JSONATA_IO
+        | _ERRORS
         | {"Resource", "Arguments", "TimeoutSeconds", "HeartbeatSeconds", "Credentials"},
         "Choice": _JSONATA_IO | {"Choices", "Default"},
         "Wait": _TRANSITION | _JSONATA_IO | {"Seconds", "Timestamp"},
         "Succeed": {"Output"},
         "Fail": {"Error", "Cause"},
         "Parallel": _TRANSITION | _JSONATA_IO | _ERRORS | {"Branches", "Arguments"},
-        "Map": _TRANSITION | _JSONATA_IO | _ERRORS
-        | {"Items", "ItemSelector", "ItemProcessor", "MaxConcurrency",
-           "ToleratedFailurePercentage", "ToleratedFailureCount", "ItemReader", "ItemBatcher",
-           "ResultWriter", "Label"},
+        "Map": _TRANSITION
+        | _JSONATA_IO
+        | _ERRORS
+        | {
+            "Items",
+            "ItemSelector",
+            "ItemProcessor",
+            "MaxConcurrency",
+            "ToleratedFailurePercentage",
+            "ToleratedFailureCount",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "Label",
+        },
     },
 }
 _TERMINAL_TYPES = {"Succeed", "Fail"}
@@ -221,8 +261,15 @@ class _Reader:
             return None
         return float(val)
 
-    def path(self, key: str, *, reference: bool = False, context: bool = True,
-             nullable: bool = False, default: Path | None = None) -> Path | None:
+    def path(
+        self,
+        key: str,
+        *,
+        reference: bool = False,
+        context: bool = True,
+        nullable: bool = False,
+        default: Path | None = None,
+    ) -> Path | None:
         if key not in self.obj:
             return default
         val = self.obj[key]
@@ -256,8 +303,10 @@ class _Reader:
     def exclusive(self, *keys: str, required: bool = False) -> None:
         present = [k for k in keys if k in self.obj]
         if len(present) > 1:
-            self.v.err(self.where, f"only one of {', '.join(keys)} may be given "
-                       f"(found {', '.join(present)})")
+            self.v.err(
+                self.where,
+                f"only one of {', '.join(keys)} may be given (found {', '.join(present)})",
+            )
         elif required and not present:
             self.v.err(self.where, f"exactly one of {', '.join(keys)} is required")
 
@@ -312,11 +361,17 @@ class _Validator:
         for name, sobj in raw_states.items():
             swhere = key_path(states_where, name)
             if not name or len(name) > _MAX_NAME:
-                self.err(swhere, f"a state name must have 1 to {_MAX_NAME} characters "
-                         f"(this one has {len(name)})")
+                self.err(
+                    swhere,
+                    f"a state name must have 1 to {_MAX_NAME} characters "
+                    f"(this one has {len(name)})",
+                )
             if name in self.names:
-                self.err(swhere, f"state name {name!r} is already used at {self.names[name]} "
-                         "(names are unique across the whole machine)")
+                self.err(
+                    swhere,
+                    f"state name {name!r} is already used at {self.names[name]} "
+                    "(names are unique across the whole machine)",
+                )
             else:
                 self.names[name] = swhere
             out: list[tuple[str, str]] = []
@@ -333,19 +388,32 @@ class _Validator:
         for outs in targets.values():
             for target, at in outs:
                 if target not in raw_states:
-                    self.err(at, f"{target!r} is not a state of this machine"
-                             + (" (transitions cannot leave a branch or iterator)"
-                                if kind != "top" else ""))
+                    self.err(
+                        at,
+                        f"{target!r} is not a state of this machine"
+                        + (
+                            " (transitions cannot leave a branch or iterator)"
+                            if kind != "top"
+                            else ""
+                        ),
+                    )
         if start_at is not None and start_at in raw_states:
             self._graph(start_at, targets, terminal, raw_states, states_where)
         if self.problems or start_at is None:
             return None
         unsupported = tuple(u for u in self.unsupported if u[0].startswith(where))
-        return StateMachine(start_at, states, where, r.string("Comment"), timeout, lang,
-                            unsupported, obj)
+        return StateMachine(
+            start_at, states, where, r.string("Comment"), timeout, lang, unsupported, obj
+        )
 
-    def _graph(self, start: str, targets: dict[str, list[tuple[str, str]]], terminal: set[str],
-               raw_states: Mapping[str, Any], where: str) -> None:
+    def _graph(
+        self,
+        start: str,
+        targets: dict[str, list[tuple[str, str]]],
+        terminal: set[str],
+        raw_states: Mapping[str, Any],
+        where: str,
+    ) -> None:
         succ = {n: {t for t, _ in outs if t in raw_states} for n, outs in targets.items()}
         seen = {start}
         todo = [start]
@@ -368,8 +436,11 @@ class _Validator:
                     changed = True
         stuck = sorted(seen - good)
         if stuck:
-            self.err(where, "no terminal state (End, Succeed or Fail) can be reached from "
-                     + ", ".join(repr(s) for s in stuck))
+            self.err(
+                where,
+                "no terminal state (End, Succeed or Fail) can be reached from "
+                + ", ".join(repr(s) for s in stuck),
+            )
 
     def _processor_config(self, cfg: Any, where: str) -> None:
         if not isinstance(cfg, dict):
@@ -387,8 +458,9 @@ class _Validator:
 
     # -- states ---------------------------------------------------------------------------
 
-    def state(self, name: str, obj: Any, where: str, lang: str,
-              out: list[tuple[str, str]]) -> State | None:
+    def state(
+        self, name: str, obj: Any, where: str, lang: str, out: list[tuple[str, str]]
+    ) -> State | None:
         if not isinstance(obj, dict):
             self.err(where, f"a state must be an object, not {json_type(obj)}")
             return None
@@ -409,8 +481,11 @@ class _Validator:
         other = "JSONata" if lang == "JSONPath" else "JSONPath"
         for key in obj:
             if key not in allowed:
-                hint = (f" (it belongs to {other} mode; this state uses {lang})"
-                        if key in _FIELDS[other][stype] else "")
+                hint = (
+                    f" (it belongs to {other} mode; this state uses {lang})"
+                    if key in _FIELDS[other][stype]
+                    else ""
+                )
                 r.err(key, f"field {key!r} is not allowed in a {stype} state{hint}")
         r.string("Comment")
         jsonata = lang == "JSONata"
@@ -436,12 +511,17 @@ class _Validator:
             if nxt is not None and end:
                 self.err(where, "a state cannot have both Next and End")
             elif nxt is None and not end and "Next" not in obj:
-                self.err(where, f"a {stype} state needs Next or \"End\": true")
+                self.err(where, f'a {stype} state needs Next or "End": true')
         if nxt is not None:
             out.append((nxt, r.at("Next")))
 
-        common: dict[str, Any] = {"name": name, "comment": obj.get("Comment"),
-                                  "query_language": lang, "next": nxt, "end": end}
+        common: dict[str, Any] = {
+            "name": name,
+            "comment": obj.get("Comment"),
+            "query_language": lang,
+            "next": nxt,
+            "end": end,
+        }
         if not jsonata:
             common["input_path"] = r.path("InputPath", nullable=True, default=ROOT)
             common["output_path"] = r.path("OutputPath", nullable=True, default=ROOT)
@@ -481,8 +561,9 @@ class _Validator:
             return ROOT
         return r.path("ResultPath", reference=True, context=False, nullable=True, default=ROOT)
 
-    def _errors(self, r: _Reader, jsonata: bool,
-                out: list[tuple[str, str]]) -> tuple[tuple[Retrier, ...], tuple[Catcher, ...]]:
+    def _errors(
+        self, r: _Reader, jsonata: bool, out: list[tuple[str, str]]
+    ) -> tuple[tuple[Retrier, ...], tuple[Catcher, ...]]:
         retriers: list[Retrier] = []
         catchers: list[Catcher] = []
         for key in ("Retry", "Catch"):
@@ -535,8 +616,15 @@ class _Validator:
 
     def _retrier(self, r: _Reader, names: tuple[str, ...]) -> Retrier | None:
         for key in r.obj:
-            if key not in {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate",
-                           "MaxDelaySeconds", "JitterStrategy", "Comment"}:
+            if key not in {
+                "ErrorEquals",
+                "IntervalSeconds",
+                "MaxAttempts",
+                "BackoffRate",
+                "MaxDelaySeconds",
+                "JitterStrategy",
+                "Comment",
+            }:
                 r.err(key, f"field {key!r} is not allowed in a retrier")
         interval = r.integer("IntervalSeconds", minimum=1, maximum=99_999_999)
         attempts = r.integer("MaxAttempts", minimum=0, maximum=99_999_999)
@@ -556,8 +644,9 @@ class _Validator:
             jitter or "NONE",
         )
 
-    def _catcher(self, r: _Reader, names: tuple[str, ...], jsonata: bool,
-                 out: list[tuple[str, str]]) -> Catcher | None:
+    def _catcher(
+        self, r: _Reader, names: tuple[str, ...], jsonata: bool, out: list[tuple[str, str]]
+    ) -> Catcher | None:
         allowed = {"ErrorEquals", "Next", "Comment", "Assign"}
         allowed |= {"Output"} if jsonata else {"ResultPath"}
         for key in r.obj:
@@ -573,8 +662,9 @@ class _Validator:
             return None
         return Catcher(names, nxt, rp)
 
-    def _task(self, r: _Reader, common: dict[str, Any], jsonata: bool,
-              out: list[tuple[str, str]]) -> TaskState | None:
+    def _task(
+        self, r: _Reader, common: dict[str, Any], jsonata: bool, out: list[tuple[str, str]]
+    ) -> TaskState | None:
         raw_resource = r.obj.get("Resource")
         if _is_cfn_intrinsic(raw_resource):
             # {"Ref": ...} / {"Fn::GetAtt": [...]}: CloudFormation resolves these before the
@@ -630,8 +720,9 @@ class _Validator:
         if m and not _LAMBDA_FN.fullmatch(m.group(1)):
             r.err("Resource", f"{resource!r}: malformed Lambda function name or alias")
 
-    def _choice(self, r: _Reader, common: dict[str, Any], jsonata: bool,
-                out: list[tuple[str, str]]) -> ChoiceState | None:
+    def _choice(
+        self, r: _Reader, common: dict[str, Any], jsonata: bool, out: list[tuple[str, str]]
+    ) -> ChoiceState | None:
         default = r.string("Default")
         if default is not None:
             out.append((default, r.at("Default")))
@@ -668,8 +759,10 @@ class _Validator:
             if text is not None:
                 ts = parse_timestamp_ms(text)
                 if ts is None:
-                    r.err("Timestamp", f"{text!r} is not an RFC 3339 timestamp "
-                          "(like 2016-03-14T01:59:00Z)")
+                    r.err(
+                        "Timestamp",
+                        f"{text!r} is not an RFC 3339 timestamp (like 2016-03-14T01:59:00Z)",
+                    )
         return WaitState(
             **common,
             seconds=seconds,
@@ -678,8 +771,14 @@ class _Validator:
             timestamp_path=r.path("TimestampPath", reference=True),
         )
 
-    def _parallel(self, r: _Reader, common: dict[str, Any], jsonata: bool, lang: str,
-                  out: list[tuple[str, str]]) -> ParallelState | None:
+    def _parallel(
+        self,
+        r: _Reader,
+        common: dict[str, Any],
+        jsonata: bool,
+        lang: str,
+        out: list[tuple[str, str]],
+    ) -> ParallelState | None:
         retry, catch = self._errors(r, jsonata, out)
         raw = r.obj.get("Branches")
         if not isinstance(raw, list) or not raw:
@@ -688,8 +787,10 @@ class _Validator:
             else:
                 r.err("Branches", "must be a non-empty array of state machines")
             return None
-        branches = [self.machine(b, f"{r.at('Branches')}[{i}]", lang, kind="branch")
-                    for i, b in enumerate(raw)]
+        branches = [
+            self.machine(b, f"{r.at('Branches')}[{i}]", lang, kind="branch")
+            for i, b in enumerate(raw)
+        ]
         if any(b is None for b in branches):
             return None
         return ParallelState(
@@ -702,8 +803,14 @@ class _Validator:
             catch=catch,
         )
 
-    def _map(self, r: _Reader, common: dict[str, Any], jsonata: bool, lang: str,
-             out: list[tuple[str, str]]) -> MapState | None:
+    def _map(
+        self,
+        r: _Reader,
+        common: dict[str, Any],
+        jsonata: bool,
+        lang: str,
+        out: list[tuple[str, str]],
+    ) -> MapState | None:
         retry, catch = self._errors(r, jsonata, out)
         r.exclusive("ItemProcessor", "Iterator", required=True)
         r.exclusive("ItemSelector", "Parameters")
@@ -780,8 +887,16 @@ class _Validator:
 
     def _jsonata_values(self, obj: Mapping[str, Any], where: str, stype: str) -> None:
         for key, val in obj.items():
-            if key in ("Comment", "Type", "QueryLanguage", "Next", "Default", "Branches",
-                       "ItemProcessor", "Resource"):
+            if key in (
+                "Comment",
+                "Type",
+                "QueryLanguage",
+                "Next",
+                "Default",
+                "Branches",
+                "ItemProcessor",
+                "Resource",
+            ):
                 continue
             self._walk_jsonata(val, key_path(where, key))
 
