@@ -168,6 +168,21 @@ def prepare(ops: Sequence[Op]) -> Prepared:
     the log's hottest code. Anything else takes the plain loop, which also words the
     errors."""
     n = len(ops)
+    if n == 1:  # one put (a single `put()` call): no per-frame lists beyond the result's
+        op = ops[0]
+        if type(op) is tuple and len(op) == 2:
+            key, value = op
+            if (
+                type(key) is bytes
+                and type(value) is bytes
+                and 0 < len(key) <= MAX_KEY_BYTES
+                and len(value) <= MAX_VALUE_BYTES
+            ):
+                klen = len(key)
+                size = ENTRY_HEADER_SIZE + klen + len(value)
+                head = _ENTRY.pack(PUT, klen, len(value), _xxh32(value))
+                body = b"".join((head, key, value))
+                return Prepared(body, [key], None, [klen], [HEADER_SIZE], [size], True)
     if n >= _COLUMNS_FROM and set(map(type, ops)) == _TUPLE and set(map(len, ops)) == _TWO:
         keys = list(map(_first, ops))
         values = list(map(_second, ops))

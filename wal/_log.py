@@ -639,11 +639,24 @@ class Log:
         kmap = self._keydir.map
         live = self._keydir.live
         keys = p.keys
+        loc_base = (fseq << 96) | (seg << 72)
+        if p.kinds is None and len(keys) == 1:  # one put: straight-line, no iterators
+            key = keys[0]
+            offset = frame_off + p.positions[0]
+            size = p.sizes[0]
+            self._hint_body += fmt.hint_entry_head(fmt.PUT, p.klens[0], size, offset, fseq)
+            self._hint_body += key
+            old = kmap.get(key)
+            if old is not None:
+                old_seg = segment_of(old)
+                live[old_seg] = live.get(old_seg, 0) - size_of(old)
+            kmap[key] = loc_base | (offset << 32) | size
+            live[seg] = live.get(seg, 0) + size
+            return 1
         offsets = list(map(add, p.positions, repeat(frame_off)))
         kinds = p.kinds if p.kinds is not None else [fmt.PUT] * len(keys)
         heads = map(fmt.hint_entry_head, kinds, p.klens, p.sizes, offsets, repeat(fseq))
         self._hint_body += b"".join(chain.from_iterable(zip(heads, keys, strict=True)))
-        loc_base = (fseq << 96) | (seg << 72)
         if p.kinds is None and p.unique and len(keys) >= 16:
             olds = list(filter(None, map(kmap.get, keys)))  # a location is never 0
             locs = map(or_, map(lshift, offsets, repeat(32)), p.sizes)
