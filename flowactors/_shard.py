@@ -144,6 +144,7 @@ class Shard:
         self.policies: dict[str, bytes] = {}  # installed policies found at recovery
         self.fs: wal.FileSystem = wal.OsFileSystem()  # where the checkpoint is written
         self.from_checkpoint = False  # this open used the records saved at a clean close
+        self.drained = False  # the actor ended normally: state == log (see `run`)
         self._sending: list[c.Send] = []
         # The frame being built: where each parent's open outcome event sits in its ops,
         # and every op that still holds a Write to encode (see `_apply_open`).
@@ -212,6 +213,10 @@ class Shard:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 await self._process(batch)
+        # Only here, after the channel closed and every batch was written, is the state
+        # exactly what the log holds. A cancelled actor may have applied a batch whose
+        # frame never reached the disk: then there must be no checkpoint of it.
+        self.drained = True
 
     async def _process(self, batch: list[Request]) -> None:
         now = self.clock()
@@ -523,9 +528,9 @@ class Shard:
         return out
 
     async def aclose(self) -> None:
-        """Close the log; on a clean close (the actor has stopped, nothing broke), save
-        the records first so the next open need not read them back from the log."""
-        if self.broken is None and not self.log.broken:
+        """Close the log; on a clean close (the actor drained its channel, nothing broke),
+        save the records first so the next open need not read them back from the log."""
+        if self.drained and self.broken is None and not self.log.broken:
             position = self.log.position()
             records = list(self.state.records.values())
             await trio.to_thread.run_sync(

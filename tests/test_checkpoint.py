@@ -130,3 +130,24 @@ def test_load_refuses_every_truncation_and_another_position(tmp_path: Path) -> N
         path.write_bytes(data[:cut])
         assert _checkpoint.load(fs, str(tmp_path), position) is None, cut
     assert not os.path.exists(str(path) + ".tmp")
+
+
+async def test_a_cancelled_engine_saves_no_checkpoint(tmp_path: Path) -> None:
+    """Cancelled actors may hold a batch applied in memory but never written: no
+    checkpoint is made of such a state (the one from the last clean close stays, and
+    its position no longer matches)."""
+    import trio
+
+    clock = FakeClock()
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:
+        await populate(e)
+    saved = [ck.read_bytes() for ck in checkpoints(tmp_path)]
+    with trio.CancelScope() as scope:
+        async with fa.open_engine(tmp_path, clock=clock, shards=SHARDS) as e:
+            await e.create_many("job", [fa.CreateSpec(f"x{i}") for i in range(10)])
+            scope.cancel()
+            await trio.sleep(1)
+    assert [ck.read_bytes() for ck in checkpoints(tmp_path)] == saved
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:
+        assert not any(s.from_checkpoint for s in e.raw._shards)
+        assert all([await e.get(f"x{i}") for i in range(10)])
