@@ -1,8 +1,9 @@
 """A shard's records, saved at a clean close so the next open skips reading the log.
 
 Recovery from the log reads and decodes the newest history event of every live flow:
-most of a restart's time at a million flows. At a clean close, when the shard has
-stopped writing, its records are saved in one file beside the log, stamped with the
+most of a restart's time at a million flows. At a clean close, when the shard's actor
+has drained its channel (so every applied batch is on disk: a cancelled actor saves
+nothing), its records are saved in one file beside the log, stamped with the
 log's `position()`; the next open uses them only if the log still stands at exactly
 that position. Any other case (a crash after later writes, a merge, a torn or flipped
 file, another engine or Python version) falls back to the log: the checkpoint is a
