@@ -485,7 +485,8 @@ def _check_lease(r: Record, fencing: int, lease_token: str | None, *, need_lease
 def _terminal(r: Record, state: str, now: int, config: Config, **changes: Any) -> Record:
     retention = r[RETENTION_MS]
     if retention is None:
-        retention = config.setting("retention_ms", r[TYPE], state)
+        # (no installed policy: no layer can set it, skip the cached lookup's key build)
+        retention = config.setting("retention_ms", r[TYPE], state) if config.installed else None
         if retention is None:
             retention = config.default_retention_ms
     return evolve(

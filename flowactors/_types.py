@@ -125,9 +125,11 @@ class HistoryEvent:
     meta: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class CreateSpec:
-    """One item of `create_many`; unset fields take the call's shared options."""
+class CreateSpec(NamedTuple):
+    """One item of `create_many`; unset fields take the call's shared options.
+
+    A NamedTuple, like `Ack`: a batch builds one per item, and a tuple is built ~3x
+    faster than a frozen dataclass (which sets each field through object.__setattr__)."""
 
     id: str
     payload: bytes | None = None
@@ -141,8 +143,7 @@ class CreateSpec:
     correlation_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     """One item of `complete_many` / `retry_many` / `fail_many` / `transition_many`.
 
     `data` is the result (complete) or the error (retry, fail); ignored by transition.

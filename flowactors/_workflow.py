@@ -327,7 +327,7 @@ class Workflow:
         specs = [
             s
             if s.partition_key is not None or not self.partition_keys
-            else dataclasses.replace(s, partition_key=self.partition_key_for(s.attributes))
+            else s._replace(partition_key=self.partition_key_for(s.attributes))
             for s in items
         ]
         results = await self.engine.create_many(
