@@ -180,6 +180,10 @@ def describe(r: Record) -> str:
     return f"Record({r[ID]!r}, {r[TYPE]!r}, {r[STATE]!r}, v{r[VERSION]})"
 
 
+# The default of an optional `evolver` keyword: that field keeps its current value.
+KEEP: Any = object()
+
+
 def _generate() -> tuple[Any, Any, Any]:
     # Straight-line functions generated from FIELDS, each building its tuple in one
     # expression: a loop over the fields costs ~3x more, and these run once per mutation
@@ -212,7 +216,7 @@ def _generate() -> tuple[Any, Any, Any]:
         + ", ".join(f"r[{i}] if {f} is keep else {f}" for i, f in enumerate(FIELDS))
         + ",)\n"
     )
-    namespace: dict[str, Any] = {"_KEEP": object(), "_intern": sys.intern}
+    namespace: dict[str, Any] = {"_KEEP": KEEP, "_intern": sys.intern}
     exec(from_src, namespace)
     exec(make_src, namespace)
     exec(evolve_src, namespace)
@@ -227,6 +231,31 @@ make_record: Callable[..., Record] = _make
 """Build a record from keywords, one per field; unset fields are None."""
 evolve: Callable[..., Record] = _evolve
 """`evolve(r, state=..., ...)`: a copy of `r` with the given fields replaced."""
+
+
+def evolver(*fields: str, optional: tuple[str, ...] = ()) -> Callable[..., Record]:
+    """A generated `evolve` for one hot mutation: `f(r, *, <fields>, <optional>)` returns
+    `r` with every field in `fields` (all required keywords) and any `optional` one given
+    replaced. `evolve` matches its keywords against all 32 fields and tests each for
+    "kept"; this matches only its own few and copies the rest by index: about half the
+    cost (~0.5 us instead of ~1 us for a claim)."""
+    unknown = [f for f in (*fields, *optional) if f not in FIELDS]
+    if unknown or len(set(fields) | set(optional)) != len(fields) + len(optional):
+        raise ValueError(f"evolver fields must be distinct record fields: {unknown}")
+    params = [*fields, *(f"{f}=_KEEP" for f in optional)]
+    items = []
+    for i, f in enumerate(FIELDS):
+        if f in fields:
+            items.append(f)
+        elif f in optional:
+            items.append(f"r[{i}] if {f} is _KEEP else {f}")
+        else:
+            items.append(f"r[{i}]")
+    src = f"def evolve_some(r, *, {', '.join(params)}):\n    return ({', '.join(items)},)\n"
+    namespace: dict[str, Any] = {"_KEEP": KEEP}
+    exec(src, namespace)
+    fn: Callable[..., Record] = namespace["evolve_some"]
+    return fn
 
 
 def history_key(flow_id: str, version: int) -> bytes:

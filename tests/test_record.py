@@ -79,6 +79,80 @@ def test_record_is_an_exact_tuple_and_evolve_copies() -> None:
         evolve(r, no_such_field=1)
 
 
+def test_an_evolver_replaces_its_fields_and_keeps_the_rest() -> None:
+    r = queued(values={"v": [1, 2]})
+    claim = rec.evolver("state", "fencing", optional=("values", "priority"))
+    new = claim(r, state="running", fencing=3)
+    assert new == evolve(r, state="running", fencing=3) and type(new) is tuple
+    assert claim(r, state="s", fencing=1, values=None, priority=2) == evolve(
+        r, state="s", fencing=1, values=None, priority=2
+    )  # an optional field given as None is set to None, not kept
+    with pytest.raises(TypeError):
+        claim(r, state="running")  # every required field must be given
+    with pytest.raises(TypeError):
+        claim(r, state="running", fencing=1, version=9)  # not one of its fields
+    with pytest.raises(ValueError):
+        rec.evolver("state", "no_such_field")
+    with pytest.raises(ValueError):
+        rec.evolver("state", optional=("state",))
+
+
+def test_a_created_record_equals_the_keyword_built_one() -> None:
+    """decide_create builds its record as a tuple display, field by field: it must match
+    make_record's keywords, with every option set (so a swapped field shows)."""
+    from flowactors import _machine as m
+    from flowactors._state import ShardState
+
+    create = m.Create(
+        "c1",
+        "t",
+        "ready",
+        b"pay",
+        "part",
+        90,
+        2,
+        {"v": b"vv"},
+        {"a": "b"},
+        "parent",
+        "root",
+        "corr",
+        False,
+        500,
+        1000,
+    )
+    record, _ = m.decide_create(ShardState(), create, 7)
+    want = make_record(
+        id="c1",
+        type="t",
+        state="ready",
+        run_state=None,
+        version=1,
+        attempts=0,
+        reclaims=0,
+        fencing=0,
+        created_at=7,
+        updated_at=7,
+        next_run_at=90,
+        priority=2,
+        partition="part",
+        payload_ver=1,
+        payload_size=3,
+        result_ver=0,
+        error_ver=0,
+        values={"v": [m._new_values_meta({"v": b"vv"})["v"][0], 2]},  # type: ignore[index]
+        attributes={"a": "b"},
+        parent_id="parent",
+        root_id="root",
+        correlation_id="corr",
+        hist_floor=1,
+        active_deadline=507,
+        retention_ms=1000,
+        create_digest=m._create_digest(create),
+        last_event="created",
+    )
+    assert record == want and len(record) == len(FIELDS)
+
+
 def test_snapshot_round_trip_interns_strings() -> None:
     r = queued(values={"v": [1, 2]}, ext={"g": "grp", "ps": 1}, run_state="step")
     name, meta, snap, blobs = decode_event(encode_event(r, "created", {"a": 1}, {"p": b"x"}))
