@@ -124,7 +124,8 @@ class ShardState:
         """Insert or replace a record, keeping every index in step."""
         old = self.records.get(record[ID])
         if old is not None:
-            if _PLACE(old) == _PLACE(record):
+            # (state first: claims and outcomes change it, and skip the two gets)
+            if old[STATE] == record[STATE] and _PLACE(old) == _PLACE(record):
                 self.records[record[ID]] = record
                 return
             self._unindex(old)
