@@ -99,6 +99,8 @@ def _hydrate(payload: bool | int, values: Iterable[str], outcome: bool = False) 
     if payload is not True and payload is not False:
         m.check_int(payload, "payload max bytes", 0, m.MAX_BLOB_BYTES)
     names = tuple(m.check_name(v, "value name") for v in values)
+    if payload is False and not names and not outcome:
+        return NO_HYDRATE  # the shared instance: `to_flow` takes its fast path on it
     return Hydrate(payload, names, outcome)
 
 

@@ -431,8 +431,9 @@ class Shard:
             return req.read(result) if req.read is not None else result
         hyd = req.hydrate
         if req.items is not None:
-            return [
-                ItemResult(fid, self.to_flow(rec, hyd) if rec is not None else None, err)
+            to_flow = self.to_flow
+            return [  # tuple.__new__: ItemResult's generated __new__ is one more frame
+                _tuple_new(ItemResult, (fid, to_flow(rec, hyd) if rec is not None else None, err))
                 for fid, rec, err in result
             ]
         if is_record(result):
@@ -457,6 +458,25 @@ class Shard:
         return blobs.get(which) if blobs else None
 
     def to_flow(self, r: Record, hyd: Hydrate = NO_HYDRATE) -> Flow:
+        if hyd is NO_HYDRATE and not r[VALUES]:  # most replies: nothing to read or size
+            flow: Flow = _tuple_new(
+                Flow,
+                (
+                    *r[:_FLOW_HEAD],
+                    dict(r[ATTRIBUTES]) if r[ATTRIBUTES] else EMPTY,
+                    r[PARENT_ID],
+                    r[ROOT_ID] or r[ID],
+                    r[CORRELATION_ID],
+                    r[PAYLOAD_SIZE],
+                    None,
+                    False,
+                    None,
+                    None,
+                    EMPTY,
+                    EMPTY,
+                ),
+            )
+            return flow
         payload = None
         omitted = False
         if hyd.payload is not False and r[PAYLOAD_VER]:
@@ -474,7 +494,7 @@ class Shard:
         # Positional, straight into tuple.__new__: Flow's keyword constructor costs
         # ~1 us more per flow, and every reply builds one per flow. Flow starts with the
         # record's first fields (id .. partition), in the same order: one slice.
-        flow: Flow = _tuple_new(
+        flow = _tuple_new(
             Flow,
             (
                 *r[:_FLOW_HEAD],
