@@ -63,6 +63,7 @@ from ._types import (
 
 SLOTS = 1024
 ENGINE_FILE = "ENGINE"
+_tuple_new = tuple.__new__
 
 
 def wall_clock_ms() -> int:
@@ -198,6 +199,12 @@ class Engine:
         groups: dict[int, list[Any]] = {}
         for shard, payload in items:
             groups.setdefault(shard, []).append(payload)
+        return await self._run_groups(groups, make)
+
+    async def _run_groups(
+        self, groups: dict[int, list[Any]], make: Callable[[list[Any]], Request]
+    ) -> dict[int, Any]:
+        """One request per shard's group, concurrently: shard -> result or FlowError."""
         out: dict[int, Any] = {}
         errors: dict[int, BaseException] = {}
 
@@ -291,12 +298,16 @@ class Engine:
         m.validate_create_shared(
             m.Create("-", type, state, max_active_ms=max_active_ms, retention_ms=retention_ms)
         )
-        commands: list[tuple[int, m.Create]] = []
-        seen: set[tuple[str, str | None]] = set()
+        # Per item: one Create, grouped by shard at once, and its shard noted for the
+        # reply's order; no (shard, command) or (id, partition) tuple unless needed.
+        groups: dict[int, list[m.Create]] = {}
+        order: list[int] = []
+        seen: set[object] = set()
         table = self._slot_table
+        create, validate = m.Create, m.validate_create_item
         for spec in items:
             part = spec.partition_key if spec.partition_key is not None else partition_key
-            command = m.Create(
+            command = create(
                 spec.id,
                 type,
                 state,
@@ -313,21 +324,26 @@ class Engine:
                 max_active_ms,
                 retention_ms,
             )
-            m.validate_create_item(command)
-            if (spec.id, part) in seen:
+            validate(command)
+            key = spec.id if part is None else (spec.id, part)  # a str never equals a tuple
+            if key in seen:
                 raise InvalidArgument(f"duplicate id {spec.id!r} in one create_many call")
-            seen.add((spec.id, part))
-            commands.append((table[slot_of(part if part is not None else spec.id)], command))
-        outcome = await self._grouped(commands, lambda g: Request(m.CreateMany(g)))
-        out = []
-        cursors = dict.fromkeys(outcome, 0)
-        for i, command in commands:
-            result = outcome[i]
+            seen.add(key)
+            shard = table[slot_of(spec.id if part is None else part)]
+            group = groups.get(shard)
+            if group is None:
+                group = groups[shard] = []
+            group.append(command)
+            order.append(shard)
+        outcome = await self._run_groups(groups, lambda g: Request(m.CreateMany(g)))
+        flows = {i: iter(r) for i, r in outcome.items() if not isinstance(r, Exception)}
+        out: list[ItemResult] = []
+        for spec, shard in zip(items, order, strict=True):
+            result = outcome[shard]
             if isinstance(result, Exception):
-                out.append(ItemResult(command.id, None, result))
+                out.append(_tuple_new(ItemResult, (spec.id, None, result)))
             else:
-                out.append(ItemResult(command.id, result[cursors[i]]))
-                cursors[i] += 1
+                out.append(_tuple_new(ItemResult, (spec.id, next(flows[shard]), None)))
         return out
 
     # -- claiming -----------------------------------------------------------------------
@@ -658,19 +674,22 @@ class Engine:
     async def _many(self, commands: list[tuple[str, str | None, m.Command]]) -> list[ItemResult]:
         if not 0 < len(commands) <= m.MAX_BATCH_ITEMS:
             raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
-        routed = [(self.shard_for(fid, part), command) for fid, part, command in commands]
-        outcome = await self._grouped(routed, lambda g: Request(items=g))
-        per_shard: dict[int, list[ItemResult]] = {}
-        for i, result in outcome.items():
+        groups: dict[int, list[m.Command]] = {}
+        order: list[int] = []  # each item's shard, for the reply's order
+        table = self._slot_table
+        for fid, part, command in commands:
+            shard = table[slot_of(fid if part is None else part)]
+            group = groups.get(shard)
+            if group is None:
+                group = groups[shard] = []
+            group.append(command)
+            order.append(shard)
+        outcome = await self._run_groups(groups, lambda g: Request(items=g))
+        for result in outcome.values():
             if isinstance(result, BaseException):
                 raise result
-            per_shard[i] = list(result)
-        out = []
-        cursors = dict.fromkeys(per_shard, 0)
-        for i, _command in routed:
-            out.append(per_shard[i][cursors[i]])
-            cursors[i] += 1
-        return out
+        replies = {i: iter(result) for i, result in outcome.items()}
+        return [next(replies[i]) for i in order]
 
     async def _acks(
         self, items: Sequence[Ack], make: Callable[[Ack], m.Command]

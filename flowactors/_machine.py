@@ -412,13 +412,12 @@ def validate_create_item(c: Create) -> None:
         c.values = check_values(c.values)
     if c.attributes:
         c.attributes = check_attributes(c.attributes)
-    for what, v in (
-        ("parent_id", c.parent_id),
-        ("root_id", c.root_id),
-        ("correlation_id", c.correlation_id),
-    ):
-        if v is not None:
-            check_id(v, what)
+    if c.parent_id is not None:
+        check_id(c.parent_id, "parent_id")
+    if c.root_id is not None:
+        check_id(c.root_id, "root_id")
+    if c.correlation_id is not None:
+        check_id(c.correlation_id, "correlation_id")
 
 
 # -- helpers ----------------------------------------------------------------------------
