@@ -423,12 +423,34 @@ def validate_create_item(c: Create) -> None:
 # -- helpers ----------------------------------------------------------------------------
 
 
+_DIGEST_HEADS: dict[tuple[Any, ...], bytes] = {}
+
+
 def _create_digest(c: Create) -> int:
-    """Digest of what an idempotent create must repeat exactly (one format, one hash)."""
-    head = (
-        f"{c.type}\0{c.state}\0{c.partition}\0{c.parent_id}\0{c.root_id}\0"
-        f"{c.correlation_id}\0{c.priority}\0{c.max_active_ms}\0{c.retention_ms}\0"
-    ).encode()
+    """Digest of what an idempotent create must repeat exactly (one format, one hash).
+
+    The formatted head is memoised by its fields: a batch repeats one type, state and
+    options, and formatting nine fields cost ~1 us per created flow. (Validation has
+    rejected bools, so 1 and True never share a key.)"""
+    key = (
+        c.type,
+        c.state,
+        c.partition,
+        c.parent_id,
+        c.root_id,
+        c.correlation_id,
+        c.priority,
+        c.max_active_ms,
+        c.retention_ms,
+    )
+    head = _DIGEST_HEADS.get(key)
+    if head is None:
+        if len(_DIGEST_HEADS) >= 4096:
+            _DIGEST_HEADS.clear()
+        head = _DIGEST_HEADS[key] = (
+            f"{c.type}\0{c.state}\0{c.partition}\0{c.parent_id}\0{c.root_id}\0"
+            f"{c.correlation_id}\0{c.priority}\0{c.max_active_ms}\0{c.retention_ms}\0"
+        ).encode()
     return xxhash.xxh64_intdigest(head + c.payload if c.payload is not None else head)
 
 
