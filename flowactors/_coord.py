@@ -200,7 +200,6 @@ class Acked:
     msg_ids: list[str]
 
 
-COORD_COMMANDS = (Spawn, Signal, Rewind, Cleanup, PutPolicy, Deliver, Acked)
 CoordCommand = Spawn | Signal | Rewind | Cleanup | PutPolicy | Deliver | Acked
 AnyCommand = m.Command | CoordCommand
 Decision = tuple[Any, list[Any]]
@@ -237,10 +236,10 @@ class _Tx:
 
 def decide(state: ShardState, command: AnyCommand, now: int, config: m.Config) -> Decision:
     """Decide one command (core or coordination), then settle its consequences."""
-    if isinstance(command, COORD_COMMANDS):
-        result, mutations = _DECIDERS[type(command)](state, command, now, config)
-    else:
-        result, mutations = m.decide(state, command, now, config)
+    decider = _ALL_DECIDERS.get(type(command))
+    if decider is None:
+        raise InvalidArgument(f"unknown command {type(command).__name__}")
+    result, mutations = decider(state, command, now, config)
     if mutations and _needs_settle(mutations, config):
         mutations = _settle(state, mutations, now, config)
     return result, mutations
@@ -768,3 +767,4 @@ _DECIDERS: dict[type, Any] = {
     Deliver: decide_deliver,
     Acked: decide_acked,
 }
+_ALL_DECIDERS: dict[type, Any] = {**m.DECIDERS, **_DECIDERS}

@@ -698,11 +698,18 @@ class Engine:
 
     async def complete_many(self, items: Sequence[Ack]) -> list[ItemResult]:
         """Complete many claimed flows in one round trip (`Ack.data` is the result)."""
-        return await self._acks(
-            items,
-            lambda a: m.Complete(
-                m.check_id(a.id), a.lease_token, a.fencing_token, m.check_blob(a.data, "result")
-            ),
+        complete, check_id, check_blob = m.Complete, m.check_id, m.check_blob
+        return await self._many(  # spelled out, not `_acks`: one call less per item
+            [
+                (
+                    a.id,
+                    a.partition_key,
+                    complete(
+                        check_id(a.id), a.lease_token, a.fencing_token, check_blob(a.data, "result")
+                    ),
+                )
+                for a in items
+            ]
         )
 
     async def fail_many(self, items: Sequence[Ack]) -> list[ItemResult]:

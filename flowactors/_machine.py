@@ -563,7 +563,7 @@ def _terminal(
 # -- decisions --------------------------------------------------------------------------
 
 
-def decide_create(state: ShardState, c: Create, now: int) -> Decision:
+def decide_create(state: ShardState, c: Create, now: int, config: Config | None = None) -> Decision:
     digest = _create_digest(c)
     existing = state.get(c.id)
     if existing is not None:
@@ -615,7 +615,9 @@ def decide_create(state: ShardState, c: Create, now: int) -> Decision:
     return record, [Write(record, "created", None, blobs, values)]
 
 
-def decide_create_many(state: ShardState, cm: CreateMany, now: int) -> Decision:
+def decide_create_many(
+    state: ShardState, cm: CreateMany, now: int, config: Config | None = None
+) -> Decision:
     """All or nothing: any failing item fails the whole (per-shard) batch."""
     seen: set[str] = set()
     results: list[Record] = []
@@ -780,7 +782,9 @@ def _exhaust(
     return Write(rec, event, meta, blobs)
 
 
-def decide_extend(state: ShardState, c: ExtendLease, now: int) -> Decision:
+def decide_extend(
+    state: ShardState, c: ExtendLease, now: int, config: Config | None = None
+) -> Decision:
     _check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     _check_lease(r, c.fencing, c.lease_token, need_lease=True)
@@ -812,7 +816,9 @@ _TRANSITION = evolver(
 )
 
 
-def decide_transition(state: ShardState, c: Transition, now: int) -> Decision:
+def decide_transition(
+    state: ShardState, c: Transition, now: int, config: Config | None = None
+) -> Decision:
     _check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if (
@@ -983,7 +989,9 @@ def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Dec
     return new, [Write(new, "cancelled", {"forced": c.force} if c.force else None, blobs)]
 
 
-def decide_put_value(state: ShardState, c: PutValue, now: int) -> Decision:
+def decide_put_value(
+    state: ShardState, c: PutValue, now: int, config: Config | None = None
+) -> Decision:
     r = _require(state, c.id)
     digest = xxhash.xxh64_intdigest(c.data)
     current = (r[VALUES] or {}).get(c.name)
@@ -1004,28 +1012,31 @@ def decide_put_value(state: ShardState, c: PutValue, now: int) -> Decision:
     return new, [Write(new, "value_put", {"name": c.name}, None, values)]
 
 
+def _decide_read(state: ShardState, c: Read, now: int, config: Config | None = None) -> Decision:
+    return state.get(c.id), []
+
+
+# Exact command type -> its decision (one dict lookup instead of an isinstance chain; every
+# decider takes `config`, used or not).
+DECIDERS: dict[type, Any] = {
+    Claim: decide_claim,
+    Complete: decide_complete,
+    Create: decide_create,
+    CreateMany: decide_create_many,
+    Retry: decide_retry,
+    Fail: decide_fail,
+    Transition: decide_transition,
+    ExtendLease: decide_extend,
+    Cancel: decide_cancel,
+    PutValue: decide_put_value,
+    Read: _decide_read,
+}
+
+
 def decide(state: ShardState, command: Command, now: int, config: Config) -> Decision:
     """Dispatch one command. Raises a `FlowError` (and decides nothing) on bad input."""
-    if isinstance(command, Claim):
-        return decide_claim(state, command, now, config)
-    if isinstance(command, Complete):
-        return decide_complete(state, command, now, config)
-    if isinstance(command, Create):
-        return decide_create(state, command, now)
-    if isinstance(command, CreateMany):
-        return decide_create_many(state, command, now)
-    if isinstance(command, Retry):
-        return decide_retry(state, command, now, config)
-    if isinstance(command, Fail):
-        return decide_fail(state, command, now, config)
-    if isinstance(command, Transition):
-        return decide_transition(state, command, now)
-    if isinstance(command, ExtendLease):
-        return decide_extend(state, command, now)
-    if isinstance(command, Cancel):
-        return decide_cancel(state, command, now, config)
-    if isinstance(command, PutValue):
-        return decide_put_value(state, command, now)
-    if isinstance(command, Read):
-        return state.get(command.id), []
-    raise InvalidArgument(f"unknown command {type(command).__name__}")
+    decider = DECIDERS.get(type(command))
+    if decider is None:
+        raise InvalidArgument(f"unknown command {type(command).__name__}")
+    decision: Decision = decider(state, command, now, config)
+    return decision
