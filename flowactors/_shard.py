@@ -458,43 +458,30 @@ class Shard:
         return blobs.get(which) if blobs else None
 
     def to_flow(self, r: Record, hyd: Hydrate = NO_HYDRATE) -> Flow:
-        if hyd is NO_HYDRATE and not r[VALUES]:  # most replies: nothing to read or size
-            flow: Flow = _tuple_new(
-                Flow,
-                (
-                    *r[:_FLOW_HEAD],
-                    dict(r[ATTRIBUTES]) if r[ATTRIBUTES] else EMPTY,
-                    r[PARENT_ID],
-                    r[ROOT_ID] or r[ID],
-                    r[CORRELATION_ID],
-                    r[PAYLOAD_SIZE],
-                    None,
-                    False,
-                    None,
-                    None,
-                    EMPTY,
-                    EMPTY,
-                ),
-            )
-            return flow
-        payload = None
+        payload = result = error = None
         omitted = False
-        if hyd.payload is not False and r[PAYLOAD_VER]:
-            cap = None if hyd.payload is True else int(hyd.payload)
-            if cap is not None and r[PAYLOAD_SIZE] > cap:
-                omitted = True
-            else:
-                payload = self._blob(r, r[PAYLOAD_VER], "p")
         values: Mapping[str, bytes] = EMPTY
         sizes: Mapping[str, int] = EMPTY
-        if r[VALUES]:
-            sizes = {name: meta[1] for name, meta in r[VALUES].items()}
-            if hyd.values:
-                values = self.get_values(r, hyd.values)
+        # Most replies ask for nothing (the shared NO_HYDRATE) about a flow with no
+        # values: nothing to read or size, straight to the tuple.
+        if hyd is not NO_HYDRATE or r[VALUES]:
+            if hyd.payload is not False and r[PAYLOAD_VER]:
+                cap = None if hyd.payload is True else int(hyd.payload)
+                if cap is not None and r[PAYLOAD_SIZE] > cap:
+                    omitted = True
+                else:
+                    payload = self._blob(r, r[PAYLOAD_VER], "p")
+            if r[VALUES]:
+                sizes = {name: meta[1] for name, meta in r[VALUES].items()}
+                if hyd.values:
+                    values = self.get_values(r, hyd.values)
+            if hyd.outcome:
+                result = self._blob(r, r[RESULT_VER], "r")
+                error = self._blob(r, r[ERROR_VER], "e")
         # Positional, straight into tuple.__new__: Flow's keyword constructor costs
         # ~1 us more per flow, and every reply builds one per flow. Flow starts with the
         # record's first fields (id .. partition), in the same order: one slice.
-        flow = _tuple_new(
+        flow: Flow = _tuple_new(
             Flow,
             (
                 *r[:_FLOW_HEAD],
@@ -505,8 +492,8 @@ class Shard:
                 r[PAYLOAD_SIZE],
                 payload,
                 omitted,
-                self._blob(r, r[RESULT_VER], "r") if hyd.outcome else None,
-                self._blob(r, r[ERROR_VER], "e") if hyd.outcome else None,
+                result,
+                error,
                 values,
                 sizes,
             ),
