@@ -504,7 +504,8 @@ def _check_lease(r: Record, fencing: int, lease_token: str | None, *, need_lease
         raise StaleLease(f"flow {r[ID]!r} holds no lease; its lease token is stale")
 
 
-_CLOSE = evolver(
+# What every move of a flow sets (claim, close, transition): state, version, lease, due.
+_MOVE_FIELDS = (
     "state",
     "run_state",
     "version",
@@ -513,8 +514,11 @@ _CLOSE = evolver(
     "lease_deadline",
     "next_run_at",
     "updated_at",
-    "retention_until",
     "last_event",
+)
+_CLOSE = evolver(
+    *_MOVE_FIELDS,
+    "retention_until",
     optional=("values", "result_ver", "error_ver", "fencing"),
 )
 
@@ -651,19 +655,7 @@ def _timeout(r: Record, now: int, config: Config) -> Write:
     return Write(rec, "failed", {"reason": "max_active_ms"}, {"e": error})
 
 
-_CLAIM = evolver(
-    "state",
-    "run_state",
-    "version",
-    "reclaims",
-    "fencing",
-    "lease_owner",
-    "lease_token",
-    "lease_deadline",
-    "next_run_at",
-    "updated_at",
-    "last_event",
-)
+_CLAIM = evolver(*_MOVE_FIELDS, "reclaims", "fencing")
 
 
 def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decision:
@@ -801,17 +793,9 @@ def decide_extend(
 
 
 _TRANSITION = evolver(
-    "state",
-    "run_state",
-    "version",
-    "lease_owner",
-    "lease_token",
-    "lease_deadline",
-    "next_run_at",
+    *_MOVE_FIELDS,
     "priority",
-    "updated_at",
     "values",
-    "last_event",
     optional=("payload_ver", "payload_size", "attributes"),
 )
 
@@ -884,30 +868,18 @@ def _finish(
         return error, [timeout]  # the failure is written; the caller hears the error
     version = r[VERSION] + 1
     vals = dict(values) if values else None
-    if data is None:
-        new = _terminal(r, target, now, config, last_event=target, values=_values_meta(r, vals))
-        return new, [Write(new, target, {"from": r[RUN_STATE]}, None, vals)]
-    if data_key == "r":
-        new = _terminal(
-            r,
-            target,
-            now,
-            config,
-            last_event=target,
-            values=_values_meta(r, vals),
-            result_ver=version,
-        )
-    else:
-        new = _terminal(
-            r,
-            target,
-            now,
-            config,
-            last_event=target,
-            values=_values_meta(r, vals),
-            error_ver=version,
-        )
-    return new, [Write(new, target, {"from": r[RUN_STATE]}, {data_key: data}, vals)]
+    new = _terminal(
+        r,
+        target,
+        now,
+        config,
+        last_event=target,
+        values=_values_meta(r, vals),
+        result_ver=version if data is not None and data_key == "r" else KEEP,
+        error_ver=version if data is not None and data_key == "e" else KEEP,
+    )
+    blobs = {data_key: data} if data is not None else None
+    return new, [Write(new, target, {"from": r[RUN_STATE]}, blobs, vals)]
 
 
 def decide_complete(state: ShardState, c: Complete, now: int, config: Config) -> Decision:
