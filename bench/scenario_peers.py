@@ -15,18 +15,40 @@ settings are read back from it (not assumed) and printed beside its figure:
   `get(raw=True)` -> `ack(id=...)` per job (one commit each). The queue sets only
   `journal_mode=WAL`; `synchronous` is SQLite's built-in default, read back with PRAGMA.
 
-A peer that is not importable is skipped and named as "not installed"; procrastinate and RQ
-are only looked for (a PostgreSQL / Redis listening on localhost) and never driven here.
-Ratios are flowactors' jobs/s over each peer's; the floor asks flowactors >= 10x the best
-installed peer, and is not evaluated (no key) when no peer is installed. Compare with the
-raw fdatasync rate of the same run: SQLite at synchronous=FULL in WAL mode syncs per commit.
+- RQ (`rq` installed, a Redis on localhost:6379): `Queue.enqueue` N times, then one
+  `SimpleWorker` (no fork per job) in burst mode; Redis's `appendonly` / `appendfsync` are
+  read back with CONFIG GET (durable only with appendonly yes, appendfsync always).
+- procrastinate (`procrastinate` installed, a PostgreSQL at $FLOWACTORS_BENCH_PG, default
+  postgresql://bench:bench@127.0.0.1:5432/bench): `defer_async` N times, then one worker
+  with `wait=False` until the queue is empty; its tables live in their own schema
+  (`flowactors_bench`, dropped and rebuilt per run); `fsync` and `synchronous_commit` are
+  read back with SHOW.
+  RQ and procrastinate run 2,000 jobs (the same N under --quick): at 100-300 jobs/s a
+  20k run would take minutes per repeat, and jobs/s is a rate.
+
+A peer that is not importable, or whose server does not answer, is skipped and named with
+the reason. Ratios are flowactors' jobs/s over each peer's; the floor asks flowactors >=
+10x the best installed peer, and is not evaluated (no key) when no peer is installed.
+Compare with the raw fdatasync rate of the same run: SQLite at synchronous=FULL in WAL
+mode syncs per commit.
+
+Servers from Debian's packages, for a run beside the SQLite peers:
+
+    apt-get install -y redis-server postgresql
+    redis-server --port 6379 --bind 127.0.0.1 --appendonly yes --appendfsync always \
+        --dir /tmp --daemonize yes
+    pg_ctlcluster 15 main start
+    su postgres -c "psql -c \"CREATE ROLE bench LOGIN PASSWORD 'bench'\""
+    su postgres -c "psql -c 'CREATE DATABASE bench OWNER bench'"
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -59,25 +81,24 @@ class Peer:
     module: str  # importable name
     dist: str  # distribution name, for the version
     run: Callable[[Path, int], tuple[float, Durability]]
+    probe: Callable[[], str | None] | None = None  # why it cannot run here, or None
+    jobs: int | None = None  # fewer jobs than the others' (a slow peer), None: the same
 
 
 @dataclass(frozen=True, slots=True)
 class Durability:
-    """A peer's settings as read back from it: the short form goes beside its figure."""
+    """A peer's settings as read back from it: `short` goes beside its figure."""
 
-    synchronous: int  # SQLite PRAGMA synchronous
-    journal: str  # SQLite PRAGMA journal_mode
+    short: str
+    durable: bool
     note: str
 
-    @property
-    def durable(self) -> bool:
-        return self.synchronous >= 2  # FULL or EXTRA: the WAL is synced at every commit
 
-    @property
-    def short(self) -> str:
-        name = _SYNCHRONOUS.get(self.synchronous, str(self.synchronous))
-        verdict = "durable" if self.durable else "NOT durable on power loss"
-        return f"SQLite synchronous={name}, journal {self.journal}: {verdict}"
+def _sqlite_durability(level: int, journal: str, note: str) -> Durability:
+    durable = level >= 2  # FULL or EXTRA: the WAL is synced at every commit
+    name = _SYNCHRONOUS.get(level, str(level))
+    verdict = "durable" if durable else "NOT durable on power loss"
+    return Durability(f"SQLite synchronous={name}, journal {journal}: {verdict}", durable, note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,32 +109,32 @@ class Server:
     sockets: tuple[str, ...]
 
 
-SERVERS = (
-    Server("procrastinate", "PostgreSQL", 5432, ("/var/run/postgresql/.s.PGSQL.5432",)),
-    Server("rq", "Redis", 6379, ("/var/run/redis/redis-server.sock", "/tmp/redis.sock")),
-)
-
-
 @register("peers")
 def peers_scenario(session: Session) -> None:
-    """flowactors vs installed peers (huey-SQLite, persist-queue): durable jobs/s side by side."""
+    """flowactors vs installed peers (huey, persist-queue, RQ, procrastinate): durable jobs/s."""
     n = QUICK_JOBS if session.quick else FULL_JOBS
-    installed = [p for p in PEERS if importlib.util.find_spec(p.module) is not None]
-    missing = [p.dist for p in PEERS if p not in installed]
-    skipped = [f"{name} (not installed)" for name in missing]
-    skipped += [_server_note(s) for s in SERVERS]
+    skipped = []
+    installed = []
+    for peer in PEERS:
+        if importlib.util.find_spec(peer.module) is None:
+            skipped.append(f"{peer.dist} (not installed)")
+        elif peer.probe is not None and (reason := peer.probe()) is not None:
+            skipped.append(f"{peer.dist} ({reason})")
+        else:
+            installed.append(peer)
     if not installed:
         skipped.append("no peer installed, so the 10x floor is not evaluated")
     session.section(
         f"workload: {n:,} jobs enqueued, then claimed, run as no-ops and acknowledged; "
-        f"skipped: {', '.join(skipped)}"
+        f"skipped: {', '.join(skipped) or 'none'}"
     )
     session.record(Metric("peers_jobs", "jobs per run (each system)", "jobs"), n)
 
     flowactors_rate = _measure_flowactors(session, n)
     rates: dict[str, float] = {}
     for peer in installed:
-        rates[peer.key] = _measure_peer(session, peer, n)
+        jobs = n if peer.jobs is None or session.quick else peer.jobs
+        rates[peer.key] = _measure_peer(session, peer, jobs)
 
     if not rates:
         session.progress("no peer installed: the 10x floor is not evaluated")
@@ -246,7 +267,8 @@ def _huey(path: Path, n: int) -> tuple[float, Durability]:
     if ran[0] != n or huey.pending_count() != 0:
         raise RuntimeError(f"huey ran {ran[0]:,} of {n:,} jobs")
     level, journal = _sqlite_settings(huey.storage.conn)
-    settings = Durability(level, journal, "fsync=True sets synchronous=FULL; at-most-once (no ack)")
+    note = "fsync=True sets synchronous=FULL; at-most-once (no ack)"
+    settings = _sqlite_durability(level, journal, note)
     huey.storage.close()
     return n / seconds, settings
 
@@ -272,7 +294,97 @@ def _persist_queue(path: Path, n: int) -> tuple[float, Durability]:
     finally:
         queue.close()
     note = "persist-queue sets journal_mode=WAL only; synchronous is SQLite's default"
-    return n / seconds, Durability(level, journal, note)
+    return n / seconds, _sqlite_durability(level, journal, note)
+
+
+REDIS = Server("rq", "Redis", 6379, ("/var/run/redis/redis-server.sock", "/tmp/redis.sock"))
+# procrastinate's database: its tables go into their own schema, dropped and rebuilt per run.
+POSTGRES_DSN = os.environ.get(
+    "FLOWACTORS_BENCH_PG", "postgresql://bench:bench@127.0.0.1:5432/bench"
+)
+PG_SCHEMA = "flowactors_bench"
+
+
+def _redis_probe() -> str | None:
+    return None if _listening(REDIS) else f"no Redis on localhost:{REDIS.port}"
+
+
+def _postgres_probe() -> str | None:
+    if importlib.util.find_spec("psycopg") is None:
+        return "psycopg not installed"
+    psycopg = importlib.import_module("psycopg")
+    try:
+        psycopg.connect(POSTGRES_DSN, connect_timeout=2).close()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"no PostgreSQL at $FLOWACTORS_BENCH_PG: {first[:80]}"
+    return None
+
+
+def _procrastinate(path: Path, n: int) -> tuple[float, Durability]:
+    """procrastinate on PostgreSQL: defer N no-op jobs, then one worker runs them until
+    the queue is empty (`wait=False`), in this process, on asyncio."""
+    return asyncio.run(_procrastinate_async(n))
+
+
+async def _procrastinate_async(n: int) -> tuple[float, Durability]:
+    psycopg = importlib.import_module("psycopg")
+    procrastinate = importlib.import_module("procrastinate")
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute("SET client_min_messages TO warning")  # no NOTICE per dropped object
+        conn.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {PG_SCHEMA}")
+        fsync = conn.execute("SHOW fsync").fetchone()[0]
+        commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    connector = procrastinate.PsycopgConnector(
+        conninfo=POSTGRES_DSN, kwargs={"options": f"-c search_path={PG_SCHEMA}"}
+    )
+    app = procrastinate.App(connector=connector)
+    noop = app.task(name="noop")(_noop_job)
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        clock = time.perf_counter
+        started = clock()
+        for _ in range(n):
+            await noop.defer_async()
+        await app.run_worker_async(wait=False, install_signal_handlers=False, listen_notify=False)
+        seconds = clock() - started
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        query = f"SELECT count(*) FROM {PG_SCHEMA}.procrastinate_jobs WHERE status = 'succeeded'"
+        done = conn.execute(query).fetchone()[0]
+    if done != n:
+        raise RuntimeError(f"procrastinate ran {done:,} of {n:,} jobs")
+    durable = fsync == "on" and commit in ("on", "remote_write", "remote_apply")
+    verdict = "durable" if durable else "NOT durable on power loss"
+    short = f"PostgreSQL fsync={fsync}, synchronous_commit={commit}: {verdict}"
+    note = "one transaction per defer; the worker fetches and finishes each job in its own"
+    return n / seconds, Durability(short, durable, note)
+
+
+def _rq(path: Path, n: int) -> tuple[float, Durability]:
+    """RQ on the Redis at localhost:6379: enqueue N no-op jobs, then one `SimpleWorker`
+    (no fork per job) works the queue in burst mode, in this process."""
+    redis = importlib.import_module("redis")
+    rq = importlib.import_module("rq")
+    conn = redis.Redis(host="127.0.0.1", port=REDIS.port)
+    appendonly = conn.config_get("appendonly")["appendonly"]
+    appendfsync = conn.config_get("appendfsync")["appendfsync"]
+    queue = rq.Queue(f"flowactors-bench-{path.name}", connection=conn)
+    queue.empty()
+    clock = time.perf_counter
+    started = clock()
+    for _ in range(n):
+        queue.enqueue(f"{__name__}._noop_job", result_ttl=0)
+    rq.SimpleWorker([queue], connection=conn).work(burst=True, logging_level="WARNING")
+    seconds = clock() - started
+    failed = queue.failed_job_registry.count
+    if queue.count or failed:
+        raise RuntimeError(f"rq left {queue.count:,} jobs queued and {failed:,} failed")
+    durable = appendonly == "yes" and appendfsync == "always"
+    verdict = "durable" if durable else "NOT durable on power loss"
+    short = f"Redis appendonly={appendonly}, appendfsync={appendfsync}: {verdict}"
+    note = "one job per enqueue; the worker acks by moving the job to its registries"
+    return n / seconds, Durability(short, durable, note)
 
 
 PEERS = (
@@ -292,16 +404,30 @@ PEERS = (
         "persist-queue",
         _persist_queue,
     ),
+    Peer(
+        "rq_redis",
+        "RQ on Redis",
+        "Queue.enqueue() x N, then SimpleWorker.work(burst=True)",
+        "rq",
+        "rq",
+        _rq,
+        probe=_redis_probe,
+        jobs=2_000,
+    ),
+    Peer(
+        "procrastinate_postgres",
+        "procrastinate on PostgreSQL",
+        "task.defer_async() x N, then run_worker_async(wait=False)",
+        "procrastinate",
+        "procrastinate",
+        _procrastinate,
+        probe=_postgres_probe,
+        jobs=2_000,
+    ),
 )
 
 
-# -- servers we only look for ---------------------------------------------------------------
-
-
-def _server_note(server: Server) -> str:
-    if _listening(server):
-        return f"{server.name} ({server.server} reachable, not driven by this scenario)"
-    return f"{server.name} (no {server.server} on localhost:{server.port})"
+# -- reaching a local server ---------------------------------------------------------------
 
 
 def _listening(server: Server) -> bool:
@@ -319,3 +445,7 @@ def _listening(server: Server) -> bool:
             return True
     except OSError:
         return False
+
+
+def _noop_job() -> None:
+    """The job RQ and procrastinate workers run (importable by its dotted name)."""
