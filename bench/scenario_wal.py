@@ -25,7 +25,7 @@ import gc
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,31 +223,42 @@ async def _writers(
     path: Path, n: int, keys: Sequence[bytes], value: bytes, seconds: float
 ) -> Written:
     """`n` tasks, each looping `await log.put(...)` until the deadline; all start together."""
-    go = trio.Event()
-    deadline = 0.0  # set just before `go`; the writers read it only after `go`
-    clock = time.perf_counter
-
     async with wal.open_log(path, sync="always") as log:
         put = log.put
         count = len(keys)
 
-        async def writer(first: int) -> None:
-            await go.wait()
-            i = first
-            while clock() < deadline:
-                await put(keys[i % count], value)
-                i += n
+        def writer(first: int) -> Callable[[int], Awaitable[None]]:
+            return lambda i: put(keys[(first + i * n) % count], value)
 
-        async with trio.open_nursery() as nursery:
-            for i in range(n):
-                nursery.start_soon(writer, i)
-            await trio.testing.wait_all_tasks_blocked()
-            before = log.statistics()
-            started = clock()
-            deadline = started + seconds
-            go.set()
-        elapsed = clock() - started
-        return Written.between(before, log.statistics(), elapsed)
+        return await _closed_loop(log, [writer(k) for k in range(n)], seconds)
+
+
+async def _closed_loop(
+    log: wal.Log, writers: Sequence[Callable[[int], Awaitable[None]]], seconds: float
+) -> Written:
+    """Run every `writer(i)` for i = 0, 1, ... in its own task, all from one start, until
+    `seconds` have passed; what the log wrote meanwhile."""
+    go = trio.Event()
+    deadline = 0.0  # set just before `go`; the writers read it only after `go`
+    clock = time.perf_counter
+
+    async def loop(write: Callable[[int], Awaitable[None]]) -> None:
+        await go.wait()
+        i = 0
+        while clock() < deadline:
+            await write(i)
+            i += 1
+
+    async with trio.open_nursery() as nursery:
+        for write in writers:
+            nursery.start_soon(loop, write)
+        await trio.testing.wait_all_tasks_blocked()
+        before = log.statistics()
+        started = clock()
+        deadline = started + seconds
+        go.set()
+    elapsed = clock() - started
+    return Written.between(before, log.statistics(), elapsed)
 
 
 # -- the batch API -------------------------------------------------------------------------
@@ -335,28 +346,14 @@ def _measure_bandwidth(session: Session, keys: Sequence[bytes], seconds: float) 
 async def _bandwidth_writes(
     path: Path, per_writer: Sequence[Sequence[Sequence[tuple[bytes, bytes]]]], seconds: float
 ) -> Written:
-    clock = time.perf_counter
-    go = trio.Event()
-    deadline = 0.0
     async with wal.open_log(path, sync="always") as log:
 
-        async def writer(batches: Sequence[Sequence[tuple[bytes, bytes]]]) -> None:
-            await go.wait()
-            i = 0
-            while clock() < deadline:
-                await log.write(batches[i % len(batches)])
-                i += 1
+        def writer(
+            batches: Sequence[Sequence[tuple[bytes, bytes]]],
+        ) -> Callable[[int], Awaitable[None]]:
+            return lambda i: log.write(batches[i % len(batches)])
 
-        async with trio.open_nursery() as nursery:
-            for batches in per_writer:
-                nursery.start_soon(writer, batches)
-            await trio.testing.wait_all_tasks_blocked()
-            before = log.statistics()
-            started = clock()
-            deadline = started + seconds
-            go.set()
-        elapsed = clock() - started
-        return Written.between(before, log.statistics(), elapsed)
+        return await _closed_loop(log, [writer(b) for b in per_writer], seconds)
 
 
 def _batch_run(
