@@ -248,8 +248,11 @@ def decide(state: ShardState, command: AnyCommand, now: int, config: m.Config) -
 def _needs_settle(mutations: list[Any], config: m.Config) -> bool:
     if config.installed:
         return True
-    for mut in mutations:  # noqa: SIM110 - a plain loop: any(genexpr) costs a frame per call
-        if type(mut) is not Write or mut.record[EXT] is not None:
+    for mut in mutations:
+        kind = type(mut)
+        if kind is m.Writes:
+            continue  # its records hold no ext, and no policy is installed
+        if kind is not Write or mut.record[EXT] is not None:
             return True
     return False
 

@@ -42,7 +42,17 @@ from ._errors import (
     translate,
 )
 from ._policy import decode_policy, encode_policy, merge_policy
-from ._record import EXT, ID, NEXT_RUN_AT, PARTITION, STATE, TERMINAL, Record
+from ._record import (
+    COMPLETED,
+    EXT,
+    FAILED,
+    ID,
+    NEXT_RUN_AT,
+    PARTITION,
+    STATE,
+    TERMINAL,
+    Record,
+)
 from ._shard import NO_HYDRATE, Hydrate, Request, Shard
 from ._state import ShardState
 from ._types import (
@@ -698,28 +708,39 @@ class Engine:
 
     async def complete_many(self, items: Sequence[Ack]) -> list[ItemResult]:
         """Complete many claimed flows in one round trip (`Ack.data` is the result)."""
-        complete, check_id, check_blob = m.Complete, m.check_id, m.check_blob
-        return await self._many(  # spelled out, not `_acks`: one call less per item
-            [
-                (
-                    a.id,
-                    a.partition_key,
-                    complete(
-                        check_id(a.id), a.lease_token, a.fencing_token, check_blob(a.data, "result")
-                    ),
-                )
-                for a in items
-            ]
-        )
+        return await self._finish_many(COMPLETED, items, "result")
 
     async def fail_many(self, items: Sequence[Ack]) -> list[ItemResult]:
         """Fail many claimed flows in one round trip (`Ack.data` is the error)."""
-        return await self._acks(
-            items,
-            lambda a: m.Fail(
-                m.check_id(a.id), a.lease_token, a.fencing_token, m.check_blob(a.data, "error")
-            ),
-        )
+        return await self._finish_many(FAILED, items, "error")
+
+    async def _finish_many(self, target: str, items: Sequence[Ack], what: str) -> list[ItemResult]:
+        """One `FinishMany` per shard (see `_machine.decide_finish_run`). Ids and data are
+        checked here, for the whole call, before anything is sent."""
+        if not 0 < len(items) <= m.MAX_BATCH_ITEMS:
+            raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
+        groups: dict[int, list[tuple[str, str | None, int, bytes | None]]] = {}
+        order: list[int] = []  # each item's shard, for the reply's order
+        table, check_id, check_blob = self._slot_table, m.check_id, m.check_blob
+        for a in items:
+            fid, data, part = a.id, a.data, a.partition_key
+            check_id(fid)
+            if data is not None and type(data) is not bytes:
+                data = check_blob(data, what)
+            elif data is not None and len(data) > m.MAX_BLOB_BYTES:
+                check_blob(data, what)  # raises, with the limit in its message
+            shard = table[slot_of(fid if part is None else part)]
+            group = groups.get(shard)
+            if group is None:
+                group = groups[shard] = []
+            group.append((fid, a.lease_token, a.fencing_token, data))
+            order.append(shard)
+        outcome = await self._run_groups(groups, lambda g: Request(m.FinishMany(target, g)))
+        for result in outcome.values():
+            if isinstance(result, BaseException):
+                raise result
+        replies = {i: iter(result) for i, result in outcome.items()}
+        return [next(replies[i]) for i in order]
 
     async def retry_many(self, items: Sequence[Ack]) -> list[ItemResult]:
         """Retry many claimed flows per their policy (`Ack.data` is the error)."""

@@ -42,6 +42,7 @@ from ._record import (
     COMPLETED,
     CREATE_DIGEST,
     ERROR_VER,
+    EXT,
     FAILED,
     FENCING,
     ID,
@@ -52,6 +53,7 @@ from ._record import (
     PARTITION,
     PRIORITY,
     RECLAIMS,
+    RESULT_VER,
     RETENTION_MS,
     RUN_STATE,
     RUNNING,
@@ -155,7 +157,34 @@ class Write:
     open: bool = False
 
 
-Mutation = Write
+@dataclass(slots=True)
+class Writes:
+    """Many plain writes decided together (a claim's, a batch create's, a batch outcome's),
+    applied column-wise by the shard (`ShardState.put_many`, one encode per record) with
+    no object per write: `records[i]` is a new version whose history event is `event`,
+    with `meta` shared by all (or `metas[i]` each) and `blobs[i]` (or no blobs at all).
+
+    Only records that coordination has nothing to settle on travel this way: no `ext`,
+    and no installed policy (the deciders check both). `expand()` gives the equivalent
+    `Write`s, one per record."""
+
+    records: list[Record]
+    event: str
+    meta: dict[str, Any] | None = None
+    metas: list[dict[str, Any] | None] | None = None
+    blobs: list[dict[str, bytes] | None] | None = None
+
+    def expand(self) -> list[Write]:
+        n = len(self.records)
+        metas = self.metas if self.metas is not None else [self.meta] * n
+        blobs = self.blobs if self.blobs is not None else [None] * n
+        return [
+            Write(r, self.event, meta, blob)
+            for r, meta, blob in zip(self.records, metas, blobs, strict=True)
+        ]
+
+
+Mutation = Write | Writes
 
 # -- commands ---------------------------------------------------------------------------
 
@@ -250,6 +279,16 @@ class Retry:
 
 
 @dataclass(slots=True)
+class FinishMany:
+    """`complete_many` / `fail_many` on one shard: `items` of (id, lease_token, fencing,
+    data), each deciding alone, in order, as `Complete` / `Fail` would (`target` says
+    which). See `decide_finish_run`."""
+
+    target: str
+    items: list[tuple[str, str | None, int, bytes | None]]
+
+
+@dataclass(slots=True)
 class Cancel:
     id: str
     fencing: int | None = None
@@ -281,6 +320,7 @@ Command = (
     | Transition
     | Complete
     | Fail
+    | FinishMany
     | Retry
     | Cancel
     | PutValue
@@ -464,7 +504,7 @@ def _values_meta(record: Record, values: dict[str, bytes] | None) -> dict[str, l
     return merged
 
 
-def _new_values_meta(values: dict[str, bytes] | None) -> dict[str, list[int]] | None:
+def _new_values_meta(values: Mapping[str, bytes] | None) -> dict[str, list[int]] | None:
     """The `values` field of a new record that gets `values`."""
     if not values:
         return None
@@ -567,7 +607,19 @@ def _terminal(
 # -- decisions --------------------------------------------------------------------------
 
 
-def decide_create(state: ShardState, c: Create, now: int, config: Config | None = None) -> Decision:
+def decide_create(
+    state: ShardState, c: Create, now: int, config: Config | None = None
+) -> tuple[Record, list[Write]]:
+    record = _created(state, c, now)
+    if record is None:
+        return state.records[c.id], []
+    blobs = {"p": c.payload} if c.payload is not None else None
+    return record, [Write(record, "created", None, blobs, dict(c.values) if c.values else None)]
+
+
+def _created(state: ShardState, c: Create, now: int) -> Record | None:
+    """The new record `c` creates; None when `c` repeats the create of an existing flow
+    idempotently (nothing to write); FlowExists / IdempotencyConflict otherwise."""
     digest = _create_digest(c)
     existing = state.get(c.id)
     if existing is not None:
@@ -575,10 +627,9 @@ def decide_create(state: ShardState, c: Create, now: int, config: Config | None 
             raise FlowExists(f"flow {c.id!r} already exists")
         if existing[CREATE_DIGEST] != digest or existing[PARTITION] != c.partition:
             raise IdempotencyConflict(f"flow {c.id!r} exists with a different create request")
-        return existing, []
+        return None
     version = 1
     payload = c.payload
-    values = dict(c.values) if c.values else None
     # A tuple display in FIELDS order, not `make_record(**...)`: matching 27 keywords
     # cost ~1.7 us per created flow, this ~0.1 us (tests compare the two).
     record: Record = (
@@ -602,7 +653,7 @@ def decide_create(state: ShardState, c: Create, now: int, config: Config | None 
         len(payload) if payload is not None else 0,  # payload_size
         0,  # result_ver
         0,  # error_ver
-        _new_values_meta(values),  # values
+        _new_values_meta(c.values),  # values
         c.attributes,  # attributes
         c.parent_id,  # parent_id
         c.root_id if c.root_id not in (None, c.id) else None,  # root_id
@@ -615,24 +666,45 @@ def decide_create(state: ShardState, c: Create, now: int, config: Config | None 
         "created",  # last_event
         None,  # ext
     )
-    blobs = {"p": payload} if payload is not None else None
-    return record, [Write(record, "created", None, blobs, values)]
+    return record
 
 
 def decide_create_many(
     state: ShardState, cm: CreateMany, now: int, config: Config | None = None
 ) -> Decision:
-    """All or nothing: any failing item fails the whole (per-shard) batch."""
+    """All or nothing: any failing item fails the whole (per-shard) batch. New flows
+    without named values travel as one `Writes` run (payloads as its blobs); an
+    idempotent repeat writes nothing, as in `decide_create`."""
     seen: set[str] = set()
     results: list[Record] = []
     mutations: list[Mutation] = []
+    run: list[Record] = []
+    blobs: list[dict[str, bytes] | None] = []
+    any_blob = False
+    batchable = config is None or not config.installed
     for item in cm.items:
         if item.id in seen:
             raise InvalidArgument(f"duplicate id {item.id!r} in one create_many batch")
         seen.add(item.id)
-        record, muts = decide_create(state, item, now)
+        record = _created(state, item, now)
+        if record is None:  # an idempotent repeat
+            results.append(state.records[item.id])
+            continue
         results.append(record)
-        mutations.extend(muts)
+        payload = item.payload
+        if batchable and not item.values:
+            run.append(record)
+            if payload is None:
+                blobs.append(None)
+            else:
+                blobs.append({"p": payload})
+                any_blob = True
+        else:
+            blob = {"p": payload} if payload is not None else None
+            values = dict(item.values) if item.values else None
+            mutations.append(Write(record, "created", None, blob, values))
+    if run:
+        mutations.append(Writes(run, "created", None, None, blobs if any_blob else None))
     return results, mutations
 
 
@@ -656,15 +728,35 @@ def _timeout(r: Record, now: int, config: Config) -> Write:
 
 
 _CLAIM = evolver(*_MOVE_FIELDS, "reclaims", "fencing")
+# A first claim (not a reclaim), positionally: the batch path of `decide_claim`.
+_CLAIMED = evolver(
+    "state",
+    "run_state",
+    "version",
+    "fencing",
+    "lease_owner",
+    "lease_token",
+    "lease_deadline",
+    "next_run_at",
+    "updated_at",
+    positional=True,
+    fixed={"last_event": "claimed"},
+)
 
 
 def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decision:
-    """Claim up to `limit` due flows of one type, reclaiming expired leases as asked."""
+    """Claim up to `limit` due flows of one type, reclaiming expired leases as asked.
+
+    First claims of flows with no coordination data (no `ext`) and no active deadline
+    due, under no installed policy, are built inline and written as one `Writes` run
+    (shared meta); everything else (reclaims, timeouts, flows with `ext`) goes through
+    `take`, one `Write` each. Both build the same record (tests compare them)."""
     claimed: list[Record] = []
     mutations: list[Mutation] = []
     taken: set[str] = set()
     lease_deadline = now + c.lease_ms
     claimed_meta = {"worker": c.worker}  # shared by this call's claims, never changed
+    run: list[Record] = []
 
     def take(r: Record, reclaim: bool) -> None:
         taken.add(r[ID])
@@ -726,12 +818,39 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
             candidates.extend(islice(state.iter_due(c.type, s, now, c.priority), want))
         if len(states) > 1:
             candidates.sort()
+        records, limit, worker = state.records, c.limit, c.worker
+        batchable = not config.installed
         for _p, _due, fid in candidates:
-            if len(claimed) >= c.limit:
+            if len(claimed) >= limit:
                 break
-            if fid not in taken:
-                take(state.records[fid], reclaim=False)
+            if fid in taken:
+                continue
+            r = records[fid]
+            if (
+                batchable
+                and r[EXT] is None
+                and (r[ACTIVE_DEADLINE] is None or now < r[ACTIVE_DEADLINE])
+            ):
+                fencing = r[FENCING] + 1
+                new = _CLAIMED(
+                    r,
+                    RUNNING,
+                    r[STATE],
+                    r[VERSION] + 1,
+                    fencing,
+                    worker,
+                    f"{worker}:{now}:{fencing}",
+                    lease_deadline,
+                    lease_deadline,
+                    now,
+                )
+                run.append(new)
+                claimed.append(new)
+            else:
+                take(r, reclaim=False)
     reclaim_up_to(c.limit - len(claimed))
+    if run:
+        mutations.append(Writes(run, "claimed", claimed_meta))
     return claimed, mutations
 
 
@@ -892,6 +1011,119 @@ def decide_fail(state: ShardState, c: Fail, now: int, config: Config) -> Decisio
     return _finish(
         state, c.id, c.fencing, c.lease_token, FAILED, "e", c.error, c.values, now, config
     )
+
+
+# A flow closed by its lease holder (complete / fail), positionally: a batch builds one per
+# item, and its lease and due fields always go to None.
+_FINISHED = evolver(
+    "state",
+    "version",
+    "updated_at",
+    "retention_until",
+    "last_event",
+    "result_ver",
+    "error_ver",
+    positional=True,
+    fixed={
+        "run_state": None,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_deadline": None,
+        "next_run_at": None,
+    },
+)
+
+
+def decide_finish_run(
+    state: ShardState, c: FinishMany, now: int, config: Config
+) -> tuple[list[Any], Writes | None, list[int]]:
+    """The batch path of `complete_many` / `fail_many`: `(results, run, slow)`.
+
+    Every item that is a first outcome of a flow running under the lease it presents, with
+    nothing else to it (no values, no max_active_ms, no coordination data, no installed
+    policy: the common case) is decided here, all of them together: `results[i]` is
+    `(id, new record, None)` and the records travel in one `Writes` run. The indices of
+    the others are `slow` (their `results[i]` None): the shard decides those one by one
+    as `Complete` / `Fail` after applying the run, so each sees the state the earlier
+    items left, exactly as the per-item path would. An id that appears twice goes the slow
+    way at every occurrence, so its items keep their order. A slow item cannot touch a
+    run's record: what coordination changes besides the item's own flow (a parent, its
+    fanout children) holds `ext`, which keeps a flow out of the run.
+
+    Tests compare this path with the per-item one (`test_batch_paths.py`)."""
+    items = c.items
+    n = len(items)
+    if config.installed:
+        return [None] * n, None, list(range(n))
+    target = c.target
+    data_is_result = target == COMPLETED
+    seen: set[Any] = set()
+    dup: set[Any] = set()
+    for item in items:
+        fid = item[0]
+        if type(fid) is not str:
+            continue  # not hashable for sure: the slow path words the error
+        if fid in seen:
+            dup.add(fid)
+        seen.add(fid)
+    get = state.records.get
+    default_retention = config.default_retention_ms
+    results: list[Any] = []
+    records: list[Record] = []
+    metas: list[dict[str, Any] | None] = []
+    blobs: list[dict[str, bytes] | None] = []
+    any_blob = False
+    slow: list[int] = []
+    froms: dict[Any, dict[str, Any]] = {}  # run_state -> its shared {"from": run_state}
+    for i, (fid, token, fencing, data) in enumerate(items):
+        r = get(fid) if type(fid) is str and fid not in dup else None
+        if (
+            r is None
+            or type(token) is not str
+            or type(fencing) is not int
+            or r[LEASE_TOKEN] != token  # a leased record is running, hence not terminal
+            or r[FENCING] != fencing
+            or r[ACTIVE_DEADLINE] is not None
+            or r[EXT] is not None
+            or (data is not None and type(data) is not bytes)
+        ):
+            results.append(None)
+            slow.append(i)
+            continue
+        version = r[VERSION] + 1
+        retention = r[RETENTION_MS]
+        if retention is None:
+            retention = default_retention
+        if data is None:
+            result_ver, error_ver = r[RESULT_VER], r[ERROR_VER]
+            blobs.append(None)
+        else:
+            any_blob = True
+            if data_is_result:
+                result_ver, error_ver = version, r[ERROR_VER]
+                blobs.append({"r": data})
+            else:
+                result_ver, error_ver = r[RESULT_VER], version
+                blobs.append({"e": data})
+        new = _FINISHED(
+            r,
+            target,
+            version,
+            now,
+            min(now + retention, MAX_TIME_MS),
+            target,
+            result_ver,
+            error_ver,
+        )
+        run_state = r[RUN_STATE]
+        meta = froms.get(run_state)
+        if meta is None:
+            meta = froms[run_state] = {"from": run_state}
+        metas.append(meta)
+        records.append(new)
+        results.append((fid, new, None))
+    run = Writes(records, target, None, metas, blobs if any_blob else None) if records else None
+    return results, run, slow
 
 
 def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decision:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cbor2
@@ -233,26 +233,41 @@ evolve: Callable[..., Record] = _evolve
 """`evolve(r, state=..., ...)`: a copy of `r` with the given fields replaced."""
 
 
-def evolver(*fields: str, optional: tuple[str, ...] = ()) -> Callable[..., Record]:
+def evolver(
+    *fields: str,
+    optional: tuple[str, ...] = (),
+    positional: bool = False,
+    fixed: Mapping[str, Any] | None = None,
+) -> Callable[..., Record]:
     """A generated `evolve` for one hot mutation: `f(r, *, <fields>, <optional>)` returns
     `r` with every field in `fields` (all required keywords) and any `optional` one given
     replaced. `evolve` matches its keywords against all 32 fields and tests each for
     "kept"; this matches only its own few and copies the rest by index: about half the
-    cost (~0.5 us instead of ~1 us for a claim)."""
-    unknown = [f for f in (*fields, *optional) if f not in FIELDS]
-    if unknown or len(set(fields) | set(optional)) != len(fields) + len(optional):
+    cost (~0.5 us instead of ~1 us for a claim). With `positional`, `fields` are taken
+    in order without keywords (batch paths: matching keywords is most of what is left);
+    `fixed` fields are set to constants without being passed at all."""
+    fixed = dict(fixed or {})
+    named = (*fields, *optional, *fixed)
+    unknown = [f for f in named if f not in FIELDS]
+    if unknown or len(set(named)) != len(named):
         raise ValueError(f"evolver fields must be distinct record fields: {unknown}")
+    if positional and optional:
+        raise ValueError("a positional evolver takes no optional fields")
     params = [*fields, *(f"{f}=_KEEP" for f in optional)]
     items = []
+    namespace: dict[str, Any] = {"_KEEP": KEEP}
     for i, f in enumerate(FIELDS):
-        if f in fields:
+        if f in fixed:
+            namespace[f"_fixed_{f}"] = fixed[f]
+            items.append(f"_fixed_{f}")
+        elif f in fields:
             items.append(f)
         elif f in optional:
             items.append(f"r[{i}] if {f} is _KEEP else {f}")
         else:
             items.append(f"r[{i}]")
-    src = f"def evolve_some(r, *, {', '.join(params)}):\n    return ({', '.join(items)},)\n"
-    namespace: dict[str, Any] = {"_KEEP": KEEP}
+    star = "" if positional else "*, "
+    src = f"def evolve_some(r, {star}{', '.join(params)}):\n    return ({', '.join(items)},)\n"
     exec(src, namespace)
     fn: Callable[..., Record] = namespace["evolve_some"]
     return fn

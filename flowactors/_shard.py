@@ -39,6 +39,7 @@ from ._errors import CorruptLog, FlowError, FlowNotFound, InternalError, Storage
 from ._record import (
     ATTEMPTS,
     ATTRIBUTES,
+    COMPLETED,
     CORRELATION_ID,
     ERROR_VER,
     FENCING,
@@ -299,26 +300,16 @@ class Shard:
             return
         if req.items is not None:
             # Independent items: each succeeds or fails alone, all share one frame.
-            results: list[tuple[str, Any, FlowError | None]] = []
             ops: list[wal.Op] = []
-            for item in req.items:
-                flow_id = getattr(item, "id", "")
-                try:
-                    result, mutations = c.decide(self.state, item, now, self.config)
-                except FlowError as exc:
-                    results.append((flow_id, None, exc))
-                    continue
-                self._apply(mutations, ops)
-                if isinstance(result, FlowError):  # written, yet answered with an error
-                    results.append((flow_id, None, result))
-                else:
-                    results.append((flow_id, result, None))
+            req.result = [self._decide_item(item, now, ops) for item in req.items]
             if ops:
                 self._seal(ops)
                 frames.append(ops)
-            req.result = results
             return
         assert req.command is not None
+        if type(req.command) is m.FinishMany:
+            self._finish_many(req, req.command, now, frames)
+            return
         if type(req.command) is c.Rewind:
             self._load_rewind(req.command)
         result, mutations = c.decide(self.state, req.command, now, self.config)
@@ -331,6 +322,40 @@ class Shard:
             req.error = result
         else:
             req.result = result
+
+    def _decide_item(
+        self, item: c.AnyCommand, now: int, ops: list[wal.Op]
+    ) -> tuple[str, Any, FlowError | None]:
+        """One independent item of a batch: decided and applied alone (into the shared
+        frame `ops`), or refused with its error."""
+        flow_id = getattr(item, "id", "")
+        try:
+            result, mutations = c.decide(self.state, item, now, self.config)
+        except FlowError as exc:
+            return (flow_id, None, exc)
+        self._apply(mutations, ops)
+        if isinstance(result, FlowError):  # written, yet answered with an error
+            return (flow_id, None, result)
+        return (flow_id, result, None)
+
+    def _finish_many(
+        self, req: Request, cmd: m.FinishMany, now: int, frames: list[list[wal.Op]]
+    ) -> None:
+        """complete_many / fail_many: the machine decides the common items together (one
+        `Writes` run); the rest are decided one by one afterwards, like batch items."""
+        results, run, slow = m.decide_finish_run(self.state, cmd, now, self.config)
+        ops: list[wal.Op] = []
+        if run is not None:
+            self._apply([run], ops)
+        if slow:
+            make = m.Complete if cmd.target == COMPLETED else m.Fail
+            for i in slow:
+                fid, token, fencing, data = cmd.items[i]
+                results[i] = self._decide_item(make(fid, token, fencing, data), now, ops)
+        if ops:
+            self._seal(ops)
+            frames.append(ops)
+        req.result = results
 
     def _load_rewind(self, cmd: c.Rewind) -> None:
         """Read the event a rewind restores (the machine does no I/O)."""
@@ -377,7 +402,10 @@ class Shard:
         opened = self.state.open_outcomes
         for mut in mutations:
             if type(mut) is not m.Write:
-                self._apply_other(mut, ops)
+                if type(mut) is m.Writes:
+                    self._apply_run(mut, ops)
+                else:
+                    self._apply_other(mut, ops)
                 continue
             rec = mut.record
             put(rec)
@@ -395,6 +423,30 @@ class Shard:
             if mut.values:
                 for name, data in mut.values.items():
                     ops.append((value_key(rec[ID], name), data))
+
+    def _apply_run(self, run: m.Writes, ops: list[Any]) -> None:
+        """A `Writes` run: indexed together, encoded in one comprehension."""
+        records = run.records
+        self.state.put_many(records)
+        opened = self.state.open_outcomes
+        if opened:
+            for r in records:
+                opened.pop(r[ID], None)
+        event = run.event
+        if run.metas is None and run.blobs is None:
+            meta = run.meta
+            ops += [
+                (history_key(r[ID], r[VERSION]), encode_event(r, event, meta, None))
+                for r in records
+            ]
+        else:
+            n = len(records)
+            metas = run.metas if run.metas is not None else [run.meta] * n
+            blobs = run.blobs if run.blobs is not None else [None] * n
+            ops += [
+                (history_key(r[ID], r[VERSION]), encode_event(r, event, meta, blob))
+                for r, meta, blob in zip(records, metas, blobs, strict=True)
+            ]
 
     def _apply_open(self, w: m.Write, ops: list[Any]) -> None:
         """An outcome event that later outcomes in this frame may extend: its op holds the
@@ -430,7 +482,7 @@ class Shard:
         if req.query is not None:
             return req.read(result) if req.read is not None else result
         hyd = req.hydrate
-        if req.items is not None:
+        if req.items is not None or type(req.command) is m.FinishMany:
             to_flow = self.to_flow
             return [  # tuple.__new__: ItemResult's generated __new__ is one more frame
                 _tuple_new(ItemResult, (fid, to_flow(rec, hyd) if rec is not None else None, err))

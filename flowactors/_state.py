@@ -77,6 +77,12 @@ _PLACE = itemgetter(
 )
 
 
+# The fields that put a record into the lineage, partition and deadline indexes: a record
+# with all of them None (most) is "plain", and `put_many` indexes it inline.
+_LINKS = itemgetter(PARTITION, ACTIVE_DEADLINE, PARENT_ID, ROOT_ID, CORRELATION_ID)
+_NO_LINKS = (None, None, None, None, None)
+
+
 class ShardState:
     __slots__ = (
         "_sorted_list",
@@ -131,6 +137,68 @@ class ShardState:
             self._unindex(old)
         self.records[record[ID]] = record
         self._index(record)
+
+    def put_many(self, batch: list[Record]) -> None:
+        """`put` of each record in turn (distinct ids), with the same resulting indexes.
+
+        Plain records (see `_LINKS`) whose predecessor, if any, is plain too are indexed
+        inline: their state counts move once per key for the whole batch, not per record.
+        Others go through `put`, after the pending counts are settled (its `_unindex`
+        reads them)."""
+        records = self.records
+        get = records.get
+        counts = self.counts
+        due, terminal, parked, retention = self.due, self.terminal, self.parked, self.retention
+        moved: dict[tuple[str, str], int] = {}
+        for r in batch:
+            fid = r[ID]
+            old = get(fid)
+            if _LINKS(r) != _NO_LINKS or (old is not None and _LINKS(old) != _NO_LINKS):
+                _add_counts(counts, moved)
+                moved = {}
+                self.put(r)
+                continue
+            if old is not None:
+                key = (old[TYPE], old[STATE])
+                moved[key] = moved.get(key, 0) - 1
+                if old[NEXT_RUN_AT] is not None:
+                    sl = due[key]
+                    sl.remove((-old[PRIORITY], old[NEXT_RUN_AT], fid))
+                    if not sl:
+                        del due[key]
+                elif old[STATE] in TERMINAL:
+                    sl = terminal[key]
+                    sl.remove((old[UPDATED_AT], fid))
+                    if not sl:
+                        del terminal[key]
+                else:
+                    sl = parked[key]
+                    sl.remove(fid)
+                    if not sl:
+                        del parked[key]
+                if old[RETENTION_UNTIL] is not None:
+                    retention.remove((old[RETENTION_UNTIL], fid))
+            records[fid] = r
+            key = (r[TYPE], r[STATE])
+            moved[key] = moved.get(key, 0) + 1
+            if r[NEXT_RUN_AT] is not None:
+                sl = due.get(key)
+                if sl is None:
+                    sl = due[key] = SortedList()
+                sl.add((-r[PRIORITY], r[NEXT_RUN_AT], fid))
+            elif r[STATE] in TERMINAL:
+                sl = terminal.get(key)
+                if sl is None:
+                    sl = terminal[key] = SortedList()
+                sl.add((r[UPDATED_AT], fid))
+            else:
+                sl = parked.get(key)
+                if sl is None:
+                    sl = parked[key] = SortedList()
+                sl.add(fid)
+            if r[RETENTION_UNTIL] is not None:
+                retention.add((r[RETENTION_UNTIL], fid))
+        _add_counts(counts, moved)
 
     def load(self, records: list[Record]) -> None:
         """Recovery: index many records at once. Runs the same `_index` as `put`, but the
@@ -332,6 +400,15 @@ class _Bulk(list):  # type: ignore[type-arg]
     """A list that answers `add`, standing in for a SortedList during bulk loads."""
 
     add = list.append
+
+
+def _add_counts(counts: dict[tuple[str, str], int], moved: dict[tuple[str, str], int]) -> None:
+    for key, delta in moved.items():
+        n = counts.get(key, 0) + delta
+        if n:
+            counts[key] = n
+        else:
+            counts.pop(key, None)
 
 
 def _discard(index: dict[str, set[str]], key: str, member: str) -> None:
