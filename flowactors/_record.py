@@ -359,7 +359,7 @@ def _meta_tail(meta: dict[str, Any]) -> bytes:
     return tail
 
 
-def _generate_codec() -> tuple[Any, Any]:
+def _generate_codec() -> tuple[Any, Any, Any]:
     """Encoder and decoder of the packed event layout, generated from FIELDS and the
     annotations of `Fields` (straight-line code: no per-field loop or dispatch)."""
     kinds = {}
@@ -396,6 +396,18 @@ def _generate_codec() -> tuple[Any, Any]:
     enc.append("    else:")
     enc.append(f"        tail = _dumps([{tail}])")
     enc.append(f"    return b''.join((_pack({EVENT_FORMAT}, {_FLAG_TAIL}, {args}), raw, tail))")
+    # The same layout with the tail given (a run's shared meta, encoded once); None when
+    # the record's own fields need a tail of their own (the caller encodes it fully).
+    run = [
+        line.replace("_encode_packed(r, name, meta, blobs)", "_encode_given(r, name, tail)")
+        for line in enc[: enc.index("    raw = text.encode()") + 1]
+    ]
+    cond = " or ".join(f"{f} is not None" for f in others)
+    run.append(f"    if {cond}:")
+    run.append("        return None")
+    run.append("    if tail is None:")
+    run.append(f"        return _pack({EVENT_FORMAT}, 0, {args}) + raw")
+    run.append(f"    return b''.join((_pack({EVENT_FORMAT}, {_FLAG_TAIL}, {args}), raw, tail))")
     dec = ["def _decode_packed(data):"]
     dec.append(f"    _fmt, flags, mask, {''.join(f'{f}, ' for f in ints)}size = _unpack(data)")
     dec.append(f"    end = {head.size} + size")
@@ -418,8 +430,39 @@ def _generate_codec() -> tuple[Any, Any]:
         "_meta_tail": _meta_tail,
     }
     exec("\n".join(enc) + "\n", namespace)
+    exec("\n".join(run) + "\n", namespace)
     exec("\n".join(dec) + "\n", namespace)
-    return namespace["_encode_packed"], namespace["_decode_packed"]
+    return namespace["_encode_packed"], namespace["_encode_given"], namespace["_decode_packed"]
 
 
-_encode_packed, _decode_packed = _generate_codec()
+_encode_packed, _encode_given, _decode_packed = _generate_codec()
+
+
+def encode_run(
+    records: list[Record],
+    name: str,
+    meta: dict[str, Any] | None,
+    metas: list[dict[str, Any] | None] | None = None,
+) -> list[bytes]:
+    """`encode_event(r, name, meta or metas[i], None)` for every record of a run, with
+    each distinct meta's CBOR tail encoded once (metas are shared dicts: one per run, or
+    one per value of what differs, like a completion's `{"from": state}`)."""
+    out: list[bytes] = []
+    append = out.append
+    tails: dict[int, bytes | None] = {}
+    if metas is None:
+        tail = None if meta is None else _meta_tail(meta)
+    for i, r in enumerate(records):
+        if metas is not None:
+            meta = metas[i]
+            key = id(meta)
+            if key in tails:
+                tail = tails[key]
+            else:
+                tail = tails[key] = None if meta is None else _meta_tail(meta)
+        try:
+            data: bytes | None = _encode_given(r, name, tail)
+        except (struct.error, TypeError, ValueError):  # outside the fixed layout
+            data = None
+        append(data if data is not None else encode_event(r, name, meta, None))
+    return out

@@ -61,6 +61,7 @@ from ._record import (
     Record,
     decode_event,
     encode_event,
+    encode_run,
     from_snapshot,
     history_key,
     is_record,
@@ -433,19 +434,15 @@ class Shard:
             for r in records:
                 opened.pop(r[ID], None)
         event = run.event
-        if run.metas is None and run.blobs is None:
-            meta = run.meta
-            ops += [
-                (history_key(r[ID], r[VERSION]), encode_event(r, event, meta, None))
-                for r in records
-            ]
+        keys = [history_key(r[ID], r[VERSION]) for r in records]
+        if run.blobs is None:
+            ops += zip(keys, encode_run(records, event, run.meta, run.metas), strict=True)
         else:
             n = len(records)
             metas = run.metas if run.metas is not None else [run.meta] * n
-            blobs = run.blobs if run.blobs is not None else [None] * n
             ops += [
-                (history_key(r[ID], r[VERSION]), encode_event(r, event, meta, blob))
-                for r, meta, blob in zip(records, metas, blobs, strict=True)
+                (key, encode_event(r, event, meta, blob))
+                for key, r, meta, blob in zip(keys, records, metas, run.blobs, strict=True)
             ]
 
     def _apply_open(self, w: m.Write, ops: list[Any]) -> None:
@@ -483,16 +480,46 @@ class Shard:
             return req.read(result) if req.read is not None else result
         hyd = req.hydrate
         if req.items is not None or type(req.command) is m.FinishMany:
-            to_flow = self.to_flow
+            flows = self.to_flows([rec for _fid, rec, _err in result if rec is not None], hyd)
+            at = iter(flows)
             return [  # tuple.__new__: ItemResult's generated __new__ is one more frame
-                _tuple_new(ItemResult, (fid, to_flow(rec, hyd) if rec is not None else None, err))
+                _tuple_new(ItemResult, (fid, next(at) if rec is not None else None, err))
                 for fid, rec, err in result
             ]
         if is_record(result):
             return self.to_flow(result, hyd)
         if isinstance(result, list):
-            return [self.to_flow(r, hyd) for r in result]
+            return self.to_flows(result, hyd)
         return result
+
+    def to_flows(self, records: list[Record], hyd: Hydrate = NO_HYDRATE) -> list[Flow]:
+        """`to_flow` of each record; inline for the common reply (nothing to hydrate, no
+        values: the tuple `to_flow` builds on its fast path, without a call per flow)."""
+        if hyd is not NO_HYDRATE:
+            return [self.to_flow(r, hyd) for r in records]
+        to_flow = self.to_flow
+        return [
+            to_flow(r, hyd)
+            if r[VALUES]
+            else _tuple_new(
+                Flow,
+                (
+                    *r[:_FLOW_HEAD],
+                    dict(r[ATTRIBUTES]) if r[ATTRIBUTES] else EMPTY,
+                    r[PARENT_ID],
+                    r[ROOT_ID] or r[ID],
+                    r[CORRELATION_ID],
+                    r[PAYLOAD_SIZE],
+                    None,
+                    False,
+                    None,
+                    None,
+                    EMPTY,
+                    EMPTY,
+                ),
+            )
+            for r in records
+        ]
 
     def _read(self, key: bytes) -> bytes | None:
         try:

@@ -37,8 +37,6 @@ from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from sortedcontainers import SortedList
-
 from ._record import (
     ACTIVE_DEADLINE,
     CORRELATION_ID,
@@ -57,6 +55,7 @@ from ._record import (
     UPDATED_AT,
     Record,
 )
+from ._sorted import SortedIndex
 
 DueKey = tuple[int, int, str]
 
@@ -109,19 +108,19 @@ class ShardState:
         self.index = index
         self.route: Callable[[str], int] = route or (lambda key: 0)
         self.records: dict[str, Record] = {}
-        self.due: dict[tuple[str, str], SortedList] = {}
+        self.due: dict[tuple[str, str], SortedIndex] = {}
         self.counts: dict[tuple[str, str], int] = {}
         self.children: dict[str, set[str]] = {}
         self.by_root: dict[str, set[str]] = {}
         self.by_correlation: dict[str, set[str]] = {}
-        self.retention: SortedList = SortedList()
-        self.terminal: dict[tuple[str, str], SortedList] = {}
-        self.parked: dict[tuple[str, str], SortedList] = {}
-        self.deadlines: SortedList = SortedList()
+        self.retention: SortedIndex = SortedIndex()
+        self.terminal: dict[tuple[str, str], SortedIndex] = {}
+        self.parked: dict[tuple[str, str], SortedIndex] = {}
+        self.deadlines: SortedIndex = SortedIndex()
         self.part_counts: dict[tuple[str, str, str], int] = {}
         self.noted: dict[str, set[str]] = {}
         self.open_outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
-        self._sorted_list: type = SortedList
+        self._sorted_list: type = SortedIndex
 
     def get(self, flow_id: str) -> Record | None:
         return self.records.get(flow_id)
@@ -142,70 +141,119 @@ class ShardState:
         """`put` of each record in turn (distinct ids), with the same resulting indexes.
 
         Plain records (see `_LINKS`) whose predecessor, if any, is plain too are indexed
-        inline: their state counts move once per key for the whole batch, not per record.
-        Others go through `put`, after the pending counts are settled (its `_unindex`
-        reads them)."""
+        together: their state counts move once per key, and their sorted entries leave
+        and join each index in one `remove_all` / `add_all` (mostly at its head and its
+        tail: see `SortedIndex`). Removals go before additions, which is `put`'s order
+        for every record, since no two records of the batch share an entry (entries end
+        with the id). Other records go through `put`, after what is pending is applied."""
         records = self.records
         get = records.get
-        counts = self.counts
-        due, terminal, parked, retention = self.due, self.terminal, self.parked, self.retention
         moved: dict[tuple[str, str], int] = {}
+        # index name -> key -> entries leaving / joining ("retention" has one key, None)
+        leave: dict[str, dict[Any, list[Any]]] = {"due": {}, "terminal": {}, "parked": {}}
+        join: dict[str, dict[Any, list[Any]]] = {"due": {}, "terminal": {}, "parked": {}}
+        leave_due, leave_terminal, leave_parked = leave["due"], leave["terminal"], leave["parked"]
+        join_due, join_terminal, join_parked = join["due"], join["terminal"], join["parked"]
+        leave_retention: list[tuple[int, str]] = []
+        join_retention: list[tuple[int, str]] = []
         for r in batch:
             fid = r[ID]
             old = get(fid)
             if _LINKS(r) != _NO_LINKS or (old is not None and _LINKS(old) != _NO_LINKS):
-                _add_counts(counts, moved)
-                moved = {}
+                self._apply_moves(moved, leave, join, leave_retention, join_retention)
                 self.put(r)
                 continue
             if old is not None:
                 key = (old[TYPE], old[STATE])
                 moved[key] = moved.get(key, 0) - 1
                 if old[NEXT_RUN_AT] is not None:
-                    sl = due[key]
-                    sl.remove((-old[PRIORITY], old[NEXT_RUN_AT], fid))
-                    if not sl:
-                        del due[key]
+                    entries = leave_due.get(key)
+                    if entries is None:
+                        entries = leave_due[key] = []
+                    entries.append((-old[PRIORITY], old[NEXT_RUN_AT], fid))
                 elif old[STATE] in TERMINAL:
-                    sl = terminal[key]
-                    sl.remove((old[UPDATED_AT], fid))
-                    if not sl:
-                        del terminal[key]
+                    entries = leave_terminal.get(key)
+                    if entries is None:
+                        entries = leave_terminal[key] = []
+                    entries.append((old[UPDATED_AT], fid))
                 else:
-                    sl = parked[key]
-                    sl.remove(fid)
-                    if not sl:
-                        del parked[key]
+                    entries = leave_parked.get(key)
+                    if entries is None:
+                        entries = leave_parked[key] = []
+                    entries.append(fid)
                 if old[RETENTION_UNTIL] is not None:
-                    retention.remove((old[RETENTION_UNTIL], fid))
+                    leave_retention.append((old[RETENTION_UNTIL], fid))
             records[fid] = r
             key = (r[TYPE], r[STATE])
             moved[key] = moved.get(key, 0) + 1
             if r[NEXT_RUN_AT] is not None:
-                sl = due.get(key)
-                if sl is None:
-                    sl = due[key] = SortedList()
-                sl.add((-r[PRIORITY], r[NEXT_RUN_AT], fid))
+                entries = join_due.get(key)
+                if entries is None:
+                    entries = join_due[key] = []
+                entries.append((-r[PRIORITY], r[NEXT_RUN_AT], fid))
             elif r[STATE] in TERMINAL:
-                sl = terminal.get(key)
-                if sl is None:
-                    sl = terminal[key] = SortedList()
-                sl.add((r[UPDATED_AT], fid))
+                entries = join_terminal.get(key)
+                if entries is None:
+                    entries = join_terminal[key] = []
+                entries.append((r[UPDATED_AT], fid))
             else:
-                sl = parked.get(key)
-                if sl is None:
-                    sl = parked[key] = SortedList()
-                sl.add(fid)
+                entries = join_parked.get(key)
+                if entries is None:
+                    entries = join_parked[key] = []
+                entries.append(fid)
             if r[RETENTION_UNTIL] is not None:
-                retention.add((r[RETENTION_UNTIL], fid))
-        _add_counts(counts, moved)
+                join_retention.append((r[RETENTION_UNTIL], fid))
+        self._apply_moves(moved, leave, join, leave_retention, join_retention)
+
+    def _apply_moves(
+        self,
+        moved: dict[tuple[str, str], int],
+        leave: dict[str, dict[Any, list[Any]]],
+        join: dict[str, dict[Any, list[Any]]],
+        leave_retention: list[tuple[int, str]],
+        join_retention: list[tuple[int, str]],
+    ) -> None:
+        """Apply what `put_many` gathered, and empty the gathering (it goes on)."""
+        counts = self.counts
+        for key, delta in moved.items():
+            n = counts.get(key, 0) + delta
+            if n:
+                counts[key] = n
+            else:
+                counts.pop(key, None)
+        moved.clear()
+        for name, index in (
+            ("due", self.due),
+            ("terminal", self.terminal),
+            ("parked", self.parked),
+        ):
+            gone = leave[name]
+            for key, entries in gone.items():
+                index[key].remove_all(entries)
+            for key, entries in join[name].items():
+                sl = index.get(key)
+                if sl is None:
+                    sl = index[key] = SortedIndex()
+                sl.add_all(entries)
+            for key in gone:
+                if key in index and not index[key]:
+                    del index[key]
+            gone.clear()
+            join[name].clear()
+        if leave_retention:
+            self.retention.remove_all(leave_retention)
+            leave_retention.clear()
+        if join_retention:
+            self.retention.add_all(join_retention)
+            join_retention.clear()
 
     def load(self, records: list[Record]) -> None:
         """Recovery: index many records at once. Runs the same `_index` as `put`, but the
         sorted indexes collect into plain lists that are sorted once at the end."""
         saved = (self.due, self.terminal, self.parked, self.retention, self.deadlines)
         self.due, self.terminal, self.parked = {}, {}, {}
-        self.retention, self.deadlines = _Bulk(), _Bulk()
+        # (lists that answer `add`, standing in for the sorted indexes while loading)
+        self.retention, self.deadlines = _Bulk(), _Bulk()  # type: ignore[assignment]
         self._sorted_list = _Bulk
         try:
             for r in records:
@@ -214,12 +262,12 @@ class ShardState:
         finally:
             bulk = (self.due, self.terminal, self.parked, self.retention, self.deadlines)
             self.due, self.terminal, self.parked, self.retention, self.deadlines = saved
-            self._sorted_list = SortedList
+            self._sorted_list = SortedIndex
         for mine, loaded in zip((self.due, self.terminal, self.parked), bulk[:3], strict=True):
             for key, entries in loaded.items():
                 sl = mine.get(key)
                 if sl is None:
-                    mine[key] = SortedList(entries)
+                    mine[key] = SortedIndex(entries)
                 else:
                     sl.update(entries)
         self.retention.update(bulk[3])
@@ -400,15 +448,6 @@ class _Bulk(list):  # type: ignore[type-arg]
     """A list that answers `add`, standing in for a SortedList during bulk loads."""
 
     add = list.append
-
-
-def _add_counts(counts: dict[tuple[str, str], int], moved: dict[tuple[str, str], int]) -> None:
-    for key, delta in moved.items():
-        n = counts.get(key, 0) + delta
-        if n:
-            counts[key] = n
-        else:
-            counts.pop(key, None)
 
 
 def _discard(index: dict[str, set[str]], key: str, member: str) -> None:

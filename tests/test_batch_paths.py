@@ -338,3 +338,19 @@ def test_the_batch_paths_are_taken() -> None:
             assert seen == []
     finally:
         m.Writes.__init__ = original  # type: ignore[method-assign]
+
+
+def test_to_flows_builds_what_to_flow_builds() -> None:
+    from flowactors._shard import Shard
+
+    shard = Shard.__new__(Shard)  # no log: nothing here is hydrated
+    records = [
+        _record(),  # with values: to_flow's own path
+        _record(values=None, attributes=None),
+        _record(values=None, parent_id="p", root_id="r", correlation_id="c", partition="x"),
+        _record(values=None, attributes={"a": "b"}, payload_size=0, payload_ver=0),
+    ]
+    flows = shard.to_flows(records)
+    assert flows == [shard.to_flow(r) for r in records]
+    assert all(type(f) is fa.Flow for f in flows)
+    assert flows[2].root_id == "r" and flows[1].root_id == "a"

@@ -248,3 +248,25 @@ def test_the_create_digest_is_stable_and_sees_every_field() -> None:
         digest = m._create_digest(changed)
         assert digest not in seen, name
         seen.add(digest)
+
+
+def test_a_run_encodes_each_record_as_encode_event_does() -> None:
+    """`encode_run` shares each meta's tail across a run: every event must still be what
+    `encode_event` writes, for plain records, records whose own fields need a tail of
+    their own (values, attributes, ext), records outside the fixed layout, and metas
+    shared, per record, or None."""
+    shared = {"worker": "w"}
+    per = [{"from": "a"}, None, {"from": "a"}, {"from": 7}, shared, {"n": [1, 2]}]
+    records = [
+        queued(),
+        queued(values={"v": [1, 2]}),
+        queued(attributes={"k": "v"}),
+        queued(ext={"g": "grp", "ps": 1}),
+        queued(id="nul\x00inside"),
+        queued(priority=2**70),
+    ]
+    for meta in (None, shared, {}):
+        want = [encode_event(r, "claimed", meta, None) for r in records]
+        assert rec.encode_run(records, "claimed", meta) == want
+    want = [encode_event(r, "completed", m, None) for r, m in zip(records, per, strict=True)]
+    assert rec.encode_run(records, "completed", None, per) == want
