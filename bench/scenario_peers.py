@@ -2,8 +2,9 @@
 
 N jobs (20k; 1k with --quick) are enqueued, then each is claimed, run as a no-op and
 acknowledged; jobs/s is N over both phases, timed with `time.perf_counter` and measured on a
-fresh data directory per run. Every system is configured durably, and its durability
-settings are read back from it (not assumed) and printed beside its figure:
+fresh data directory per run. Every system is configured durably where it has a setting
+for it, and its durability settings are read back from it (not assumed) and printed beside
+its figure:
 
 - flowactors: `create_many` (1000 per call) -> `claim_due(limit=1000)` -> `complete_many`,
   sync="always" (4 shards; every acknowledged command batch fdatasynced), as `lifecycle`.
@@ -14,6 +15,16 @@ settings are read back from it (not assumed) and printed beside its figure:
 - persist-queue (`persist-queue` installed): `SQLiteAckQueue`, `put` N times, then
   `get(raw=True)` -> `ack(id=...)` per job (one commit each). The queue sets only
   `journal_mode=WAL`; `synchronous` is SQLite's built-in default, read back with PRAGMA.
+- DBOS Transact (`dbos` installed), on a SQLite system database (`system_database_url`
+  sqlite:///<file>): N no-op workflows enqueued on a DBOS queue (`Queue.enqueue`), then
+  each handle's `get_result()`; DBOS's own queue thread claims them and runs each in its
+  executor, recording PENDING and SUCCESS, in this process. The workflow body is the no-op,
+  with no step: a step would add a checkpoint the other peers' jobs do not pay. The queue
+  thread and the handles poll the database, by default once a second; both poll every
+  0.1 s, so an idle second is not counted as DBOS's time. DBOS sets neither `synchronous`
+  nor `journal_mode` on its connections and offers no setting for them: SQLite's defaults,
+  read back with PRAGMA on a connection from DBOS's own pool. It runs 1,000 jobs (as under
+  --quick): at about 100-200 jobs/s, a repeat takes 5-10 s.
 
 - RQ (`rq` installed, a Redis on localhost:6379): `Queue.enqueue` N times, then one
   `SimpleWorker` (no fork per job) in burst mode; Redis's `appendonly` / `appendfsync` are
@@ -45,12 +56,14 @@ Servers from Debian's packages, for a run beside the SQLite peers:
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +108,13 @@ class Durability:
 
 
 def _sqlite_durability(level: int, journal: str, note: str) -> Durability:
-    durable = level >= 2  # FULL or EXTRA: the WAL is synced at every commit
+    # FULL syncs the WAL, or the rollback journal and the database, at every commit; in WAL,
+    # TRUNCATE and PERSIST mode it also syncs the commit point. In DELETE mode the commit
+    # point is the journal's unlink, which SQLite syncs to the directory only at EXTRA: at
+    # FULL a power loss just after a commit can find the journal and roll that commit back.
+    durable = (level >= 2 and journal.lower() in ("wal", "truncate", "persist")) or (
+        level >= 3 and journal.lower() == "delete"
+    )
     name = _SYNCHRONOUS.get(level, str(level))
     verdict = "durable" if durable else "NOT durable on power loss"
     return Durability(f"SQLite synchronous={name}, journal {journal}: {verdict}", durable, note)
@@ -111,7 +130,7 @@ class Server:
 
 @register("peers")
 def peers_scenario(session: Session) -> None:
-    """flowactors vs installed peers (huey, persist-queue, RQ, procrastinate): durable jobs/s."""
+    """flowactors vs installed peers (huey, persist-queue, DBOS, RQ, procrastinate): jobs/s."""
     n = QUICK_JOBS if session.quick else FULL_JOBS
     skipped = []
     installed = []
@@ -297,6 +316,61 @@ def _persist_queue(path: Path, n: int) -> tuple[float, Durability]:
     return n / seconds, _sqlite_durability(level, journal, note)
 
 
+DBOS_QUEUE = "flowactors_bench"
+# How often DBOS's queue thread looks for enqueued workflows, and a handle for its result
+# (DBOS's default for both: 1 s).
+DBOS_POLL_S = 0.1
+
+
+def _dbos(path: Path, n: int) -> tuple[float, Durability]:
+    """DBOS on a SQLite system database: enqueue N no-op workflows on a DBOS queue, then
+    wait on each handle while DBOS's queue thread claims and runs them, in this process."""
+    dbos = importlib.import_module("dbos").DBOS
+    noop = _dbos_noop_workflow()
+    config = {
+        "name": "flowactors_bench",
+        "system_database_url": f"sqlite:///{path / 'dbos.sqlite'}",
+        "log_level": "WARNING",  # no INFO lines per launch, queue and shutdown
+    }
+    # DBOS is a process-wide singleton: DBOS(...) makes it, destroy() discards it, so the
+    # probe, the warm-up and every repeat each launch a fresh one on a fresh file.
+    app = dbos(config=config)
+    try:
+        dbos.launch()
+        queue = dbos.register_queue(DBOS_QUEUE, polling_interval_sec=DBOS_POLL_S)
+        clock = time.perf_counter
+        started = clock()
+        handles = [queue.enqueue(noop) for _ in range(n)]
+        for handle in handles:
+            handle.get_result(polling_interval_sec=DBOS_POLL_S)  # raises if it failed
+        seconds = clock() - started
+        workflows = dbos.list_workflows(queue_name=DBOS_QUEUE, load_input=False, load_output=False)
+        statuses = Counter(w.status for w in workflows)
+        if statuses != {"SUCCESS": n}:
+            raise RuntimeError(f"DBOS holds {dict(statuses)}, expected {n:,} successful workflows")
+        # PRAGMA synchronous is per connection: read it on one from DBOS's own engine, set up
+        # by DBOS's connect hook (IMMEDIATE transactions, busy_timeout, foreign_keys).
+        with app._sys_db.engine.connect() as conn:
+            level, journal = _sqlite_settings(conn.connection.dbapi_connection)
+    finally:
+        dbos.destroy()
+    note = "DBOS leaves synchronous and journal_mode at SQLite's defaults"
+    return n / seconds, _sqlite_durability(level, journal, note)
+
+
+@functools.cache
+def _dbos_noop_workflow() -> Callable[[], None]:
+    """The no-op workflow, registered once per process: DBOS keeps registrations in a
+    registry that outlives `DBOS.destroy()`, and imports it only once DBOS is installed."""
+    dbos = importlib.import_module("dbos").DBOS
+    workflow: Callable[[], None] = dbos.workflow(name="flowactors_bench_noop")(_dbos_noop)
+    return workflow
+
+
+def _dbos_noop() -> None:
+    """The job DBOS runs: a workflow with no step."""
+
+
 REDIS = Server("rq", "Redis", 6379, ("/var/run/redis/redis-server.sock", "/tmp/redis.sock"))
 # procrastinate's database: its tables go into their own schema, dropped and rebuilt per run.
 POSTGRES_DSN = os.environ.get(
@@ -403,6 +477,15 @@ PEERS = (
         "persistqueue",
         "persist-queue",
         _persist_queue,
+    ),
+    Peer(
+        "dbos_sqlite",
+        "DBOS on SQLite",
+        "Queue.enqueue() x N, then WorkflowHandle.get_result(); DBOS's queue thread runs them",
+        "dbos",
+        "dbos",
+        _dbos,
+        jobs=1_000,
     ),
     Peer(
         "rq_redis",
