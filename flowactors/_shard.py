@@ -493,33 +493,12 @@ class Shard:
         return result
 
     def to_flows(self, records: list[Record], hyd: Hydrate = NO_HYDRATE) -> list[Flow]:
-        """`to_flow` of each record; inline for the common reply (nothing to hydrate, no
-        values: the tuple `to_flow` builds on its fast path, without a call per flow)."""
+        """`to_flow` of each record, without its checks for the common reply (nothing to
+        hydrate about a flow with no values)."""
         if hyd is not NO_HYDRATE:
             return [self.to_flow(r, hyd) for r in records]
         to_flow = self.to_flow
-        return [
-            to_flow(r, hyd)
-            if r[VALUES]
-            else _tuple_new(
-                Flow,
-                (
-                    *r[:_FLOW_HEAD],
-                    dict(r[ATTRIBUTES]) if r[ATTRIBUTES] else EMPTY,
-                    r[PARENT_ID],
-                    r[ROOT_ID] or r[ID],
-                    r[CORRELATION_ID],
-                    r[PAYLOAD_SIZE],
-                    None,
-                    False,
-                    None,
-                    None,
-                    EMPTY,
-                    EMPTY,
-                ),
-            )
-            for r in records
-        ]
+        return [to_flow(r) if r[VALUES] else _plain_flow(r) for r in records]
 
     def _read(self, key: bytes) -> bytes | None:
         try:
@@ -537,47 +516,35 @@ class Shard:
         return blobs.get(which) if blobs else None
 
     def to_flow(self, r: Record, hyd: Hydrate = NO_HYDRATE) -> Flow:
+        # Most replies ask for nothing (the shared NO_HYDRATE) about a flow with no
+        # values: nothing to read or size, straight to the tuple.
+        if hyd is NO_HYDRATE and not r[VALUES]:
+            return _plain_flow(r)
         payload = result = error = None
         omitted = False
         values: Mapping[str, bytes] = EMPTY
         sizes: Mapping[str, int] = EMPTY
-        # Most replies ask for nothing (the shared NO_HYDRATE) about a flow with no
-        # values: nothing to read or size, straight to the tuple.
-        if hyd is not NO_HYDRATE or r[VALUES]:
-            if hyd.payload is not False and r[PAYLOAD_VER]:
-                cap = None if hyd.payload is True else int(hyd.payload)
-                if cap is not None and r[PAYLOAD_SIZE] > cap:
-                    omitted = True
-                else:
-                    payload = self._blob(r, r[PAYLOAD_VER], "p")
-            if r[VALUES]:
-                sizes = {name: meta[1] for name, meta in r[VALUES].items()}
-                if hyd.values:
-                    values = self.get_values(r, hyd.values)
-            if hyd.outcome:
-                result = self._blob(r, r[RESULT_VER], "r")
-                error = self._blob(r, r[ERROR_VER], "e")
-        # Positional, straight into tuple.__new__: Flow's keyword constructor costs
-        # ~1 us more per flow, and every reply builds one per flow. Flow starts with the
-        # record's first fields (id .. partition), in the same order: one slice.
-        flow: Flow = _tuple_new(
-            Flow,
-            (
-                *r[:_FLOW_HEAD],
-                dict(r[ATTRIBUTES]) if r[ATTRIBUTES] else EMPTY,
-                r[PARENT_ID],
-                r[ROOT_ID] or r[ID],
-                r[CORRELATION_ID],
-                r[PAYLOAD_SIZE],
-                payload,
-                omitted,
-                result,
-                error,
-                values,
-                sizes,
-            ),
+        if hyd.payload is not False and r[PAYLOAD_VER]:
+            cap = None if hyd.payload is True else int(hyd.payload)
+            if cap is not None and r[PAYLOAD_SIZE] > cap:
+                omitted = True
+            else:
+                payload = self._blob(r, r[PAYLOAD_VER], "p")
+        if r[VALUES]:
+            sizes = {name: meta[1] for name, meta in r[VALUES].items()}
+            if hyd.values:
+                values = self.get_values(r, hyd.values)
+        if hyd.outcome:
+            result = self._blob(r, r[RESULT_VER], "r")
+            error = self._blob(r, r[ERROR_VER], "e")
+        return _plain_flow(r)._replace(
+            payload=payload,
+            payload_omitted=omitted,
+            result=result,
+            error=error,
+            values=values,
+            value_sizes=sizes,
         )
-        return flow
 
     def history(self, r: Record) -> list[HistoryEvent]:
         events = []
@@ -623,6 +590,31 @@ class Shard:
                 _checkpoint.save, self.fs, self.log.path, position, records
             )
         await self.log.aclose()
+
+
+def _plain_flow(r: Record) -> Flow:
+    """The reply for `r` with nothing hydrated. Positional, straight into tuple.__new__:
+    Flow's keyword constructor costs ~1 us more per flow, and every reply builds one per
+    flow. Flow starts with the record's first fields (id .. partition), in the same order:
+    one slice (a test checks the order)."""
+    flow: Flow = _tuple_new(
+        Flow,
+        (
+            *r[:_FLOW_HEAD],
+            dict(r[ATTRIBUTES]) if r[ATTRIBUTES] else EMPTY,
+            r[PARENT_ID],
+            r[ROOT_ID] or r[ID],
+            r[CORRELATION_ID],
+            r[PAYLOAD_SIZE],
+            None,
+            False,
+            None,
+            None,
+            EMPTY,
+            EMPTY,
+        ),
+    )
+    return flow
 
 
 @dataclass(slots=True)
