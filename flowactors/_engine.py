@@ -719,7 +719,7 @@ class Engine:
         checked here, for the whole call, before anything is sent."""
         if not 0 < len(items) <= m.MAX_BATCH_ITEMS:
             raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
-        groups: dict[int, list[tuple[str, str | None, int, bytes | None]]] = {}
+        groups: dict[int, list[Any]] = {}
         order: list[int] = []  # each item's shard, for the reply's order
         table, check_id, check_blob = self._slot_table, m.check_id, m.check_blob
         for a in items:
@@ -733,7 +733,9 @@ class Engine:
             group = groups.get(shard)
             if group is None:
                 group = groups[shard] = []
-            group.append((fid, a.lease_token, a.fencing_token, data))
+            # An Ack is the item itself (its first fields are id, lease_token,
+            # fencing_token, data): no tuple per item unless its data was converted.
+            group.append(a if data is a.data else (fid, a.lease_token, a.fencing_token, data))
             order.append(shard)
         outcome = await self._run_groups(groups, lambda g: Request(m.FinishMany(target, g)))
         for result in outcome.values():

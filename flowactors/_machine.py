@@ -285,7 +285,7 @@ class FinishMany:
     which). See `decide_finish_run`."""
 
     target: str
-    items: list[tuple[str, str | None, int, bytes | None]]
+    items: list[Any]  # (id, lease_token, fencing, data, ...): an Ack, or such a tuple
 
 
 @dataclass(slots=True)
@@ -1075,7 +1075,8 @@ def decide_finish_run(
     any_blob = False
     slow: list[int] = []
     froms: dict[Any, dict[str, Any]] = {}  # run_state -> its shared {"from": run_state}
-    for i, (fid, token, fencing, data) in enumerate(items):
+    for i, item in enumerate(items):
+        fid, token, fencing, data = item[0], item[1], item[2], item[3]
         r = get(fid) if type(fid) is str and fid not in dup else None
         if (
             r is None

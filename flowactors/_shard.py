@@ -351,7 +351,7 @@ class Shard:
         if slow:
             make = m.Complete if cmd.target == COMPLETED else m.Fail
             for i in slow:
-                fid, token, fencing, data = cmd.items[i]
+                fid, token, fencing, data = cmd.items[i][:4]
                 results[i] = self._decide_item(make(fid, token, fencing, data), now, ops)
         if ops:
             self._seal(ops)

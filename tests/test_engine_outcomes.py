@@ -522,3 +522,31 @@ async def test_transition_many(tmp_path: Path, clock: FakeClock) -> None:
             await e.transition_many(acks, "running", "completed")
         with pytest.raises(fa.InvalidArgument):
             await e.complete_many([])
+
+
+@pytest.mark.parametrize("command", ["complete_many", "fail_many"])
+async def test_batch_outcomes_take_any_bytes_like_data_and_refuse_bad_input_whole(
+    tmp_path: Path, clock: FakeClock, command: str
+) -> None:
+    async with open_checked(tmp_path, clock) as e:
+        flows = await _claim_all(e, 3)
+        field = "result" if command == "complete_many" else "error"
+        datas: list[Any] = [bytearray(b"one"), memoryview(b"two"), b"three"]
+        before = written(e)
+        with pytest.raises(fa.InvalidArgument):  # one bad item: nothing is written
+            await getattr(e, command)(
+                [fa.Ack(f.id, f.lease_token, f.fencing_token, "text") for f in flows]
+            )
+        with pytest.raises(fa.InvalidArgument):
+            await getattr(e, command)([fa.Ack("", "t", 1)])
+        assert written(e) == before
+        acks = [
+            fa.Ack(f.id, f.lease_token, f.fencing_token, d)
+            for f, d in zip(flows, datas, strict=True)
+        ]
+        results = await getattr(e, command)(acks)
+        assert all(r.ok for r in results)
+        for f, want in zip(flows, (b"one", b"two", b"three"), strict=True):
+            got = await e.get(f.id)
+            assert got is not None and getattr(got, field) == want
+            assert type(getattr(got, field)) is bytes
