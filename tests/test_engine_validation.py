@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from engine_helpers import START_MS, FakeClock, open_checked, written
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flowactors as fa
 
@@ -198,3 +200,41 @@ async def test_id_starting_with_max_code_point_is_due_on_time(tmp_path: Path) ->
     async with open_checked(tmp_path, FakeClock(), shards=1) as e:
         await e.create("\U0010ffffz", "t")
         assert [f.id for f in await e.claim_due("t", "w")] == ["\U0010ffffz"]
+
+
+def _reference_check(value: object, limit: int) -> bool:
+    """What check_id / check_name accept, spelled out on the UTF-8 bytes."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return len(raw) <= limit and b"\x00" not in raw
+
+
+@given(
+    st.one_of(
+        st.text(max_size=8),
+        st.text(
+            alphabet=st.characters(min_codepoint=1, max_codepoint=127), min_size=250, max_size=260
+        ),
+        st.text(
+            alphabet=st.characters(min_codepoint=1, max_codepoint=127), min_size=1020, max_size=1030
+        ),
+        st.text(alphabet="é日x", min_size=340, max_size=520),
+        st.sampled_from(["a\x00b", "\x00", "a\udc80", "", b"abc", 7, None]),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_id_and_name_checks_accept_exactly_the_documented_strings(value: object) -> None:
+    from flowactors import _machine as m
+
+    for check, limit in ((m.check_id, m.MAX_ID_BYTES), (lambda v: m.check_name(v, "n"), 256)):
+        want = _reference_check(value, limit)
+        try:
+            check(value)
+            got = True
+        except fa.InvalidArgument:
+            got = False
+        assert got == want, (repr(value)[:40], limit)
