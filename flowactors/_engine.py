@@ -715,8 +715,17 @@ class Engine:
         return await self._finish_many(FAILED, items, "error")
 
     async def _finish_many(self, target: str, items: Sequence[Ack], what: str) -> list[ItemResult]:
-        """One `FinishMany` per shard (see `_machine.decide_finish_run`). Ids and data are
-        checked here, for the whole call, before anything is sent."""
+        """One `FinishMany` per shard (see `_machine.decide_finish_run`)."""
+        return await self._item_runs(items, lambda group: m.FinishMany(target, group), what)
+
+    async def _item_runs(
+        self,
+        items: Sequence[Ack],
+        command: Callable[[list[Any]], m.FinishMany | m.TransitionMany],
+        what: str | None = None,
+    ) -> list[ItemResult]:
+        """Acks grouped per shard, one `command(group)` each; ids (and, with `what`, the
+        data) are checked here, for the whole call, before anything is sent."""
         if not 0 < len(items) <= m.MAX_BATCH_ITEMS:
             raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
         groups: dict[int, list[Any]] = {}
@@ -725,10 +734,11 @@ class Engine:
         for a in items:
             fid, data, part = a.id, a.data, a.partition_key
             check_id(fid)
-            if data is not None and type(data) is not bytes:
-                data = check_blob(data, what)
-            elif data is not None and len(data) > m.MAX_BLOB_BYTES:
-                check_blob(data, what)  # raises, with the limit in its message
+            if what is not None and data is not None:
+                if type(data) is not bytes:
+                    data = check_blob(data, what)
+                elif len(data) > m.MAX_BLOB_BYTES:
+                    check_blob(data, what)  # raises, with the limit in its message
             shard = table[slot_of(fid if part is None else part)]
             group = groups.get(shard)
             if group is None:
@@ -737,7 +747,7 @@ class Engine:
             # fencing_token, data): no tuple per item unless its data was converted.
             group.append(a if data is a.data else (fid, a.lease_token, a.fencing_token, data))
             order.append(shard)
-        outcome = await self._run_groups(groups, lambda g: Request(m.FinishMany(target, g)))
+        outcome = await self._run_groups(groups, lambda g: Request(command(g)))
         for result in outcome.values():
             if isinstance(result, BaseException):
                 raise result
@@ -762,27 +772,13 @@ class Engine:
         run_at_ms: int | None = None,
         delay_ms: int | None = None,
     ) -> list[ItemResult]:
-        return await self._many(
-            [
-                (
-                    a.id,
-                    a.partition_key,
-                    self._transition_cmd(
-                        a.id,
-                        from_state,
-                        to_state,
-                        a.fencing_token,
-                        a.lease_token,
-                        run_at_ms,
-                        delay_ms,
-                        None,
-                        None,
-                        None,
-                        None,
-                    ),
-                )
-                for a in items
-            ]
+        """Move many claimed flows from `from_state` to `to_state` in one round trip (due
+        at `run_at_ms`, after `delay_ms`, or now); `Ack.data` is ignored."""
+        m.check_name(from_state, "from_state")
+        m.check_active_state(to_state, "to_state")
+        run_at = self._due(run_at_ms, delay_ms)
+        return await self._item_runs(
+            items, lambda group: m.TransitionMany(from_state, to_state, run_at, group)
         )
 
     # -- values -------------------------------------------------------------------------

@@ -289,6 +289,18 @@ class FinishMany:
 
 
 @dataclass(slots=True)
+class TransitionMany:
+    """`transition_many` on one shard: `items` of (id, lease_token, fencing, ...) each
+    moving from `from_state` to `to_state` (due at `run_at`, else now) alone, in order, as
+    `Transition` would. See `decide_transition_run`."""
+
+    from_state: str
+    to_state: str
+    run_at: int | None
+    items: list[Any]  # Acks, or tuples with the same first fields
+
+
+@dataclass(slots=True)
 class Cancel:
     id: str
     fencing: int | None = None
@@ -321,6 +333,7 @@ Command = (
     | Complete
     | Fail
     | FinishMany
+    | TransitionMany
     | Retry
     | Cancel
     | PutValue
@@ -1073,15 +1086,7 @@ def decide_finish_run(
         return [None] * n, None, list(range(n))
     target = c.target
     data_is_result = target == COMPLETED
-    seen: set[Any] = set()
-    dup: set[Any] = set()
-    for item in items:
-        fid = item[0]
-        if type(fid) is not str:
-            continue  # not hashable for sure: the slow path words the error
-        if fid in seen:
-            dup.add(fid)
-        seen.add(fid)
+    dup = _duplicates(items)
     get = state.records.get
     default_retention = config.default_retention_ms
     results: list[Any] = []
@@ -1140,6 +1145,84 @@ def decide_finish_run(
         records.append(new)
         results.append((fid, new, None))
     run = Writes(records, target, None, metas, blobs if any_blob else None) if records else None
+    return results, run, slow
+
+
+def _duplicates(items: list[Any]) -> set[Any]:
+    """Ids that appear more than once among batch items (non-text ids are left out: the
+    per-item path words their error)."""
+    seen: set[Any] = set()
+    dup: set[Any] = set()
+    for item in items:
+        fid = item[0]
+        if type(fid) is not str:
+            continue
+        if fid in seen:
+            dup.add(fid)
+        seen.add(fid)
+    return dup
+
+
+# A leased flow moved on by its lease holder, positionally (`decide_transition_run`).
+_MOVED = evolver(
+    "state",
+    "version",
+    "next_run_at",
+    "updated_at",
+    positional=True,
+    fixed={
+        "run_state": None,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_deadline": None,
+        "last_event": "transitioned",
+    },
+)
+
+
+def decide_transition_run(
+    state: ShardState, c: TransitionMany, now: int, config: Config
+) -> tuple[list[Any], Writes | None, list[int]]:
+    """The batch path of `transition_many`, as `decide_finish_run` is of outcomes: every
+    item that moves a flow running under the lease it presents out of `running` (no
+    coordination data, no installed policy) is decided here, together; the indices of the
+    others are returned for the per-item path (`Transition`). Tests compare both paths."""
+    items = c.items
+    n = len(items)
+    if config.installed or c.from_state != RUNNING:
+        return [None] * n, None, list(range(n))
+    dup = _duplicates(items)
+    get = state.records.get
+    to_state = c.to_state
+    due = c.run_at if c.run_at is not None else now
+    results: list[Any] = []
+    records: list[Record] = []
+    metas: list[dict[str, Any] | None] = []
+    slow: list[int] = []
+    froms: dict[Any, dict[str, Any]] = {}  # run_state -> its shared meta
+    for i, item in enumerate(items):
+        fid, token, fencing = item[0], item[1], item[2]
+        r = get(fid) if type(fid) is str and fid not in dup else None
+        if (
+            r is None
+            or type(token) is not str
+            or type(fencing) is not int
+            or r[LEASE_TOKEN] != token  # a leased record is running
+            or r[FENCING] != fencing
+            or r[EXT] is not None
+        ):
+            results.append(None)
+            slow.append(i)
+            continue
+        new = _MOVED(r, to_state, r[VERSION] + 1, due, now)
+        run_state = r[RUN_STATE]
+        meta = froms.get(run_state)
+        if meta is None:
+            meta = froms[run_state] = {"from": run_state, "to": to_state}
+        metas.append(meta)
+        records.append(new)
+        results.append((fid, new, None))
+    run = Writes(records, "transitioned", None, metas) if records else None
     return results, run, slow
 
 

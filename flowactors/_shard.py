@@ -75,6 +75,8 @@ from ._types import EMPTY, Flow, HistoryEvent, ItemResult
 _FLOW_HEAD = PARTITION + 1
 
 MAX_BATCH = 1024
+# Batch commands answered item by item (ItemResults), decided by `_run_many`.
+_RUNS = (m.FinishMany, m.TransitionMany)
 MAINTENANCE_LIMIT = 256  # flows timed out / deleted per shard by one maintenance pass
 _tuple_new = tuple.__new__
 
@@ -308,8 +310,8 @@ class Shard:
                 frames.append(ops)
             return
         assert req.command is not None
-        if type(req.command) is m.FinishMany:
-            self._finish_many(req, req.command, now, frames)
+        if type(req.command) is m.FinishMany or type(req.command) is m.TransitionMany:
+            self._run_many(req, req.command, now, frames)
             return
         if type(req.command) is c.Rewind:
             self._load_rewind(req.command)
@@ -339,20 +341,33 @@ class Shard:
             return (flow_id, None, result)
         return (flow_id, result, None)
 
-    def _finish_many(
-        self, req: Request, cmd: m.FinishMany, now: int, frames: list[list[wal.Op]]
+    def _run_many(
+        self,
+        req: Request,
+        cmd: m.FinishMany | m.TransitionMany,
+        now: int,
+        frames: list[list[wal.Op]],
     ) -> None:
-        """complete_many / fail_many: the machine decides the common items together (one
-        `Writes` run); the rest are decided one by one afterwards, like batch items."""
-        results, run, slow = m.decide_finish_run(self.state, cmd, now, self.config)
+        """complete_many / fail_many / transition_many: the machine decides the common
+        items together (one `Writes` run); the rest are decided one by one afterwards,
+        like batch items, so each sees what the earlier ones left."""
+        slow_item: Callable[[Any], c.AnyCommand]
+        if type(cmd) is m.FinishMany:
+            results, run, slow = m.decide_finish_run(self.state, cmd, now, self.config)
+            make = m.Complete if cmd.target == COMPLETED else m.Fail
+            slow_item = lambda item: make(item[0], item[1], item[2], item[3])  # noqa: E731
+        else:
+            assert type(cmd) is m.TransitionMany
+            results, run, slow = m.decide_transition_run(self.state, cmd, now, self.config)
+            frm, to, run_at = cmd.from_state, cmd.to_state, cmd.run_at
+            slow_item = lambda item: m.Transition(  # noqa: E731
+                item[0], frm, to, item[2], item[1], run_at
+            )
         ops: list[wal.Op] = []
         if run is not None:
             self._apply([run], ops)
-        if slow:
-            make = m.Complete if cmd.target == COMPLETED else m.Fail
-            for i in slow:
-                fid, token, fencing, data = cmd.items[i][:4]
-                results[i] = self._decide_item(make(fid, token, fencing, data), now, ops)
+        for i in slow:
+            results[i] = self._decide_item(slow_item(cmd.items[i]), now, ops)
         if ops:
             self._seal(ops)
             frames.append(ops)
@@ -479,7 +494,7 @@ class Shard:
         if req.query is not None:
             return req.read(result) if req.read is not None else result
         hyd = req.hydrate
-        if req.items is not None or type(req.command) is m.FinishMany:
+        if req.items is not None or type(req.command) in _RUNS:
             flows = self.to_flows([rec for _fid, rec, _err in result if rec is not None], hyd)
             at = iter(flows)
             return [  # tuple.__new__: ItemResult's generated __new__ is one more frame

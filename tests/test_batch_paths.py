@@ -1,8 +1,9 @@
 """The batch paths against the per-item paths they stand in for.
 
-`decide_claim`, `decide_create_many` and `decide_finish_run` build the common case inline
-(positional evolvers, one `Writes` run per decision, `ShardState.put_many`); everything
-else goes the per-item way (`take`, `decide_create`, `_finish`, `put`). Installing any
+`decide_claim`, `decide_create_many`, `decide_finish_run` and `decide_transition_run` build
+the common case inline (positional evolvers, one `Writes` run per decision,
+`ShardState.put_many`); everything else goes the per-item way (`take`, `decide_create`,
+`_finish`, `decide_transition`, `put`). Installing any
 policy turns the batch paths off (`Config.installed`), and an empty policy of an unrelated
 type changes nothing else: so two engines driven by the same commands on the same clock,
 one of them with such a policy, must answer alike and hold identical flows and histories.
@@ -225,10 +226,10 @@ _step = st.one_of(
     st.tuples(st.just("advance"), st.sampled_from((0, 50, 200, 1500))),
     st.tuples(
         st.just("finish"),
-        st.sampled_from(("complete", "fail")),
+        st.sampled_from(("complete", "fail", "move", "move-from-queued")),
         st.lists(
             st.tuples(
-                st.integers(0, 20),  # which held lease (or an unknown id when out of range)
+                st.integers(0, 14),  # which held lease (or an unknown id when out of range)
                 st.sampled_from(("ok", "ok", "ok", "stale", "token", "none", "dup")),
                 st.sampled_from((None, b"out")),
             ),
@@ -245,7 +246,14 @@ async def _drive(path: Path, steps: list[Any], batch_paths: bool) -> list[Any]:
     async with open_checked(path, clock, shards=2) as engine:
         if not batch_paths:
             await engine.install_policy("unrelated", fa.FlowPolicy())
-        held: list[fa.Flow] = []
+        # Every run starts with flows held under leases (two with max_active_ms), so
+        # that even short step lists reach the outcome and transition paths.
+        await engine.create_many(TYPE, [fa.CreateSpec(f"p{i}", priority=i % 3) for i in range(4)])
+        await engine.create_many(
+            TYPE, [fa.CreateSpec("p4"), fa.CreateSpec("p5")], max_active_ms=300
+        )
+        held: list[fa.Flow] = await engine.claim_due(TYPE, "w", limit=6)
+        answers.append(held)
         for step in steps:
             kind = step[0]
             try:
@@ -286,11 +294,19 @@ async def _drive(path: Path, steps: list[Any], batch_paths: bool) -> list[Any]:
                         elif variant == "dup":
                             acks.append(ack)
                         acks.append(ack)
-                    call = engine.complete_many if how == "complete" else engine.fail_many
-                    answers.append(await call(acks))
+                    if how == "complete":
+                        answers.append(await engine.complete_many(acks))
+                    elif how == "fail":
+                        answers.append(await engine.fail_many(acks))
+                    else:  # a transition, due later or now, from running (or a wrong state)
+                        start = "running" if how == "move" else "queued"
+                        delay = 100 if len(acks) % 2 else None
+                        answers.append(
+                            await engine.transition_many(acks, start, "next", delay_ms=delay)
+                        )
             except fa.FlowError as exc:
                 answers.append(exc)
-        for fid in IDS:
+        for fid in [*IDS, *(f"p{i}" for i in range(6))]:
             flow = await engine.get(fid)
             answers.append(flow)
             if flow is None:
@@ -327,15 +343,19 @@ def test_the_batch_paths_are_taken() -> None:
         ("create", [("f1", None, False, 0), ("f2", b"pay", False, 0)], False, None),
         ("claim", 2, 1000),
         ("finish", "complete", [(0, "ok", None), (1, "ok", b"out")]),
+        ("create", [("f3", None, False, 0)], False, None),
+        ("claim", 1, 1000),
+        ("finish", "move", [(8, "ok", None)]),
     ]
     m.Writes.__init__ = spy  # type: ignore[method-assign]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            trio.run(_drive, Path(tmp) / "fast", steps, True)
-            assert sorted(set(seen)) == ["claimed", "completed", "created"]
+            fast = trio.run(_drive, Path(tmp) / "fast", steps, True)
+            assert sorted(set(seen)) == ["claimed", "completed", "created", "transitioned"]
             seen.clear()
-            trio.run(_drive, Path(tmp) / "slow", steps, False)
+            slow = trio.run(_drive, Path(tmp) / "slow", steps, False)
             assert seen == []
+            assert fast == slow
     finally:
         m.Writes.__init__ = original  # type: ignore[method-assign]
 
