@@ -1042,6 +1042,9 @@ def decide_fail(state: ShardState, c: Fail, now: int, config: Config) -> Decisio
     )
 
 
+# What a flow's lease holder lets go of when it closes or moves the flow on.
+_UNLEASED = {"run_state": None, "lease_owner": None, "lease_token": None, "lease_deadline": None}
+
 # A flow closed by its lease holder (complete / fail), positionally: a batch builds one per
 # item, and its lease and due fields always go to None.
 _FINISHED = evolver(
@@ -1053,13 +1056,7 @@ _FINISHED = evolver(
     "result_ver",
     "error_ver",
     positional=True,
-    fixed={
-        "run_state": None,
-        "lease_owner": None,
-        "lease_token": None,
-        "lease_deadline": None,
-        "next_run_at": None,
-    },
+    fixed={**_UNLEASED, "next_run_at": None},
 )
 
 
@@ -1170,13 +1167,7 @@ _MOVED = evolver(
     "next_run_at",
     "updated_at",
     positional=True,
-    fixed={
-        "run_state": None,
-        "lease_owner": None,
-        "lease_token": None,
-        "lease_deadline": None,
-        "last_event": "transitioned",
-    },
+    fixed={**_UNLEASED, "last_event": "transitioned"},
 )
 
 
