@@ -251,7 +251,7 @@ def _needs_settle(mutations: list[Any], config: m.Config) -> bool:
     for mut in mutations:
         kind = type(mut)
         if kind is m.Writes:
-            continue  # its records hold no ext, and no policy is installed
+            continue  # no policy is installed, and no record in it closes with ext
         if kind is not Write or mut.record[EXT] is not None:
             return True
     return False

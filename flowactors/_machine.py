@@ -164,9 +164,10 @@ class Writes:
     no object per write: `records[i]` is a new version whose history event is `event`,
     with `meta` shared by all (or `metas[i]` each) and `blobs[i]` (or no blobs at all).
 
-    Only records that coordination has nothing to settle on travel this way: no `ext`,
-    and no installed policy (the deciders check both). `expand()` gives the equivalent
-    `Write`s, one per record."""
+    Only records that coordination has nothing to settle on travel this way: no policy is
+    installed, and a record that becomes terminal holds no `ext` (a fanout child reports
+    its outcome, a parent cascades; a claim or a move settles nothing). The deciders check
+    both. `expand()` gives the equivalent `Write`s, one per record."""
 
     records: list[Record]
     event: str
@@ -776,10 +777,10 @@ _CLAIMED = evolver(
 def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decision:
     """Claim up to `limit` due flows of one type, reclaiming expired leases as asked.
 
-    First claims of flows with no coordination data (no `ext`) and no active deadline
-    due, under no installed policy, are built inline and written as one `Writes` run
-    (shared meta); everything else (reclaims, timeouts, flows with `ext`) goes through
-    `take`, one `Write` each. Both build the same record (tests compare them)."""
+    First claims of flows whose active deadline (if any) is not yet due, under no
+    installed policy, are built inline and written as one `Writes` run (shared meta);
+    reclaims and timeouts go through `take`, one `Write` each. Both build the same record
+    (tests compare them)."""
     claimed: list[Record] = []
     mutations: list[Mutation] = []
     taken: set[str] = set()
@@ -855,11 +856,7 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
             if fid in taken:
                 continue
             r = records[fid]
-            if (
-                batchable
-                and r[EXT] is None
-                and (r[ACTIVE_DEADLINE] is None or now < r[ACTIVE_DEADLINE])
-            ):
+            if batchable and (r[ACTIVE_DEADLINE] is None or now < r[ACTIVE_DEADLINE]):
                 fencing = r[FENCING] + 1
                 new = _CLAIMED(
                     r,
@@ -1175,9 +1172,9 @@ def decide_transition_run(
     state: ShardState, c: TransitionMany, now: int, config: Config
 ) -> tuple[list[Any], Writes | None, list[int]]:
     """The batch path of `transition_many`, as `decide_finish_run` is of outcomes: every
-    item that moves a flow running under the lease it presents out of `running` (no
-    coordination data, no installed policy) is decided here, together; the indices of the
-    others are returned for the per-item path (`Transition`). Tests compare both paths."""
+    item that moves a flow running under the lease it presents out of `running` (under no
+    installed policy) is decided here, together; the indices of the others are returned
+    for the per-item path (`Transition`). Tests compare both paths."""
     items = c.items
     n = len(items)
     if config.installed or c.from_state != RUNNING:
@@ -1200,7 +1197,6 @@ def decide_transition_run(
             or type(fencing) is not int
             or r[LEASE_TOKEN] != token  # a leased record is running
             or r[FENCING] != fencing
-            or r[EXT] is not None
         ):
             results.append(None)
             slow.append(i)

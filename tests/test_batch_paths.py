@@ -224,6 +224,9 @@ _step = st.one_of(
     ),
     st.tuples(st.just("claim"), st.integers(1, 6), st.sampled_from((100, 1000))),
     st.tuples(st.just("advance"), st.sampled_from((0, 50, 200, 1500))),
+    # a held flow fans out three children of TYPE (they carry coordination data: claims
+    # and moves of theirs take the batch paths, their outcomes the per-item one)
+    st.tuples(st.just("spawn"), st.integers(0, 14)),
     st.tuples(
         st.just("finish"),
         st.sampled_from(("complete", "fail", "move", "move-from-queued")),
@@ -253,6 +256,7 @@ async def _drive(path: Path, steps: list[Any], batch_paths: bool) -> list[Any]:
             TYPE, [fa.CreateSpec("p4"), fa.CreateSpec("p5")], max_active_ms=300
         )
         held: list[fa.Flow] = await engine.claim_due(TYPE, "w", limit=6)
+        spawned: list[str] = []
         answers.append(held)
         for step in steps:
             kind = step[0]
@@ -276,6 +280,23 @@ async def _drive(path: Path, steps: list[Any], batch_paths: bool) -> list[Any]:
                     answers.append(got)
                 elif kind == "advance":
                     clock.advance(step[1])
+                elif kind == "spawn":
+                    if step[1] >= len(held):
+                        continue
+                    parent = held[step[1]]
+                    kids = [fa.ChildSpec(f"{parent.id}-c{k}", TYPE) for k in range(3)]
+                    spawned.extend(kid.id for kid in kids)
+                    answers.append(
+                        await engine.spawn_children(
+                            parent.id,
+                            parent.lease_token,
+                            parent.fencing_token,
+                            group_id=f"g{len(spawned)}",
+                            children=kids,
+                            success_state="done",
+                            failure_state="broken",
+                        )
+                    )
                 else:
                     _, how, picks = step
                     acks = []
@@ -306,7 +327,8 @@ async def _drive(path: Path, steps: list[Any], batch_paths: bool) -> list[Any]:
                         )
             except fa.FlowError as exc:
                 answers.append(exc)
-        for fid in [*IDS, *(f"p{i}" for i in range(6))]:
+        await engine.settle()
+        for fid in [*IDS, *(f"p{i}" for i in range(6)), *spawned]:
             flow = await engine.get(fid)
             answers.append(flow)
             if flow is None:
