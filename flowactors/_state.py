@@ -146,6 +146,9 @@ class ShardState:
         tail: see `SortedIndex`). Removals go before additions, which is `put`'s order
         for every record, since no two records of the batch share an entry (entries end
         with the id). Other records go through `put`, after what is pending is applied."""
+        if len(batch) == 1:  # (a single claim: no gathering to set up)
+            self.put(batch[0])
+            return
         records = self.records
         get = records.get
         moved: dict[tuple[str, str], int] = {}
