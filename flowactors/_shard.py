@@ -14,6 +14,11 @@ rebuilds the state from the log.
 
 Payload, result, error and value bytes are hydrated after the commit, from the log.
 
+Batch commands (claims, `create_many`, outcomes and moves in bulk) mostly decide into one
+`Writes` run: the shard indexes it with `ShardState.put_many` and encodes it in one pass
+(`encode_run`); the items the machine leaves out of the run are decided one by one after
+it (`_run_many`), into the same frame.
+
 Outbox. Cross-shard messages (see `_coord`) are written under `o<msg_id>` keys in the
 same frame as the mutation that caused them, but enter `outbox` (what the engine's
 courier delivers) only after that frame is durable: a message must never announce a
