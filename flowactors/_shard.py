@@ -156,7 +156,7 @@ class Shard:
         self.drained = False  # the actor ended normally: state == log (see `run`)
         self._sending: list[c.Send] = []
         # The frame being built: where each parent's open outcome event sits in its ops,
-        # and every op that still holds a Write to encode (see `_apply_open`).
+        # and every value slot that still holds a Write to encode (see `_apply_open`).
         self._open_ops: dict[str, int] = {}
         self._open_at: list[int] = []
         self._unsending: list[str] = []
@@ -229,7 +229,7 @@ class Shard:
 
     async def _process(self, batch: list[Request]) -> None:
         now = self.clock()
-        frames: list[list[wal.Op]] = []
+        frames: list[wal.Columns] = []
         sweep = None
         if self.maintenance_ms is not None and now >= self.next_maintenance:
             # First in the batch, so every answer of the batch sees the state after it.
@@ -297,7 +297,7 @@ class Shard:
             self.acked.set()
             self.acked = trio.Event()
 
-    def _execute(self, req: Request, now: int, frames: list[list[wal.Op]]) -> None:
+    def _execute(self, req: Request, now: int, frames: list[wal.Columns]) -> None:
         if req.query is not None:
             try:
                 req.result = req.query(self.state)
@@ -308,11 +308,11 @@ class Shard:
             return
         if req.items is not None:
             # Independent items: each succeeds or fails alone, all share one frame.
-            ops: list[wal.Op] = []
-            req.result = [self._decide_item(item, now, ops) for item in req.items]
-            if ops:
-                self._seal(ops)
-                frames.append(ops)
+            frame = wal.Columns()
+            req.result = [self._decide_item(item, now, frame) for item in req.items]
+            if frame.keys:
+                self._seal(frame)
+                frames.append(frame)
             return
         assert req.command is not None
         if type(req.command) is m.FinishMany or type(req.command) is m.TransitionMany:
@@ -322,26 +322,26 @@ class Shard:
             self._load_rewind(req.command)
         result, mutations = c.decide(self.state, req.command, now, self.config)
         if mutations:
-            ops = []
-            self._apply(mutations, ops)
-            self._seal(ops)
-            frames.append(ops)
+            frame = wal.Columns()
+            self._apply(mutations, frame)
+            self._seal(frame)
+            frames.append(frame)
         if isinstance(result, FlowError):  # e.g. a timeout failure: written, then raised
             req.error = result
         else:
             req.result = result
 
     def _decide_item(
-        self, item: c.AnyCommand, now: int, ops: list[wal.Op]
+        self, item: c.AnyCommand, now: int, frame: wal.Columns
     ) -> tuple[str, Any, FlowError | None]:
         """One independent item of a batch: decided and applied alone (into the shared
-        frame `ops`), or refused with its error."""
+        `frame`), or refused with its error."""
         flow_id = getattr(item, "id", "")
         try:
             result, mutations = c.decide(self.state, item, now, self.config)
         except FlowError as exc:
             return (flow_id, None, exc)
-        self._apply(mutations, ops)
+        self._apply(mutations, frame)
         if isinstance(result, FlowError):  # written, yet answered with an error
             return (flow_id, None, result)
         return (flow_id, result, None)
@@ -351,7 +351,7 @@ class Shard:
         req: Request,
         cmd: m.FinishMany | m.TransitionMany,
         now: int,
-        frames: list[list[wal.Op]],
+        frames: list[wal.Columns],
     ) -> None:
         """complete_many / fail_many / transition_many: the machine decides the common
         items together (one `Writes` run); the rest are decided one by one afterwards,
@@ -368,14 +368,14 @@ class Shard:
             slow_item = lambda item: m.Transition(  # noqa: E731
                 item[0], frm, to, item[2], item[1], run_at
             )
-        ops: list[wal.Op] = []
+        frame = wal.Columns()
         if run is not None:
-            self._apply([run], ops)
+            self._apply_run(run, frame)
         for i in slow:
-            results[i] = self._decide_item(slow_item(cmd.items[i]), now, ops)
-        if ops:
-            self._seal(ops)
-            frames.append(ops)
+            results[i] = self._decide_item(slow_item(cmd.items[i]), now, frame)
+        if frame.keys:
+            self._seal(frame)
+            frames.append(frame)
         req.result = results
 
     def _load_rewind(self, cmd: c.Rewind) -> None:
@@ -400,52 +400,54 @@ class Shard:
                 blobs[which] = blob
         cmd.snapshot, cmd.blobs = snap, blobs
 
-    def _apply_other(self, mut: Any, ops: list[wal.Op]) -> None:
+    def _apply_other(self, mut: Any, frame: wal.Columns) -> None:
         kind = type(mut)
+        keys, values = frame.keys, frame.values
         if kind is c.Put:
-            ops.append((mut.key, mut.value))
+            keys.append(mut.key)
+            values.append(mut.value)
         elif kind is c.Note:
             self.state.note_child(mut.parent_id, mut.child_id)
         elif kind is c.Drop:
             self.state.remove(mut.id)
             self.state.noted.pop(mut.id, None)
         elif kind is c.Send:
-            ops.append((c.outbox_key(mut.msg_id), cbor2.dumps([mut.target, mut.message])))
+            keys.append(c.outbox_key(mut.msg_id))
+            values.append(cbor2.dumps([mut.target, mut.message]))
             self._sending.append(mut)
         elif kind is c.Unsend:
-            ops.append((c.outbox_key(mut.msg_id), None))
+            keys.append(c.outbox_key(mut.msg_id))
+            values.append(None)
             self._unsending.append(mut.msg_id)
         else:  # pragma: no cover - every mutation kind is handled above
             raise AssertionError(f"unknown mutation {mut!r}")
 
-    def _apply(self, mutations: list[Any], ops: list[wal.Op]) -> None:
+    def _apply(self, mutations: list[Any], frame: wal.Columns) -> None:
         put = self.state.put
         opened = self.state.open_outcomes
+        keys, values = frame.keys, frame.values
         for mut in mutations:
             if type(mut) is not m.Write:
                 if type(mut) is m.Writes:
-                    self._apply_run(mut, ops)
+                    self._apply_run(mut, frame)
                 else:
-                    self._apply_other(mut, ops)
+                    self._apply_other(mut, frame)
                 continue
             rec = mut.record
             put(rec)
             if mut.open:
-                self._apply_open(mut, ops)
+                self._apply_open(mut, frame)
                 continue
             if opened:
                 opened.pop(rec[ID], None)  # another write: the next outcome starts anew
-            ops.append(
-                (
-                    history_key(rec[ID], rec[VERSION]),
-                    encode_event(rec, mut.event, mut.meta, mut.blobs),
-                )
-            )
+            keys.append(history_key(rec[ID], rec[VERSION]))
+            values.append(encode_event(rec, mut.event, mut.meta, mut.blobs))
             if mut.values:
                 for name, data in mut.values.items():
-                    ops.append((value_key(rec[ID], name), data))
+                    keys.append(value_key(rec[ID], name))
+                    values.append(data)
 
-    def _apply_run(self, run: m.Writes, ops: list[Any]) -> None:
+    def _apply_run(self, run: m.Writes, frame: wal.Columns) -> None:
         """A `Writes` run: indexed together, encoded in one comprehension."""
         records = run.records
         self.state.put_many(records)
@@ -454,40 +456,45 @@ class Shard:
             for r in records:
                 opened.pop(r[ID], None)
         event = run.event
-        keys = [history_key(r[ID], r[VERSION]) for r in records]
+        frame.keys += [history_key(r[ID], r[VERSION]) for r in records]
         if run.blobs is None:
-            ops += zip(keys, encode_run(records, event, run.meta, run.metas), strict=True)
+            frame.values += encode_run(records, event, run.meta, run.metas)
         else:
             n = len(records)
             metas = run.metas if run.metas is not None else [run.meta] * n
-            ops += [
-                (key, encode_event(r, event, meta, blob))
-                for key, r, meta, blob in zip(keys, records, metas, run.blobs, strict=True)
+            frame.values += [
+                encode_event(r, event, meta, blob)
+                for r, meta, blob in zip(records, metas, run.blobs, strict=True)
             ]
 
-    def _apply_open(self, w: m.Write, ops: list[Any]) -> None:
-        """An outcome event that later outcomes in this frame may extend: its op holds the
-        Write until `_seal` encodes it, and an extension (same version) replaces it."""
+    def _apply_open(self, w: m.Write, frame: wal.Columns) -> None:
+        """An outcome event that later outcomes in this frame may extend: its value slot
+        holds the Write until `_seal` encodes it, and an extension (same version) replaces
+        it."""
         rec = w.record
         key = history_key(rec[ID], rec[VERSION])
+        keys, values = frame.keys, frame.values
         at = self._open_ops.get(rec[ID])
-        if at is not None and ops[at][0] == key:
-            ops[at] = (key, w)
+        if at is not None and keys[at] == key:
+            values[at] = w
         else:
-            self._open_ops[rec[ID]] = len(ops)
-            self._open_at.append(len(ops))
-            ops.append((key, w))
+            self._open_ops[rec[ID]] = len(keys)
+            self._open_at.append(len(keys))
+            keys.append(key)
+            values.append(w)
         assert w.meta is not None
         self.state.open_outcomes[rec[ID]] = (rec[VERSION], w.meta)
         if w.values:
             for name, data in w.values.items():
-                ops.append((value_key(rec[ID], name), data))
+                keys.append(value_key(rec[ID], name))
+                values.append(data)
 
-    def _seal(self, ops: list[Any]) -> None:
+    def _seal(self, frame: wal.Columns) -> None:
         """End of a frame: encode its open outcome events; nothing stays open."""
+        values = frame.values
         for at in self._open_at:
-            key, w = ops[at]
-            ops[at] = (key, encode_event(w.record, w.event, w.meta, w.blobs))
+            w = values[at]
+            values[at] = encode_event(w.record, w.event, w.meta, w.blobs)
         self._open_at.clear()
         self._open_ops.clear()
         self.state.open_outcomes.clear()

@@ -200,3 +200,29 @@ def test_damaged_hints_raise_corrupt_log(
         with pytest.raises(wal.CorruptLog):
             _seg, _size, it = fmt.decode_hint(data, "h")
             list(it)
+
+
+def _prepared(p: fmt.Prepared) -> tuple[object, ...]:
+    return (p.body, p.keys, p.kinds, p.klens, p.positions, p.sizes, p.unique)
+
+
+@given(ops, st.integers(1, 40))
+def test_a_columns_frame_is_the_frame_of_its_ops(frame_ops: list[wal.Op], copies: int) -> None:
+    """`Columns(keys, values)` encodes exactly as the ops list `zip(keys, values)`, on the
+    small-frame loop and on the column-wise path (frames of 16 and more puts)."""
+    for candidate in (frame_ops, frame_ops * copies):
+        want = _prepared(fmt.prepare(candidate))
+        keys = [k for k, _ in candidate]
+        values = [v for _, v in candidate]
+        assert _prepared(fmt.prepare(wal.Columns(keys, values))) == want
+        assert keys == [k for k, _ in candidate]  # the caller's lists are left alone
+
+
+def test_a_columns_frame_is_checked_like_ops() -> None:
+    with pytest.raises(wal.InvalidArgument):
+        fmt.prepare(wal.Columns([b"a", b"b"], [b"1"]))  # one value short
+    for bad in ([b""] * 20, [b"k"] * 19 + ["text"]):  # an empty key; a key of the wrong type
+        with pytest.raises(wal.InvalidArgument):
+            fmt.prepare(wal.Columns(list(bad), [b"v"] * 20))  # type: ignore[arg-type]
+    with pytest.raises(wal.InvalidArgument):
+        fmt.prepare(wal.Columns([b"k%d" % i for i in range(20)], [b"v"] * 19 + ["text"]))

@@ -5,7 +5,7 @@ See `wal._format` for the byte layout and `wal._log` for the durability promise.
 """
 
 from ._errors import CorruptLog, InvalidArgument, LogBroken, LogClosed, LogLocked, WalError
-from ._format import MAX_KEY_BYTES, MAX_VALUE_BYTES, Op, decode_frames
+from ._format import MAX_KEY_BYTES, MAX_VALUE_BYTES, Columns, Op, decode_frames
 from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem, makedirs_durably
 from ._log import (
     Log,
@@ -20,6 +20,7 @@ from ._log import (
 __all__ = [
     "MAX_KEY_BYTES",
     "MAX_VALUE_BYTES",
+    "Columns",
     "CorruptLog",
     "DirLock",
     "FileHandle",

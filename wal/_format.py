@@ -52,6 +52,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter
+from typing import Any
 
 import xxhash
 
@@ -85,6 +86,27 @@ _xxh32 = xxhash.xxh32_intdigest
 
 Op = tuple[bytes, bytes | None]
 """One operation of a batch: (key, value) is a put, (key, None) a tombstone."""
+
+
+class Columns:
+    """One frame's operations as two columns: `values[i]` (None: a tombstone) goes under
+    `keys[i]`. Written exactly as the ops list `zip(keys, values)` would be, without a
+    tuple per operation: a caller that builds large frames fills the two lists directly."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(
+        self, keys: list[bytes] | None = None, values: list[bytes | None] | None = None
+    ) -> None:
+        self.keys: list[bytes] = [] if keys is None else keys
+        self.values: list[Any] = [] if values is None else values
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def ops(self) -> list[Op]:
+        """The same frame as a list of operations."""
+        return list(zip(self.keys, self.values, strict=True))
 
 
 EntryRef = tuple[bytes, int, int, int]
@@ -159,7 +181,7 @@ _BYTES = {bytes}
 _COLUMNS_FROM = 16  # smaller frames: the plain loop has less fixed cost
 
 
-def prepare(ops: Sequence[Op]) -> Prepared:
+def prepare(ops: Sequence[Op] | Columns) -> Prepared:
     """Check a batch of operations (`InvalidArgument` before anything is written) and
     encode its frame body.
 
@@ -167,6 +189,16 @@ def prepare(ops: Sequence[Op]) -> Prepared:
     zip, join): per record that is several times cheaper than a Python loop, and this is
     the log's hottest code. Anything else takes the plain loop, which also words the
     errors."""
+    if isinstance(ops, Columns):
+        keys, values = ops.keys, ops.values
+        if len(keys) != len(values):
+            raise InvalidArgument(f"{len(keys)} keys but {len(values)} values in one frame")
+        if len(keys) >= _COLUMNS_FROM:
+            done = _prepare_columns(list(keys), values)
+            if done is not None:
+                return done
+            return _prepare_slow(ops.ops())
+        return prepare(ops.ops())  # a small frame: as its ops list
     n = len(ops)
     if n == 1:  # one put (a single `put()` call): no per-frame lists beyond the result's
         op = ops[0]
@@ -184,20 +216,29 @@ def prepare(ops: Sequence[Op]) -> Prepared:
                 body = b"".join((head, key, value))
                 return Prepared(body, [key], None, [klen], [HEADER_SIZE], [size], True)
     if n >= _COLUMNS_FROM and set(map(type, ops)) == _TUPLE and set(map(len, ops)) == _TWO:
-        keys = list(map(_first, ops))
-        values = list(map(_second, ops))
-        if set(map(type, keys)) == _BYTES and set(map(type, values)) == _BYTES:
-            klens = list(map(len, keys))
-            vlens = list(map(len, values))
-            if min(klens) > 0 and max(klens) <= MAX_KEY_BYTES and max(vlens) <= MAX_VALUE_BYTES:
-                sizes = list(map(add, map(add, klens, vlens), repeat(ENTRY_HEADER_SIZE)))
-                positions = list(accumulate(sizes, initial=HEADER_SIZE))
-                if positions.pop() - HEADER_SIZE > MAX_BODY_BYTES:
-                    raise InvalidArgument(f"one frame holds at most {MAX_BODY_BYTES} bytes")
-                heads = map(_ENTRY.pack, repeat(PUT), klens, vlens, map(_xxh32, values))
-                body = b"".join(chain.from_iterable(zip(heads, keys, values, strict=True)))
-                return Prepared(body, keys, None, klens, positions, sizes, len(set(keys)) == n)
+        done = _prepare_columns(list(map(_first, ops)), list(map(_second, ops)))
+        if done is not None:
+            return done
     return _prepare_slow(ops)
+
+
+def _prepare_columns(keys: list[bytes], values: list[Any]) -> Prepared | None:
+    """The column-wise encoding of a frame of puts of plain bytes within the limits; None
+    when it is anything else (the plain loop then checks and words the error). `keys`
+    becomes the frame's key column: the caller hands over a list of its own."""
+    if set(map(type, keys)) != _BYTES or set(map(type, values)) != _BYTES:
+        return None
+    klens = list(map(len, keys))
+    vlens = list(map(len, values))
+    if not (min(klens) > 0 and max(klens) <= MAX_KEY_BYTES and max(vlens) <= MAX_VALUE_BYTES):
+        return None
+    sizes = list(map(add, map(add, klens, vlens), repeat(ENTRY_HEADER_SIZE)))
+    positions = list(accumulate(sizes, initial=HEADER_SIZE))
+    if positions.pop() - HEADER_SIZE > MAX_BODY_BYTES:
+        raise InvalidArgument(f"one frame holds at most {MAX_BODY_BYTES} bytes")
+    heads = map(_ENTRY.pack, repeat(PUT), klens, vlens, map(_xxh32, values))
+    body = b"".join(chain.from_iterable(zip(heads, keys, values, strict=True)))
+    return Prepared(body, keys, None, klens, positions, sizes, len(set(keys)) == len(keys))
 
 
 def _prepare_slow(ops: Sequence[Op]) -> Prepared:

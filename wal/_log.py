@@ -485,8 +485,9 @@ class Log:
         """Write a batch of puts and tombstones as one atomic frame."""
         await self.write_frames([ops])
 
-    async def write_frames(self, frames: Sequence[Sequence[fmt.Op]]) -> None:
-        """Write several atomic frames in one commit (each frame all-or-nothing).
+    async def write_frames(self, frames: Sequence[Sequence[fmt.Op] | fmt.Columns]) -> None:
+        """Write several atomic frames in one commit (each frame all-or-nothing); a frame
+        is a list of operations or the same as `Columns` (keys and values).
 
         Every operation is checked (and its frame body encoded) here, in the caller, so a
         bad one raises `InvalidArgument` before anything joins the commit."""
