@@ -219,8 +219,9 @@ def test_a_columns_frame_is_the_frame_of_its_ops(frame_ops: list[wal.Op], copies
 
 
 def test_a_columns_frame_is_checked_like_ops() -> None:
-    with pytest.raises(wal.InvalidArgument):
-        fmt.prepare(wal.Columns([b"a", b"b"], [b"1"]))  # one value short
+    for keys, values in (([b"a", b"b"], [b"1"]), ([b"a"], []), ([], [b"1"])):
+        with pytest.raises(wal.InvalidArgument):
+            fmt.prepare(wal.Columns(keys, values))  # a value short, or a key
     for bad in ([b""] * 20, [b"k"] * 19 + ["text"]):  # an empty key; a key of the wrong type
         with pytest.raises(wal.InvalidArgument):
             fmt.prepare(wal.Columns(list(bad), [b"v"] * 20))  # type: ignore[arg-type]

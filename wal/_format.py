@@ -104,6 +104,9 @@ class Columns:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def __getitem__(self, i: int) -> Op:
+        return (self.keys[i], self.values[i])
+
     def ops(self) -> list[Op]:
         """The same frame as a list of operations."""
         return list(zip(self.keys, self.values, strict=True))
@@ -189,19 +192,12 @@ def prepare(ops: Sequence[Op] | Columns) -> Prepared:
     zip, join): per record that is several times cheaper than a Python loop, and this is
     the log's hottest code. Anything else takes the plain loop, which also words the
     errors."""
-    if isinstance(ops, Columns):
-        keys, values = ops.keys, ops.values
-        if len(keys) != len(values):
-            raise InvalidArgument(f"{len(keys)} keys but {len(values)} values in one frame")
-        if len(keys) >= _COLUMNS_FROM:
-            done = _prepare_columns(list(keys), values)
-            if done is not None:
-                return done
-            return _prepare_slow(ops.ops())
-        return prepare(ops.ops())  # a small frame: as its ops list
     n = len(ops)
     if n == 1:  # one put (a single `put()` call): no per-frame lists beyond the result's
-        op = ops[0]
+        try:
+            op = ops[0]
+        except IndexError:  # Columns with no value for its one key
+            raise InvalidArgument("1 key but 0 values in one frame") from None
         if type(op) is tuple and len(op) == 2:
             key, value = op
             if (
@@ -215,6 +211,15 @@ def prepare(ops: Sequence[Op] | Columns) -> Prepared:
                 head = _ENTRY.pack(PUT, klen, len(value), _xxh32(value))
                 body = b"".join((head, key, value))
                 return Prepared(body, [key], None, [klen], [HEADER_SIZE], [size], True)
+    if isinstance(ops, Columns):
+        keys, values = ops.keys, ops.values
+        if len(keys) != len(values):
+            raise InvalidArgument(f"{len(keys)} keys but {len(values)} values in one frame")
+        if n >= _COLUMNS_FROM:
+            done = _prepare_columns(list(keys), values)
+            if done is not None:
+                return done
+        return _prepare_slow(ops.ops())
     if n >= _COLUMNS_FROM and set(map(type, ops)) == _TUPLE and set(map(len, ops)) == _TWO:
         done = _prepare_columns(list(map(_first, ops)), list(map(_second, ops)))
         if done is not None:
