@@ -357,33 +357,22 @@ def _utf8(value: object, what: str) -> bytes:
 
 
 def check_id(value: object, what: str = "id") -> str:
-    # ASCII without NUL, within the limit in characters (= bytes): accepted with no encode
-    # (isascii is a flag check); anything else is checked on its UTF-8 bytes.
-    if (
-        type(value) is str
-        and 0 < len(value) <= MAX_ID_BYTES
-        and value.isascii()
-        and "\x00" not in value
-    ):
-        return value
-    raw = _utf8(value, what)
-    if len(raw) > MAX_ID_BYTES or b"\x00" in raw:
-        raise InvalidArgument(f"{what} must be 1..{MAX_ID_BYTES} bytes without NUL")
-    assert isinstance(value, str)
-    return value
+    return _check_text(value, what, MAX_ID_BYTES)
 
 
 def check_name(value: object, what: str) -> str:
-    if (
-        type(value) is str
-        and 0 < len(value) <= MAX_NAME_BYTES
-        and value.isascii()
-        and "\x00" not in value
-    ):
+    return _check_text(value, what, MAX_NAME_BYTES)
+
+
+def _check_text(value: object, what: str, limit: int) -> str:
+    """A non-empty string of at most `limit` UTF-8 bytes, without NUL. ASCII within the
+    limit in characters (= bytes) is accepted with no encode (isascii is a flag check);
+    anything else is checked on its UTF-8 bytes."""
+    if type(value) is str and 0 < len(value) <= limit and value.isascii() and "\x00" not in value:
         return value
     raw = _utf8(value, what)
-    if len(raw) > MAX_NAME_BYTES or b"\x00" in raw:
-        raise InvalidArgument(f"{what} must be 1..{MAX_NAME_BYTES} bytes without NUL")
+    if len(raw) > limit or b"\x00" in raw:
+        raise InvalidArgument(f"{what} must be 1..{limit} bytes without NUL")
     assert isinstance(value, str)
     return value
 
