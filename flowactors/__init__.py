@@ -12,6 +12,7 @@ from ._client import Client, Queue
 from ._engine import Engine, open_engine, slot_of, trio_clock_ms, wall_clock_ms
 from ._errors import (
     CorruptLog,
+    DataDirDamaged,
     DataDirLocked,
     EngineClosed,
     FlowError,
@@ -50,6 +51,7 @@ from ._types import (
     ChildSpec,
     ChildStatus,
     CreateSpec,
+    EngineRecovery,
     Flow,
     FlowPolicy,
     HistoryEvent,
@@ -57,6 +59,7 @@ from ._types import (
     Page,
     PolicySettings,
     RetryPolicy,
+    ShardRecovery,
 )
 from ._worker import Worker, WorkerStatistics
 from ._workflow import Context, State, Workflow
@@ -70,9 +73,11 @@ __all__ = [
     "Context",
     "CorruptLog",
     "CreateSpec",
+    "DataDirDamaged",
     "DataDirLocked",
     "Engine",
     "EngineClosed",
+    "EngineRecovery",
     "ExceptionPolicy",
     "Fail",
     "Flow",
@@ -95,6 +100,7 @@ __all__ = [
     "RetryOr",
     "RetryPolicy",
     "ShardBroken",
+    "ShardRecovery",
     "Spawn",
     "StaleLease",
     "State",

@@ -13,7 +13,7 @@ commands are split per shard and run on all shards concurrently (atomic per shar
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -29,6 +29,7 @@ import xxhash
 import wal
 
 from . import _coord as c
+from . import _layout
 from . import _machine as m
 from . import _queries as q
 from ._errors import (
@@ -60,6 +61,7 @@ from ._types import (
     ChildSpec,
     ChildStatus,
     CreateSpec,
+    EngineRecovery,
     Flow,
     FlowPolicy,
     HistoryEvent,
@@ -72,7 +74,7 @@ from ._types import (
 )
 
 SLOTS = 1024
-ENGINE_FILE = "ENGINE"
+_log = logging.getLogger("flowactors")
 _tuple_new = tuple.__new__
 
 
@@ -136,6 +138,8 @@ class Engine:
         self._claim_cursor = 0
         self._policy_lock = trio.Lock()
         self._background = trio.CancelScope()
+        # What open found and repaired, per shard (set by open_engine).
+        self.recovery = EngineRecovery("", False, False, ())
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -1398,33 +1402,36 @@ class Engine:
             await shard.send.aclose()
 
 
-def _read_engine_file(fs: wal.FileSystem, path: str, shards: int) -> int:
-    """Check (or, for a new directory, durably record) the engine's shard count."""
-    meta_path = os.path.join(path, ENGINE_FILE)
-    if fs.exists(meta_path):
-        try:
-            meta = json.loads(fs.read_file(meta_path))
-            count = int(meta["shards"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidArgument(f"{meta_path} is not a flowactors engine file") from exc
-        if count != shards:
-            raise InvalidArgument(
-                f"{path} was created with {count} shards; open it with shards={count}"
+def _report_recovery(recovery: EngineRecovery) -> None:
+    """Say what open repaired: a warning per repair, so an operator sees it happened."""
+    if recovery.adopted:
+        _log.warning(
+            "adopted a data directory made by an older flowactors (engine %s): shard "
+            "identities and log manifests written; their checks apply from now on",
+            recovery.engine_id,
+        )
+    for shard in recovery.shards:
+        for r in shard.repairs:
+            if r.kind == "manifest-rebuilt" and recovery.adopted:
+                continue
+            _log.warning(
+                "shard %d: recovery repaired %s: %s at offset %d (%d bytes dropped): %s",
+                shard.index,
+                r.kind,
+                r.path,
+                r.offset,
+                r.dropped_bytes,
+                r.reason,
             )
-        return count
-    wal.makedirs_durably(fs, path)
-    tmp = meta_path + ".tmp"
-    if fs.exists(tmp):
-        fs.remove(tmp)
-    handle = fs.open(tmp, create=True)
-    try:
-        handle.append(json.dumps({"format": 1, "shards": shards, "slots": SLOTS}).encode())
-        handle.sync()
-    finally:
-        handle.close()
-    fs.rename(tmp, meta_path)
-    fs.sync_dir(path)
-    return shards
+        if shard.merge is not None:
+            _log.warning("shard %d: a merge cut short by a crash was %s", shard.index, shard.merge)
+    _log.info(
+        "opened engine %s: %d flows on %d shards in %.3f s",
+        recovery.engine_id,
+        sum(s.flows for s in recovery.shards),
+        len(recovery.shards),
+        max((s.seconds for s in recovery.shards), default=0.0),
+    )
 
 
 @asynccontextmanager
@@ -1455,13 +1462,20 @@ async def open_engine(
     (blocking it): for tests on `trio.testing.MockClock(autojump_threshold=0)`, where
     waiting on a thread lets virtual time leap ahead by however long the disk takes.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidArgument(f"path must be a str or os.PathLike, not {type(path).__name__}")
     root = os.fspath(path)
     m.check_int(shards, "shards", 1, SLOTS)
     m.check_int(queue_capacity, "queue_capacity", 1, 1 << 20)
     if maintenance_interval_ms is not None:
         m.check_int(maintenance_interval_ms, "maintenance_interval_ms", 1, m.MAX_DELAY_MS)
     files = fs or wal.OsFileSystem()
-    await trio.to_thread.run_sync(_read_engine_file, files, root, shards)
+    try:
+        layout = await trio.to_thread.run_sync(_layout.check, files, root, shards)
+    except OSError as exc:
+        raise StorageError(f"cannot open the data directory {root}: {exc}") from exc
+    except wal.WalError as exc:
+        raise translate(exc) from exc
     config = m.Config(
         retry_policy=retry_policy or RetryPolicy(),
         type_policies=dict(type_policies or {}),
@@ -1473,7 +1487,7 @@ async def open_engine(
             opened.append(
                 await Shard.open(
                     i,
-                    os.path.join(root, f"shard-{i:03d}"),
+                    _layout.shard_dir(root, i),
                     config,
                     clock_fn,
                     sync=sync,
@@ -1483,14 +1497,26 @@ async def open_engine(
                     route=router(shards),
                     maintenance_ms=maintenance_interval_ms,
                     io_threads=io_threads,
+                    adopt=layout.adopt,
                 )
             )
+        try:
+            await trio.to_thread.run_sync(layout.finish, files)
+        except OSError as exc:
+            raise StorageError(f"cannot record the data directory's layout: {exc}") from exc
     except BaseException:
         with trio.CancelScope(shield=True):
             for shard in opened:
                 await shard.aclose()
         raise
     engine = Engine(root, opened, config, clock_fn, queue_timeout_ms)
+    engine.recovery = EngineRecovery(
+        engine_id=layout.engine_id,
+        created=layout.created,
+        adopted=layout.adopt,
+        shards=tuple(s.recovery for s in opened if s.recovery is not None),
+    )
+    _report_recovery(engine.recovery)
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:

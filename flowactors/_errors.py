@@ -71,6 +71,12 @@ class DataDirLocked(StorageError, wal.LogLocked):
     """Another engine holds this data directory."""
 
 
+class DataDirDamaged(StorageError):
+    """The data directory is not whole: its ENGINE file or a shard directory is missing,
+    or a shard directory belongs to another engine or shard count. Nothing was changed;
+    opening it anyway would serve fewer flows than were acknowledged."""
+
+
 def translate(exc: wal.WalError) -> StorageError:
     """Map a wal error onto the flowactors tree (done once, at the shard boundary)."""
     if isinstance(exc, StorageError):

@@ -16,8 +16,9 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from ._engine import ENGINE_FILE, open_engine
+from ._engine import open_engine
 from ._errors import FlowNotFound, InvalidArgument
+from ._layout import ENGINE_FILE
 from ._types import Flow, HistoryEvent
 
 

@@ -28,6 +28,7 @@ mutation that a crash could still roll back. Recovery refills `outbox` from the 
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,7 @@ from ._record import (
     value_key,
 )
 from ._state import ShardState
-from ._types import EMPTY, Flow, HistoryEvent, ItemResult
+from ._types import EMPTY, Flow, HistoryEvent, ItemResult, ShardRecovery
 
 # Flow's leading fields are the record's id .. partition (FIELDS[:_FLOW_HEAD]).
 _FLOW_HEAD = PARTITION + 1
@@ -153,6 +154,7 @@ class Shard:
         self.policies: dict[str, bytes] = {}  # installed policies found at recovery
         self.fs: wal.FileSystem = wal.OsFileSystem()  # where the checkpoint is written
         self.from_checkpoint = False  # this open used the records saved at a clean close
+        self.recovery: ShardRecovery | None = None  # what opening found (see `open`)
         self.drained = False  # the actor ended normally: state == log (see `run`)
         self._sending: list[c.Send] = []
         # The frame being built: where each parent's open outcome event sits in its ops,
@@ -183,21 +185,48 @@ class Shard:
         route: Callable[[str], int] | None = None,
         maintenance_ms: int | None = None,
         io_threads: bool = True,
+        adopt: bool = False,
     ) -> Shard:
+        started = time.perf_counter()
         try:
             log = await wal.Log.open(
-                path, sync=sync, segment_max_bytes=segment_max_bytes, fs=fs, clock_ms=clock
+                path,
+                sync=sync,
+                segment_max_bytes=segment_max_bytes,
+                adopt=adopt,
+                fs=fs,
+                clock_ms=clock,
             )
         except wal.WalError as exc:
             raise translate(exc) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot open the log of shard {index} in {path}: {exc}") from exc
         log.io_threads = io_threads
         files = fs or wal.OsFileSystem()
         try:
             recovered = await trio.to_thread.run_sync(recover, log, index, route, files)
-        except BaseException:
-            await log.aclose()
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await log.aclose()
+            if isinstance(exc, wal.WalError):
+                raise translate(exc) from exc
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot read the log of shard {index}: {exc}") from exc
             raise
         shard = cls(index, log, recovered.state, config, clock, capacity)
+        report = log.recovery
+        shard.recovery = ShardRecovery(
+            index=index,
+            path=path,
+            flows=len(recovered.state.records),
+            from_checkpoint=recovered.from_checkpoint,
+            segments=report.segments,
+            segments_from_hints=report.segments_from_hints,
+            segments_scanned=report.segments_scanned,
+            repairs=report.repairs,
+            merge=report.merge,
+            seconds=time.perf_counter() - started,
+        )
         shard.fs = files
         shard.from_checkpoint = recovered.from_checkpoint
         shard.outbox = recovered.outbox
@@ -609,14 +638,21 @@ class Shard:
 
     async def aclose(self) -> None:
         """Close the log; on a clean close (the actor drained its channel, nothing broke),
-        save the records first so the next open need not read them back from the log."""
+        save the records first so the next open need not read them back from the log.
+        The checkpoint is a cache: failing to write it (a full disk) is no failure of
+        close; what close does raise is a `StorageError` (an fdatasync that failed)."""
         if self.drained and self.broken is None and not self.log.broken:
             position = self.log.position()
             records = list(self.state.records.values())
             await trio.to_thread.run_sync(
                 _checkpoint.save, self.fs, self.log.path, position, records
             )
-        await self.log.aclose()
+        try:
+            await self.log.aclose()
+        except wal.WalError as exc:
+            raise translate(exc) from exc
+        except OSError as exc:
+            raise StorageError(f"closing the log of shard {self.index} failed: {exc}") from exc
 
 
 def _plain_flow(r: Record) -> Flow:

@@ -292,3 +292,36 @@ class FlowPolicy(PolicySettings):
                     )
         # A private, read-only copy: the caller's dict can never change a live policy.
         object.__setattr__(self, "states", MappingProxyType(dict(self.states)))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRecovery:
+    """What opening one shard found and did. `repairs` lists every change recovery made
+    to the log (a torn tail truncated, a hint rebuilt, ...): wal `Repair` records, each
+    naming the file, the offset, the bytes dropped and why."""
+
+    index: int
+    path: str
+    flows: int
+    from_checkpoint: bool
+    segments: int
+    segments_from_hints: int
+    segments_scanned: int
+    repairs: tuple[Any, ...]
+    merge: str | None  # a merge cut short by a crash: "completed" or "discarded"
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRecovery:
+    """What `open_engine` found: per shard, and whether the engine was created now or
+    adopted from a directory made by an older flowactors (`engine.recovery`)."""
+
+    engine_id: str
+    created: bool
+    adopted: bool
+    shards: tuple[ShardRecovery, ...]
+
+    @property
+    def repairs(self) -> tuple[Any, ...]:
+        return tuple(r for s in self.shards for r in s.repairs)

@@ -8,7 +8,7 @@ import pytest
 
 import wal
 from wal import _format as fmt
-from wal.testing import SimulatedFileSystem
+from wal.testing import SimulatedFileSystem, writing_manifest
 
 SEG = "0000000001.log"
 HINT = "0000000001.hint"
@@ -64,6 +64,7 @@ async def test_torn_tail_at_every_offset(tmp_path: Path) -> None:
         d = tmp_path / f"cut{k}"
         d.mkdir()
         (d / SEG).write_bytes(data[:k])  # no hint: this is the segment being written
+        (d / "MANIFEST").write_bytes(writing_manifest())
         whole = [f for f in frames if f.offset + f.size <= k]
         async with wal.open_log(d) as log:
             assert dict(log.items()) == fold(whole), k
@@ -106,7 +107,7 @@ async def test_any_flipped_byte_in_the_write_segment_is_detected() -> None:
             damaged = bytearray(data)
             damaged[offset] ^= xor
             fs = SimulatedFileSystem()
-            install(fs, "/log", {SEG: bytes(damaged)})
+            install(fs, "/log", {SEG: bytes(damaged), "MANIFEST": writing_manifest()})
             if torn:
                 outcomes["torn"] += 1
                 async with wal.open_log("/log", fs=fs) as log:

@@ -104,13 +104,21 @@ class _FlockLock:
 
 
 class OsFileSystem:
-    """The real file system, through os.* calls."""
+    """The real file system, through os.* calls.
+
+    Files are created `file_mode` (0600) and directories `dir_mode` (0700) by default, as
+    PostgreSQL does with its data directory: a log holds its users' payloads, which are
+    nobody else's business. Pass wider modes to share them (the umask still applies)."""
+
+    def __init__(self, *, file_mode: int = 0o600, dir_mode: int = 0o700) -> None:
+        self.file_mode = file_mode
+        self.dir_mode = dir_mode
 
     def open(self, path: str, *, create: bool) -> FileHandle:
         flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
         if create:
             flags |= os.O_CREAT | os.O_EXCL
-        return OsFile(os.open(path, flags, 0o644))
+        return OsFile(os.open(path, flags, self.file_mode))
 
     def read_file(self, path: str) -> bytes:
         with open(path, "rb") as f:
@@ -123,7 +131,7 @@ class OsFileSystem:
         return os.listdir(path)
 
     def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=self.dir_mode, exist_ok=True)
 
     def rename(self, src: str, dst: str) -> None:
         os.rename(src, dst)
@@ -142,7 +150,7 @@ class OsFileSystem:
             os.close(fd)
 
     def lock(self, path: str) -> DirLock:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self.file_mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BaseException:

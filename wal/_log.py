@@ -31,6 +31,19 @@ closed segment is immutable and gets a hint file, written inside the rotating co
 entries the publish loop kept in memory (a failed hint write is a failed write). The
 directory is fsync'd after every create, rename and remove.
 
+*The manifest.* `MANIFEST` names every sealed segment with its exact size, the active
+segment, and how many bytes of the active segment were already durable when it was written
+(`active_min`); it is rewritten (temp file, fsync, rename, directory fsync) at open, at each
+rotation (after the new segment exists, before anything is written into it), by a merge
+(before its inputs are removed) and at a clean close (then the active segment is listed as
+sealed too). It is what makes whole-file damage loud: a sealed segment that is missing,
+shorter or longer than listed, a segment the manifest does not know that holds bytes (a
+duplicate or a renamed copy), or an active segment shorter than `active_min` is
+`CorruptLog` naming the file and both sizes, never a silently smaller log. Only the active
+segment's tail past `active_min` may be repaired as torn. A directory that holds segments
+but no manifest is refused too, unless the caller says to build one (`adopt=True`, for a
+log made before manifests existed, or `repair=True`).
+
 *Recovery on open.* Merge leftovers are finished or discarded (see merge). Segments with a
 valid hint load from it without reading values. The newest segment without a hint is the
 one that was being written: it is scanned, and damage there is a torn tail, truncated to
@@ -89,6 +102,8 @@ from ._keydir import (
 )
 
 LOCK_NAME = "LOCK"
+MANIFEST_NAME = "MANIFEST"
+MANIFEST_FORMAT = 1
 MERGE_DIR = "merge"
 DONE_NAME = "DONE"
 MERGE_FRAME_BYTES = 1 << 20
@@ -128,7 +143,7 @@ class Repair:
     offset: int
     dropped_bytes: int
     reason: str
-    kind: str  # "torn-tail" | "salvaged" | "hint-rebuilt"
+    kind: str  # "torn-tail" | "salvaged" | "hint-rebuilt" | "manifest-rebuilt" | "manifest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +251,10 @@ class Log:
         self._merging = False
         self._merge_done = trio.Event()
         self._merge_done.set()
+        # Held while the set of segments changes (a rotation, a merge's install), so the
+        # manifest each writes describes the set as it is.
+        self._layout_lock = trio.Lock()
+        self._active_min = 0  # bytes of the active segment a manifest says are durable
         self._counters = _Counters()
         self.recovery = RecoveryReport(0, 0, 0, 0, (), None, 0.0)
         # Commits write and fsync in a worker thread, so the event loop runs on meanwhile.
@@ -255,10 +274,15 @@ class Log:
         sync_interval_ms: int = 200,
         segment_max_bytes: int = 64 * 1024 * 1024,
         repair: bool = False,
+        adopt: bool = False,
         fs: FileSystem | None = None,
         clock_ms: Callable[[], int] | None = None,
     ) -> Log:
-        """Open (creating if needed) the log in directory `path`, recovering as documented."""
+        """Open (creating if needed) the log in directory `path`, recovering as documented.
+
+        `adopt=True` accepts a directory of segments without a MANIFEST (a log written
+        before manifests existed) and builds one from what is there, reported as a
+        repair; nothing can be checked against it that first time."""
         try:
             mode = SyncMode(sync)
         except ValueError:
@@ -275,6 +299,7 @@ class Log:
             sync_interval_ms=sync_interval_ms,
             segment_max_bytes=segment_max_bytes,
             repair=repair,
+            adopt=adopt,
             clock_ms=clock_ms or _wall_clock_ms,
         )
         return await trio.to_thread.run_sync(opener)
@@ -289,6 +314,7 @@ class Log:
         sync_interval_ms: int,
         segment_max_bytes: int,
         repair: bool,
+        adopt: bool,
         clock_ms: Callable[[], int],
     ) -> Log:
         started = time.perf_counter()
@@ -307,15 +333,15 @@ class Log:
             clock_ms=clock_ms,
         )
         try:
-            log._recover(repair, started)
+            log._recover(repair, adopt, started)
         except BaseException:
             log._release()
             raise
         return log
 
-    def _recover(self, repair: bool, started: float) -> None:
+    def _recover(self, repair: bool, adopt: bool, started: float) -> None:
         fs, path = self._fs, self.path
-        merge_outcome = _finish_or_discard_merge(fs, path)
+        merge_outcome, merged = _finish_or_discard_merge(fs, path)
         names = fs.listdir(path)
         for name in names:
             if name.endswith(".tmp"):
@@ -328,14 +354,18 @@ class Log:
         write_seg = hintless[-1] if hintless else None
 
         repairs: list[Repair] = []
+        for seg in logs:
+            self._files[seg] = fs.open(os.path.join(path, _log_name(seg)), create=False)
+        found = {seg: self._files[seg].size() for seg in logs}
+        sealed, active, active_min = self._check_manifest(found, merged, repair, adopt, repairs)
+
         tombs: dict[bytes, int] = {}
         from_hints = scanned = 0
         max_seq = 0
         write_entries: list[fmt.HintEntry] = []
         for seg in logs:
-            handle = fs.open(os.path.join(path, _log_name(seg)), create=False)
-            self._files[seg] = handle
-            size = handle.size()
+            handle = self._files[seg]
+            size = found[seg]
             entries: Iterable[fmt.HintEntry] | None = None
             if seg in hints:
                 entries = self._read_hint(seg, size, repairs)
@@ -343,13 +373,18 @@ class Log:
                 from_hints += 1
             else:
                 scanned += 1
-                frames, size, sealed = self._scan_segment(
-                    seg, handle, lenient=seg == write_seg, repair=repair, repairs=repairs
+                frames, size, salvaged = self._scan_segment(
+                    seg,
+                    handle,
+                    lenient=seg == write_seg and seg not in sealed,
+                    floor=active_min if seg == active else 0,
+                    repair=repair,
+                    repairs=repairs,
                 )
                 entries = fmt.last_ops(frames).values()
                 if seg == write_seg:
                     write_entries = list(entries)
-                if seg != write_seg or sealed:
+                if seg != write_seg or salvaged:
                     self._write_hint_sync(seg, list(entries), size)
                     if seg == write_seg:
                         write_seg = None
@@ -364,6 +399,12 @@ class Log:
             body, count = fmt.encode_hint_entries(write_entries)
             self._hint_body = bytearray(body)
             self._hint_count = count
+            if self._sizes[write_seg]:
+                # What recovery found may sit in the page cache only (the last process
+                # crashed, the machine did not): durable before the manifest vouches for it.
+                self._files[write_seg].sync()
+        self._active_min = self._sizes[self._active]
+        self._write_manifest_sync(self._manifest_blob(clean=False))
         self.recovery = RecoveryReport(
             segments=len(self._files),
             segments_from_hints=from_hints,
@@ -386,9 +427,18 @@ class Log:
             return None
 
     def _scan_segment(
-        self, seg: int, handle: FileHandle, *, lenient: bool, repair: bool, repairs: list[Repair]
+        self,
+        seg: int,
+        handle: FileHandle,
+        *,
+        lenient: bool,
+        floor: int,
+        repair: bool,
+        repairs: list[Repair],
     ) -> tuple[list[fmt.Frame], int, bool]:
-        """Scan one segment; return (frames, size to keep, sealed-by-salvage)."""
+        """Scan one segment; return (frames, size to keep, sealed-by-salvage). Damage is a
+        torn tail only in the segment being written (`lenient`), past the `floor` bytes the
+        manifest says were durable, and with no valid frame of a later write after it."""
         seg_path = os.path.join(self.path, _log_name(seg))
         data = handle.pread(handle.size(), 0)
         result = fmt.scan(data, seg)
@@ -396,13 +446,15 @@ class Log:
             return result.frames, len(data), False
         bad = result.end
         later_writes = [f for f in result.later_frames if f.batch_start > bad]
-        if lenient and not later_writes:
+        if lenient and not later_writes and bad >= floor:
             handle.truncate(bad)
             handle.sync()
             repairs.append(Repair(seg_path, bad, len(data) - bad, result.error, "torn-tail"))
             return result.frames, bad, False
         if not repair:
-            detail = "; valid frames of later writes follow it" if lenient else ""
+            detail = "; valid frames of later writes follow it" if later_writes else ""
+            if bad < floor:
+                detail += f"; the first {floor} bytes were durable when the manifest was written"
             raise CorruptLog(seg_path, bad, result.error + detail)
         frames = result.frames + result.later_frames
         kept_end = bad
@@ -417,6 +469,105 @@ class Log:
                 Repair(seg_path, kept_end, len(data) - kept_end, result.error, "salvaged")
             )
         return frames, len(data), True
+
+    def _check_manifest(
+        self,
+        found: dict[int, int],
+        merged: dict[str, list[int]] | None,
+        repair: bool,
+        adopt: bool,
+        repairs: list[Repair],
+    ) -> tuple[set[int], int | None, int]:
+        """Hold the segments found (id -> size) against the manifest; return the sealed
+        segment ids, the active segment and its durable floor (see the module doc).
+        Every disagreement is `CorruptLog`, or with `repair` a reported repair."""
+        fs, path = self._fs, self.path
+        mpath = os.path.join(path, MANIFEST_NAME)
+        holding = {seg for seg, size in found.items() if size}
+        problems: list[CorruptLog] = []
+        if not fs.exists(mpath):
+            if not holding:
+                return set(), None, 0  # a new log, or one whose first open was cut short
+            if not (adopt or repair):
+                raise CorruptLog(
+                    mpath,
+                    0,
+                    f"missing, but the directory holds {len(holding)} segment(s) with data: "
+                    "it was deleted, or the log was made before manifests existed "
+                    "(open it once with adopt=True for that)",
+                )
+            repairs.append(Repair(mpath, 0, 0, "built from the segments found", "manifest-rebuilt"))
+            return set(), None, 0
+        try:
+            sealed, active, active_min = _decode_manifest(fs.read_file(mpath), mpath)
+        except CorruptLog as exc:
+            if not repair:
+                raise
+            repairs.append(Repair(mpath, exc.offset, 0, exc.reason, "manifest-rebuilt"))
+            return set(), None, 0
+        if merged is not None:  # a merge finished at this open: its outputs replace inputs
+            for seg in merged["inputs"]:
+                sealed.pop(seg, None)
+            for seg in merged["outputs"]:
+                sealed.setdefault(seg, found.get(seg, 0))
+        for seg, size in sorted(sealed.items()):
+            seg_path = os.path.join(path, _log_name(seg))
+            have = found.get(seg)
+            if have is None:
+                problems.append(
+                    CorruptLog(
+                        seg_path, 0, f"missing: the manifest lists it sealed at {size} bytes"
+                    )
+                )
+            elif have != size:
+                problems.append(
+                    CorruptLog(
+                        seg_path,
+                        min(have, size),
+                        f"sealed segment is {have} bytes, but it was sealed at {size} bytes",
+                    )
+                )
+        if active not in sealed and active_min:
+            seg_path = os.path.join(path, _log_name(active))
+            have = found.get(active)
+            if have is None or have < active_min:
+                problems.append(
+                    CorruptLog(
+                        seg_path,
+                        have or 0,
+                        f"active segment is {'missing' if have is None else f'{have} bytes'}, "
+                        f"but its first {active_min} bytes were durable",
+                    )
+                )
+        for seg in sorted(holding - set(sealed) - {active}):
+            problems.append(
+                CorruptLog(
+                    os.path.join(path, _log_name(seg)),
+                    0,
+                    f"holds {found[seg]} bytes but the manifest does not list it "
+                    "(a copy, a rename, or a file from elsewhere)",
+                )
+            )
+        if problems and not repair:
+            raise problems[0]
+        for problem in problems:
+            repairs.append(Repair(problem.path, problem.offset, 0, problem.reason, "manifest"))
+        if problems:
+            return set(), None, 0
+        return set(sealed), active, active_min
+
+    def _manifest_blob(self, *, clean: bool) -> bytes:
+        """The manifest of the segment set as it stands (event loop or an exclusive thread).
+        `clean`: the active segment is sealed too (a clean close)."""
+        active = self._active
+        sealed = {seg: size for seg, size in self._sizes.items() if size and seg != active}
+        if clean and self._sizes.get(active):
+            sealed[active] = self._sizes[active]
+        return _encode_manifest(sealed, active, self._active_min, clean)
+
+    def _write_manifest_sync(self, blob: bytes) -> None:
+        _write_file_durably(self._fs, os.path.join(self.path, MANIFEST_NAME), blob)
+        self._fs.sync_dir(self.path)
 
     def _load(self, seg: int, entries: Iterable[fmt.HintEntry], tombs: dict[bytes, int]) -> int:
         """Fold one segment's last operations into the keydir, newest sequence winning."""
@@ -559,6 +710,18 @@ class Log:
 
     async def _commit(self, batch: _Batch) -> None:
         """Seal, write and sync one batch; publish it."""
+        rotating = batch.rotate or (
+            self._sizes[self._active] > 0
+            and self._sizes[self._active] + sum(fmt.HEADER_SIZE + len(p.body) for p in batch.frames)
+            > self._segment_max
+        )
+        if not rotating:
+            await self._commit_locked(batch)
+            return
+        async with self._layout_lock:  # a merge's install must not interleave a rotation
+            await self._commit_locked(batch)
+
+    async def _commit_locked(self, batch: _Batch) -> None:
         pieces: list[bytes] = []
         placed: list[tuple[int, int, fmt.Prepared]] = []  # (frame offset, seq, frame)
         size = sum(fmt.HEADER_SIZE + len(p.body) for p in batch.frames)
@@ -585,6 +748,10 @@ class Log:
         # allocated: freed at the top of the heap, glibc would trim it and every commit
         # would fault in fresh pages (a 228 KB commit: ~80 page faults, 8x its CPU).
         self._recycle = (blob, batch.frames) if len(blob) <= _RECYCLE_BYTES else None
+        manifest = None
+        if new_seg is not None:
+            sealed = {s: n for s, n in self._sizes.items() if n}
+            manifest = _encode_manifest(sealed, new_seg, 0, False)
         sync = (
             self._sync_mode is SyncMode.ALWAYS
             or batch.force_sync
@@ -593,7 +760,9 @@ class Log:
                 and now - self._last_sync_ms >= self._sync_interval_ms
             )
         )
-        write = partial(self._write_sync, blob, new_seg, sync, self._hint_body, self._hint_count)
+        write = partial(
+            self._write_sync, blob, new_seg, manifest, sync, self._hint_body, self._hint_count
+        )
         try:
             new_handle = await trio.to_thread.run_sync(write) if self.io_threads else write()
         except OSError as exc:
@@ -609,6 +778,7 @@ class Log:
             self._files[new_seg] = new_handle
             self._sizes[new_seg] = 0
             self._active = new_seg
+            self._active_min = 0
             self._hint_body = bytearray()
             self._hint_count = 0
         assert seg == self._active
@@ -692,12 +862,14 @@ class Log:
         self,
         blob: bytes,
         new_seg: int | None,
+        manifest: bytes | None,
         sync: bool,
         hint_body: bytearray,
         hint_count: int,
     ) -> FileHandle | None:
         """Worker thread: rotate to `new_seg` if given (sealing the closed segment with its
-        hint), append, fdatasync. Returns the new segment's handle, which the caller
+        hint, creating the new one, then recording both in the manifest before a byte goes
+        into the new segment), append, fdatasync. Returns the new segment's handle, which the caller
         registers in the event loop. A failure here fails the batch, which was not yet
         written: nothing unacknowledged is left half-done.
         """
@@ -709,6 +881,8 @@ class Log:
             self._unsynced = False
             self._seal_sync(self._active, self._sizes[self._active], hint_count, hint_body)
             handle = new_handle = self._create_segment_file(new_seg)
+            assert manifest is not None
+            self._write_manifest_sync(manifest)
         if blob:
             handle.append(blob)
             self._unsynced = True
@@ -847,19 +1021,21 @@ class Log:
                 raise self._broken from exc
             self._check_writable()
             try:
-                handles = await trio.to_thread.run_sync(self._merge_install_sync, outputs)
-                for seg, size in outputs:
-                    self._files[seg] = handles[seg]
-                    self._sizes[seg] = size
-                copied = 0
-                for key, old, new in moves:
-                    copied += self._keydir.replace_if(key, old, new)
-                for seg in inputs:
-                    self._files.pop(seg).close()
-                    del self._sizes[seg]
-                    left = self._keydir.live.pop(seg, 0)
-                    assert left == 0, f"merge left {left} live bytes in segment {seg}"
-                await trio.to_thread.run_sync(self._merge_cleanup_sync, inputs)
+                async with self._layout_lock:
+                    handles = await trio.to_thread.run_sync(self._merge_install_sync, outputs)
+                    for seg, size in outputs:
+                        self._files[seg] = handles[seg]
+                        self._sizes[seg] = size
+                    copied = 0
+                    for key, old, new in moves:
+                        copied += self._keydir.replace_if(key, old, new)
+                    for seg in inputs:
+                        self._files.pop(seg).close()
+                        del self._sizes[seg]
+                        left = self._keydir.live.pop(seg, 0)
+                        assert left == 0, f"merge left {left} live bytes in segment {seg}"
+                    manifest = self._manifest_blob(clean=False)
+                    await trio.to_thread.run_sync(self._merge_cleanup_sync, inputs, manifest)
             except OSError as exc:
                 self._broken = LogBroken(f"merge commit failed ({exc}); reopen to finish it")
                 self._broken.__cause__ = exc
@@ -942,8 +1118,11 @@ class Log:
             for seg, _ in outputs
         }
 
-    def _merge_cleanup_sync(self, inputs: list[int]) -> None:
+    def _merge_cleanup_sync(self, inputs: list[int], manifest: bytes) -> None:
         fs = self._fs
+        # The manifest first: were the inputs removed before it, a crash would leave one
+        # that lists them; merge/DONE still names them, so an open finishes the removal.
+        self._write_manifest_sync(manifest)
         for seg in inputs:
             for name in (_log_name(seg), _hint_name(seg)):
                 p = os.path.join(self.path, name)
@@ -1009,14 +1188,33 @@ class Log:
             await self._submit([], force_sync=False, rotate=False)
 
     def _close_sync(self) -> None:
+        """Sync what is unsynced (a failure there is a real one: `LogBroken`), then write
+        the hint and a clean manifest. Those two only save the next open time and sharpen
+        its checks; the state the last manifest describes is true either way, so failing
+        to write them (a full disk) is no reason for close to fail: leftovers are removed."""
         handle = self._files[self._active]
-        if self._unsynced or self._sync_mode is not SyncMode.ALWAYS:
-            handle.sync()
-            self._unsynced = False
-        if self._sizes[self._active] > 0:
-            self._seal_sync(
-                self._active, self._sizes[self._active], self._hint_count, self._hint_body
+        try:
+            if self._unsynced or self._sync_mode is not SyncMode.ALWAYS:
+                handle.sync()
+                self._unsynced = False
+        except OSError as exc:
+            broken = LogBroken(
+                f"fdatasync of {self.path} at close failed ({exc.strerror}); "
+                "writes since the last sync may be lost"
             )
+            self._broken = broken
+            raise broken from exc
+        try:
+            if self._sizes[self._active] > 0:
+                self._seal_sync(
+                    self._active, self._sizes[self._active], self._hint_count, self._hint_body
+                )
+            self._active_min = self._sizes[self._active]
+            self._write_manifest_sync(self._manifest_blob(clean=True))
+        except OSError:
+            for name in (_hint_name(self._active) + ".tmp", MANIFEST_NAME + ".tmp"):
+                with suppress(OSError):
+                    self._fs.remove(os.path.join(self.path, name))
 
     def _release(self) -> None:
         self._closed = True
@@ -1033,6 +1231,35 @@ class Log:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _encode_manifest(sealed: dict[int, int], active: int, active_min: int, clean: bool) -> bytes:
+    """MANIFEST: one line of JSON, then the xxh3-64 (hex) of that line."""
+    body = json.dumps(
+        {
+            "format": MANIFEST_FORMAT,
+            "sealed": sorted([seg, size] for seg, size in sealed.items()),
+            "active": active,
+            "active_min": active_min,
+            "clean": clean,
+        },
+        sort_keys=True,
+    ).encode()
+    return body + b"\n" + xxhash.xxh3_64_hexdigest(body).encode()
+
+
+def _decode_manifest(raw: bytes, path: str) -> tuple[dict[int, int], int, int]:
+    body, _, checksum = raw.rpartition(b"\n")
+    if xxhash.xxh3_64_hexdigest(body).encode() != checksum:
+        raise CorruptLog(path, 0, "manifest fails its checksum")
+    try:
+        meta = json.loads(body)
+        if meta["format"] != MANIFEST_FORMAT:
+            raise CorruptLog(path, 0, f"manifest format {meta['format']!r} is unknown")
+        sealed = {int(seg): int(size) for seg, size in meta["sealed"]}
+        return sealed, int(meta["active"]), int(meta["active_min"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptLog(path, 0, f"manifest is malformed ({exc})") from None
 
 
 def _file_position(item: tuple[bytes, int]) -> int:
@@ -1116,11 +1343,14 @@ def _remove_tree(fs: FileSystem, directory: str) -> None:
     fs.rmdir(directory)
 
 
-def _finish_or_discard_merge(fs: FileSystem, path: str) -> str | None:
-    """Open-time: finish a committed merge (DONE present and valid), else discard it."""
+def _finish_or_discard_merge(
+    fs: FileSystem, path: str
+) -> tuple[str | None, dict[str, list[int]] | None]:
+    """Open-time: finish a committed merge (DONE present and valid), else discard it.
+    Returns the outcome and, for a finished merge, its inputs and outputs."""
     mdir = os.path.join(path, MERGE_DIR)
     if not fs.exists(mdir):
-        return None
+        return None, None
     done_path = os.path.join(mdir, DONE_NAME)
     manifest: dict[str, list[int]] | None = None
     if fs.exists(done_path):
@@ -1131,13 +1361,29 @@ def _finish_or_discard_merge(fs: FileSystem, path: str) -> str | None:
     if manifest is None:
         _remove_tree(fs, mdir)
         fs.sync_dir(path)
-        return "discarded"
+        return "discarded", None
     for seg in manifest["outputs"]:
         for name in (_hint_name(seg), _log_name(seg)):
             src = os.path.join(mdir, name)
             if fs.exists(src):
                 fs.rename(src, os.path.join(path, name))
     fs.sync_dir(path)
+    # As in a live merge, the log's manifest learns of the swap before the inputs go.
+    mpath = os.path.join(path, MANIFEST_NAME)
+    with suppress(CorruptLog):
+        if fs.exists(mpath):
+            sealed, active, active_min = _decode_manifest(fs.read_file(mpath), mpath)
+            if any(seg in sealed for seg in manifest["inputs"]):
+                for seg in manifest["inputs"]:
+                    sealed.pop(seg, None)
+                for seg in manifest["outputs"]:
+                    out = fs.open(os.path.join(path, _log_name(seg)), create=False)
+                    try:
+                        sealed[seg] = out.size()
+                    finally:
+                        out.close()
+                _write_file_durably(fs, mpath, _encode_manifest(sealed, active, active_min, False))
+                fs.sync_dir(path)
     for seg in manifest["inputs"]:
         for name in (_log_name(seg), _hint_name(seg)):
             p = os.path.join(path, name)
@@ -1146,7 +1392,7 @@ def _finish_or_discard_merge(fs: FileSystem, path: str) -> str | None:
     fs.sync_dir(path)
     _remove_tree(fs, mdir)
     fs.sync_dir(path)
-    return "completed"
+    return "completed", manifest
 
 
 @asynccontextmanager
@@ -1157,6 +1403,7 @@ async def open_log(
     sync_interval_ms: int = 200,
     segment_max_bytes: int = 64 * 1024 * 1024,
     repair: bool = False,
+    adopt: bool = False,
     fs: FileSystem | None = None,
     clock_ms: Callable[[], int] | None = None,
 ) -> AsyncIterator[Log]:
@@ -1167,6 +1414,7 @@ async def open_log(
         sync_interval_ms=sync_interval_ms,
         segment_max_bytes=segment_max_bytes,
         repair=repair,
+        adopt=adopt,
         fs=fs,
         clock_ms=clock_ms,
     )

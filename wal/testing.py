@@ -47,6 +47,7 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
+from . import _log
 from ._fs import DirLock, FileHandle
 
 FaultOp = Literal["append", "sync", "truncate", "open", "rename", "remove", "sync_dir"]
@@ -501,3 +502,10 @@ class SimulatedFileSystem:
                 raise BlockingIOError(errno.EWOULDBLOCK, os.strerror(errno.EWOULDBLOCK), path)
             lock = self._locks[key] = SimulatedLock(self, key)
             return lock
+
+
+def writing_manifest(active: int = 1) -> bytes:
+    """The `MANIFEST` of a log whose segment `active` is being written and none is sealed
+    (as after its first open): beside a hand-made segment file, it makes a directory look
+    like one that crashed mid-write, so recovery treats the segment's tail as torn."""
+    return _log._encode_manifest({}, active, 0, False)
