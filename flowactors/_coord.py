@@ -368,7 +368,10 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
         if ch.id == parent[ID]:
             raise InvalidArgument(f"flow {c.id!r} cannot be its own child")
         partition = ch.partition if ch.partition is not None else parent[PARTITION]
-        shard = state.route(partition if partition is not None else ch.id)
+        # A child without a partition of its own lives with its parent (found by its id
+        # through the shard's `foreign` index), so its outcome resolves the fanout in
+        # the child's own commit; only a child given another partition lives elsewhere.
+        shard = state.route(partition) if partition is not None else own
         listing.append([ch.id, ch.type, shard])
         spec = [
             ch.id,

@@ -35,6 +35,7 @@ from . import _queries as q
 from ._errors import (
     EngineClosed,
     FlowError,
+    FlowExists,
     FlowNotFound,
     IdempotencyConflict,
     InvalidArgument,
@@ -138,6 +139,10 @@ class Engine:
         self._claim_cursor = 0
         self._policy_lock = trio.Lock()
         self._background = trio.CancelScope()
+        # Every shard's records and foreign ids, read (never changed) by `_locate`.
+        self._records = [s.state.records for s in shards]
+        self._foreign = [s.state.foreign for s in shards]
+        self._creating: dict[str, list[int]] = {}  # id -> [target shard, creates in flight]
         # What open found and repaired, per shard (set by open_engine).
         self.recovery = EngineRecovery("", False, False, ())
 
@@ -152,7 +157,79 @@ class Engine:
         return self._clock()
 
     def shard_for(self, flow_id: str, partition_key: str | None = None) -> int:
+        """The shard a new flow with this id (and partition key) is created on."""
         return self._slot_table[slot_of(partition_key if partition_key is not None else flow_id)]
+
+    def locate(self, flow_id: str, partition_key: str | None = None) -> int:
+        """The shard that holds `flow_id`, found from its id alone (see `_locate`)."""
+        m.check_id(flow_id)
+        return self._locate(flow_id, partition_key)
+
+    def _locate(self, flow_id: str, hint: str | None) -> int:
+        """Where a flow lives: its id's home shard, unless a shard lists it as foreign
+        (created in a partition that routes elsewhere, or a child placed with its parent:
+        `ShardState.foreign`). One hash and one dict lookup in the common case.
+
+        `hint`, a partition key, is checked against the flow's own: a wrong hint is an
+        `InvalidArgument`, never a silent miss. An absent flow is looked for on the shard
+        it would be created on, which answers "not found"."""
+        home = self._slot_table[slot_of(flow_id)]
+        record = self._records[home].get(flow_id)
+        where = home
+        if record is None:
+            for i, foreign in enumerate(self._foreign):
+                if foreign and flow_id in foreign:
+                    where, record = i, self._records[i][flow_id]
+                    break
+            else:
+                if hint is None:
+                    return home
+                return self._slot_table[slot_of(m.check_name(hint, "partition_key"))]
+        if hint is not None and record[PARTITION] != hint:
+            m.check_name(hint, "partition_key")
+            raise InvalidArgument(
+                f"flow {flow_id!r} is in partition {record[PARTITION]!r}, not {hint!r} "
+                "(a flow is found by its id alone; partition_key is only a check)"
+            )
+        return where
+
+    def _holder(self, flow_id: str, home: int) -> int | None:
+        """The shard holding `flow_id` (its home shard given), or None."""
+        if flow_id in self._records[home]:
+            return home
+        for i, foreign in enumerate(self._foreign):
+            if foreign and flow_id in foreign:
+                return i
+        return None
+
+    def _reserve(self, flow_id: str, home: int, target: int, idempotent: bool) -> None:
+        """Ids are unique engine-wide, whatever the partition: refuse `flow_id` if it
+        lives, or is being created, on a shard other than `target` (the target shard
+        itself judges a flow already there); else note it as being created there until
+        `_release`. Runs with no await between check and note, so two creates of one id
+        into different shards cannot both pass."""
+        held = self._creating.get(flow_id)
+        if held is not None:
+            if held[0] != target:
+                raise self._exists(flow_id, idempotent, "is being created in another partition")
+            held[1] += 1
+            return
+        where = self._holder(flow_id, home)
+        if where is not None and where != target:
+            raise self._exists(flow_id, idempotent, "exists in another partition")
+        self._creating[flow_id] = [target, 1]
+
+    def _release(self, flow_id: str) -> None:
+        held = self._creating[flow_id]
+        held[1] -= 1
+        if not held[1]:
+            del self._creating[flow_id]
+
+    @staticmethod
+    def _exists(flow_id: str, idempotent: bool, why: str) -> FlowError:
+        if idempotent:
+            return IdempotencyConflict(f"flow {flow_id!r} {why}")
+        return FlowExists(f"flow {flow_id!r} {why}")
 
     async def _call(self, shard: Shard, req: Request) -> Any:
         if self._closed:
@@ -182,7 +259,7 @@ class Engine:
         hydrate: Hydrate = NO_HYDRATE,
     ) -> Any:
         m.check_id(flow_id)
-        shard = self._shards[self.shard_for(flow_id, partition_key)]
+        shard = self._shards[self._locate(flow_id, partition_key)]
         return await self._call(shard, Request(command, hydrate=hydrate))
 
     async def _each_shard(self, make: Callable[[Shard], Request | None]) -> list[Any]:
@@ -279,7 +356,13 @@ class Engine:
             retention_ms,
         )
         m.validate_create(command)
-        result: Flow = await self._one(flow_id, partition_key, command)
+        home = self._slot_table[slot_of(flow_id)]
+        target = home if partition_key is None else self._slot_table[slot_of(partition_key)]
+        self._reserve(flow_id, home, target, idempotent)
+        try:
+            result: Flow = await self._call(self._shards[target], Request(command))
+        finally:
+            self._release(flow_id)
         return result
 
     def _due(self, run_at_ms: int | None, delay_ms: int | None) -> int | None:
@@ -316,7 +399,7 @@ class Engine:
         # reply's order; no (shard, command) or (id, partition) tuple unless needed.
         groups: dict[int, list[m.Create]] = {}
         order: list[int] = []
-        seen: set[object] = set()
+        seen: set[str] = set()
         table = self._slot_table
         create, validate = m.Create, m.validate_create_item
         for spec in items:
@@ -339,17 +422,35 @@ class Engine:
                 retention_ms,
             )
             validate(command)
-            key = spec.id if part is None else (spec.id, part)  # a str never equals a tuple
-            if key in seen:
+            if spec.id in seen:
                 raise InvalidArgument(f"duplicate id {spec.id!r} in one create_many call")
-            seen.add(key)
+            seen.add(spec.id)
             shard = table[slot_of(spec.id if part is None else part)]
             group = groups.get(shard)
             if group is None:
                 group = groups[shard] = []
             group.append(command)
             order.append(shard)
-        outcome = await self._run_groups(groups, lambda g: Request(m.CreateMany(g)))
+        # Ids are unique engine-wide (see `_reserve`); an id held on another shard fails
+        # its item's whole shard group, as any failing item does.
+        refused: dict[int, Any] = {}
+        reserved: list[str] = []
+        try:
+            for shard, group in groups.items():
+                for command in group:
+                    try:
+                        self._reserve(command.id, table[slot_of(command.id)], shard, idempotent)
+                    except FlowError as exc:
+                        refused[shard] = exc
+                        break
+                    reserved.append(command.id)
+            for shard in refused:
+                del groups[shard]
+            outcome = await self._run_groups(groups, lambda g: Request(m.CreateMany(g)))
+        finally:
+            for fid in reserved:
+                self._release(fid)
+        outcome.update(refused)
         flows = {i: iter(r) for i, r in outcome.items() if not isinstance(r, Exception)}
         out: list[ItemResult] = []
         for spec, shard in zip(items, order, strict=True):
@@ -375,6 +476,7 @@ class Engine:
         reclaim: bool = True,
         reclaim_ratio: int = 25,
         priority: int | None = None,
+        partition_key: str | None = None,
     ) -> list[Flow]:
         """Claim up to `limit` due flows of `type` under a lease of `lease_ms`.
 
@@ -383,6 +485,7 @@ class Engine:
         later mutation. Expired leases are reclaimed in the same call (about
         `reclaim_ratio`% of `limit` first, then normal work, then more reclaims).
         `payload=True` (or a byte cap) and `values=[...]` hydrate bytes from disk.
+        `partition_key` claims only that partition's flows (a tenant's worker).
         """
         return await self._claim(
             type,
@@ -395,6 +498,7 @@ class Engine:
             reclaim,
             reclaim_ratio,
             priority,
+            partition_key,
             only_expired=False,
         )
 
@@ -403,14 +507,29 @@ class Engine:
         type: str,
         worker: str,
         *,
+        states: Sequence[str] | None = None,
         limit: int = 1,
         lease_ms: int = 30_000,
         payload: bool | int = False,
         values: Sequence[str] = (),
+        priority: int | None = None,
+        partition_key: str | None = None,
     ) -> list[Flow]:
-        """Claim only flows whose lease expired (their worker is presumed dead)."""
+        """Claim only flows whose lease expired (their worker is presumed dead); the
+        filters are claim_due's (`states` are the logical states they were running in)."""
         return await self._claim(
-            type, worker, None, limit, lease_ms, payload, values, True, 100, None, only_expired=True
+            type,
+            worker,
+            states,
+            limit,
+            lease_ms,
+            payload,
+            values,
+            True,
+            100,
+            priority,
+            partition_key,
+            only_expired=True,
         )
 
     async def _claim(
@@ -425,6 +544,7 @@ class Engine:
         reclaim: bool,
         reclaim_ratio: int,
         priority: int | None,
+        partition_key: str | None,
         *,
         only_expired: bool,
     ) -> list[Flow]:
@@ -437,6 +557,8 @@ class Engine:
             m.check_int(priority, "priority", 0, 2)
         wanted = None if states is None else tuple(m.check_state(s) for s in states)
         hyd = _hydrate(payload, values)
+        if partition_key is not None:
+            m.check_name(partition_key, "partition_key")
         n = len(self._shards)
         # Exact shares that add up to `limit`, the remainder rotating between calls, so a
         # claim never takes more than `limit` flows; then shards that filled their share
@@ -459,9 +581,16 @@ class Engine:
                     reclaim_ratio,
                     priority,
                     only_expired,
+                    partition_key,
                 ),
                 hydrate=hyd,
             )
+
+        if partition_key is not None:  # a partition lives on one shard
+            one: list[Flow] = await self._call(
+                self._shards[self.shard_for("", partition_key)], command(limit)
+            )
+            return one
 
         results = await self._each_shard(
             lambda shard: command(shares[shard.index]) if shares[shard.index] else None
@@ -690,9 +819,9 @@ class Engine:
             raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
         groups: dict[int, list[m.Command]] = {}
         order: list[int] = []  # each item's shard, for the reply's order
-        table = self._slot_table
+        locate = self._locate
         for fid, part, command in commands:
-            shard = table[slot_of(fid if part is None else part)]
+            shard = locate(m.check_id(fid), part)
             group = groups.get(shard)
             if group is None:
                 group = groups[shard] = []
@@ -735,6 +864,7 @@ class Engine:
         groups: dict[int, list[Any]] = {}
         order: list[int] = []  # each item's shard, for the reply's order
         table, check_id, check_blob = self._slot_table, m.check_id, m.check_blob
+        records, locate = self._records, self._locate
         for a in items:
             fid, data, part = a.id, a.data, a.partition_key
             check_id(fid)
@@ -743,7 +873,9 @@ class Engine:
                     data = check_blob(data, what)
                 elif len(data) > m.MAX_BLOB_BYTES:
                     check_blob(data, what)  # raises, with the limit in its message
-            shard = table[slot_of(fid if part is None else part)]
+            shard = table[slot_of(fid)]
+            if part is not None or fid not in records[shard]:
+                shard = locate(fid, part)  # (not on its home shard, or a hint to check)
             group = groups.get(shard)
             if group is None:
                 group = groups[shard] = []
@@ -813,7 +945,7 @@ class Engine:
     ) -> dict[str, bytes]:
         """Named values by name (absent names are left out)."""
         checked = [m.check_name(n, "value name") for n in names]
-        shard = self._shards[self.shard_for(m.check_id(flow_id), partition_key)]
+        shard = self._shards[self._locate(m.check_id(flow_id), partition_key)]
 
         def query(state: ShardState) -> Any:
             record = state.get(flow_id)
@@ -846,7 +978,7 @@ class Engine:
         self, flow_id: str, *, partition_key: str | None = None
     ) -> list[HistoryEvent]:
         """Every stored history event of a flow, oldest first."""
-        shard = self._shards[self.shard_for(m.check_id(flow_id), partition_key)]
+        shard = self._shards[self._locate(m.check_id(flow_id), partition_key)]
 
         def query(state: ShardState) -> Any:
             record = state.get(flow_id)
@@ -981,17 +1113,29 @@ class Engine:
             on_child_failed == "fail_parent",
             on_parent_closed == "cancel_children",
         )
-        home = self.shard_for(parent_id, partition_key)
-        parent: Flow = await self._call(self._shards[home], Request(command))
-        parent_partition = parent.partition_key
-        targets = {
-            self.shard_for(ch.id, ch.partition if ch.partition is not None else parent_partition)
-            for ch in creates
-        }
-        targets.discard(home)
-        await self._delivered(
-            self._shards[home], [f"s\x00{parent_id}\x00{gid}\x00{t}" for t in targets]
-        )
+        home = self._locate(parent_id, partition_key)
+        record = self._records[home].get(parent_id)
+        table = self._slot_table
+        targets: set[int] = set()
+        reserved: list[str] = []
+        try:
+            if record is not None:
+                # Where each child will live (as `_coord.decide_spawn` places it), each id
+                # held against a create of the same id elsewhere until the spawn landed.
+                for ch in creates:
+                    part = ch.partition if ch.partition is not None else record[PARTITION]
+                    target = home if part is None else table[slot_of(part)]
+                    self._reserve(ch.id, table[slot_of(ch.id)], target, False)
+                    reserved.append(ch.id)
+                    targets.add(target)
+            parent: Flow = await self._call(self._shards[home], Request(command))
+            targets.discard(home)
+            await self._delivered(
+                self._shards[home], [f"s\x00{parent_id}\x00{gid}\x00{t}" for t in targets]
+            )
+        finally:
+            for fid in reserved:
+                self._release(fid)
         return parent
 
     async def settle(self) -> None:
@@ -1029,7 +1173,7 @@ class Engine:
         """The children of a parent's groups (one group with `group_id`) and what the
         parent knows of them: "pending" until their terminal outcome is counted."""
         m.check_id(parent_id)
-        shard = self._shards[self.shard_for(parent_id, partition_key)]
+        shard = self._shards[self._locate(parent_id, partition_key)]
 
         def read(record: Record) -> list[ChildStatus]:
             groups = (record[EXT] or {}).get("groups") or {}
@@ -1390,7 +1534,9 @@ class Engine:
             shard.state._check()
             shard.log._check()
             for record in shard.state.records.values():
-                assert self.shard_for(record[ID], record[PARTITION]) == shard.index
+                assert self._locate(record[ID], None) == shard.index
+                if record[PARTITION] is not None:
+                    assert self.shard_for(record[ID], record[PARTITION]) == shard.index
                 assert record[STATE] not in TERMINAL or record[NEXT_RUN_AT] is None
 
     async def aclose(self) -> None:

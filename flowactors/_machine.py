@@ -225,6 +225,7 @@ class Claim:
     reclaim_ratio: int = 25
     priority: int | None = None
     only_expired: bool = False
+    partition: str | None = None  # only flows of this partition key
 
 
 @dataclass(slots=True)
@@ -818,6 +819,8 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
             r = state.records[fid]
             if fid in taken or (c.states is not None and r[RUN_STATE] not in c.states):
                 continue
+            if c.partition is not None and r[PARTITION] != c.partition:
+                continue
             take(r, reclaim=True)
             n -= 1
 
@@ -831,13 +834,18 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
     candidates: list[tuple[int, int, str]] = []
     want = c.limit - len(claimed)
     if want > 0:
+        records = state.records
+        part = c.partition
         for s in states:
             if s == RUNNING or s in TERMINAL:
                 continue
-            candidates.extend(islice(state.iter_due(c.type, s, now, c.priority), want))
+            due = state.iter_due(c.type, s, now, c.priority)
+            if part is not None:  # (a scan past other partitions' due flows on the shard)
+                due = (e for e in due if records[e[2]][PARTITION] == part)
+            candidates.extend(islice(due, want))
         if len(states) > 1:
             candidates.sort()
-        records, limit, worker = state.records, c.limit, c.worker
+        limit, worker = c.limit, c.worker
         batchable = not config.installed
         for _p, _due, fid in candidates:
             if len(claimed) >= limit:

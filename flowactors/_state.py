@@ -17,6 +17,11 @@ record through the same `put`):
   these three, so listing a (type, state) never scans other flows.
 - `deadlines`: a SortedList of `(active_deadline, id)` for live records with max_active_ms.
 - `part_counts[(type, partition, state)]`: counts per partition, for records that have one.
+- `foreign`: ids of the records that do not live on their id's home shard (created in a
+  partition that routes elsewhere, or children placed on their parent's shard). With each
+  shard's records, it is how the engine finds a flow from its id alone: the home shard's
+  records, else the shard whose `foreign` holds it. Only a record with a partition or a
+  parent can be foreign, so plain records never pay for it.
 
 Two structures are not derived from records but from their own keys in the log (rebuilt
 by recovery from those keys): `noted[parent]`, the children whose terminal outcome the
@@ -91,6 +96,7 @@ class ShardState:
         "counts",
         "deadlines",
         "due",
+        "foreign",
         "index",
         "noted",
         "open_outcomes",
@@ -118,6 +124,7 @@ class ShardState:
         self.parked: dict[tuple[str, str], SortedIndex] = {}
         self.deadlines: SortedIndex = SortedIndex()
         self.part_counts: dict[tuple[str, str, str], int] = {}
+        self.foreign: set[str] = set()
         self.noted: dict[str, set[str]] = {}
         self.open_outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
         self._sorted_list: type = SortedIndex
@@ -302,10 +309,14 @@ class ShardState:
         if r[PARTITION] is not None:
             pkey = (r[TYPE], r[PARTITION], r[STATE])
             self.part_counts[pkey] = self.part_counts.get(pkey, 0) + 1
+            if self.route(r[ID]) != self.index:
+                self.foreign.add(r[ID])
         if r[ACTIVE_DEADLINE] is not None and r[STATE] not in TERMINAL:
             self.deadlines.add((r[ACTIVE_DEADLINE], r[ID]))
         if r[PARENT_ID] is not None:
             self.children.setdefault(r[PARENT_ID], set()).add(r[ID])
+            if r[PARTITION] is None and self.route(r[ID]) != self.index:
+                self.foreign.add(r[ID])
         if r[ROOT_ID] is not None:
             self.by_root.setdefault(r[ROOT_ID], set()).add(r[ID])
         if r[CORRELATION_ID] is not None:
@@ -342,6 +353,9 @@ class ShardState:
                 self.part_counts[pkey] = n
             else:
                 del self.part_counts[pkey]
+            self.foreign.discard(r[ID])
+        elif r[PARENT_ID] is not None:
+            self.foreign.discard(r[ID])
         if r[ACTIVE_DEADLINE] is not None and r[STATE] not in TERMINAL:
             self.deadlines.remove((r[ACTIVE_DEADLINE], r[ID]))
         if r[PARENT_ID] is not None:
@@ -387,6 +401,8 @@ class ShardState:
         parked: dict[tuple[str, str], list[str]] = {}
         deadlines: list[tuple[int, str]] = []
         part_counts: dict[tuple[str, str, str], int] = {}
+        foreign = {fid for fid in self.records if self.route(fid) != self.index}
+        assert foreign == self.foreign, "foreign index drifted"
         for fid, r in self.records.items():
             assert fid == r[ID], f"record {r[ID]!r} filed under {fid!r}"
             key = (r[TYPE], r[STATE])

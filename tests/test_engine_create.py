@@ -139,11 +139,14 @@ async def test_create_routes_by_partition_key(tmp_path: Path, clock: FakeClock) 
             assert f"n{i}" in shards[e.shard_for(f"n{i}")].state.records
         # Ids alone spread over every shard.
         assert {e.shard_for(f"n{i}") for i in range(40)} == {0, 1, 2, 3}
-        # A partitioned flow is found only with its partition key.
+        # A partitioned flow is found by its id alone; its key is only a check.
         moved = next(i for i in range(40) if e.shard_for(f"p{i}") != home)
-        assert await e.get(f"p{moved}") is None
+        alone = await e.get(f"p{moved}")
+        assert alone is not None and alone.partition_key == "tenant-1"
         got = await e.get(f"p{moved}", partition_key="tenant-1")
-        assert got is not None and got.partition_key == "tenant-1"
+        assert got == alone
+        with pytest.raises(fa.InvalidArgument, match="partition"):
+            await e.get(f"p{moved}", partition_key="tenant-2")
         assert await e.info("t") == {"queued": 80}
 
 
@@ -251,15 +254,23 @@ async def test_create_many_idempotent_replay(tmp_path: Path, clock: FakeClock) -
         assert written(e) == before
 
 
-async def test_create_many_same_id_in_two_partitions(tmp_path: Path, clock: FakeClock) -> None:
+async def test_an_id_is_unique_across_partitions(tmp_path: Path, clock: FakeClock) -> None:
     async with open_checked(tmp_path, clock) as e:
         keys = [f"tenant-{i}" for i in range(20)]
         a = keys[0]
         b = next(k for k in keys if e.shard_for("x", k) != e.shard_for("x", a))
-        results = await e.create_many(
-            "t", [fa.CreateSpec("x", partition_key=a), fa.CreateSpec("x", partition_key=b)]
-        )
-        assert all(r.ok for r in results)
-        assert await e.get("x", partition_key=a) is not None
-        assert await e.get("x", partition_key=b) is not None
-        assert [r.flow.partition_key for r in results if r.flow] == [a, b]
+        with pytest.raises(fa.InvalidArgument, match="duplicate id"):
+            await e.create_many(
+                "t", [fa.CreateSpec("x", partition_key=a), fa.CreateSpec("x", partition_key=b)]
+            )
+        await e.create("x", "t", partition_key=a)
+        with pytest.raises(fa.FlowExists, match="another partition"):
+            await e.create("x", "t", partition_key=b)
+        with pytest.raises(fa.IdempotencyConflict):
+            await e.create("x", "t", partition_key=b, idempotent=True)
+        with pytest.raises(fa.FlowExists):
+            await e.create("x", "t")  # no key: its home shard, but it lives elsewhere
+        (r,) = await e.create_many("t", [fa.CreateSpec("x", partition_key=b)])
+        assert isinstance(r.error, fa.FlowExists)
+        got = await e.get("x")
+        assert got is not None and got.partition_key == a

@@ -262,7 +262,7 @@ async def test_by_correlation_across_shards(tmp_path: Path, clock: FakeClock) ->
         assert await e.by_correlation("c3") == fa.Page([], None)
 
 
-async def test_same_id_in_two_partitions_is_paged_completely(
+async def test_partitions_on_two_shards_are_paged_completely(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     async with open_checked(tmp_path, clock, shards=4) as e:
@@ -271,8 +271,8 @@ async def test_same_id_in_two_partitions_is_paged_completely(
         while len(parts) < 2:
             parts.setdefault(e.shard_for("x", f"p{i}"), f"p{i}")
             i += 1
-        for pk in parts.values():
-            await e.create("x", "t", partition_key=pk, correlation_id="c")
+        for n, pk in enumerate(parts.values()):
+            await e.create(f"x{n}", "t", partition_key=pk, correlation_id="c")
         assert len((await e.by_correlation("c")).items) == 2
         assert len(await walk(e.by_correlation, "c", limit=1)) == 2
 
