@@ -14,19 +14,22 @@ result, error), so:
 Named values live under `v<id>\\0<name>` (they change independently of the record).
 
 In memory a record is an exact `tuple` in `FIELDS` order, read by index constants
-(`r[STATE]`), built by generated functions (`make_record`, `evolve`, `from_snapshot`) and
-never edited. Why not a class: the cyclic garbage collector. Every live flow holds one
-record, and a `__slots__` instance stays GC-tracked for life, so each full collection
-(CPython runs one whenever the long-lived objects have grown by a quarter, i.e. every
-~n/4 mutations) walked all 32 slots of every live record: 20-30% of a bulk lifecycle run.
+(`r[STATE]`), built by generated functions (`make_record`, `evolve`, `from_snapshot`,
+written out in `_record_gen.py` by `python -m flowactors._codegen`) and never edited.
+Why not a class: the cyclic garbage collector. Every live flow holds one record, and a
+`__slots__` instance stays GC-tracked for life, so each full collection (CPython runs
+one whenever the long-lived objects have grown by a quarter, i.e. every ~n/4 mutations)
+walked all 32 slots of every live record: 20-30% of a bulk lifecycle run.
 An exact tuple whose items are all untracked (str, int, None) is untracked by the first
 young collection that sees it (`_PyTuple_MaybeUntrack`; exact tuples only, not
 subclasses or NamedTuples), and then costs full collections nothing. A record that holds
 a dict (values, attributes, ext) stays tracked, which is fine. The codec stores the same
 items as a list, so `snapshot` is `list(r)` and `from_snapshot` one tuple display.
 
-Event value (format 2), generated from `FIELDS` and the `Fields` annotations, so a field
-added later is encoded without touching the codec. All integers little-endian::
+Event value (format 2). Its codec is generated from `FIELDS` and the `Fields` annotations
+(`_record_base.py`) into `_record_gen.py`, checked in and readable: a field added later is
+encoded by running the generator, without touching the codec. All integers
+little-endian::
 
     u8   format (2)
     u8   flags: bit 0 a CBOR tail follows, bit 1 the whole event is CBOR (fallback)
@@ -49,64 +52,30 @@ cheaper to decode, which bounds restart time.
 from __future__ import annotations
 
 import struct
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import cbor2
+
+from . import _record_gen as gen
+from ._record_base import (
+    EVENT_FORMAT,
+    FIELDS,
+    FLAG_CBOR,
+    KEEP,
+    SPECS,
+    Fields,
+    Record,
+    meta_tail,
+)
+
+__all__ = ["EVENT_FORMAT", "FIELDS", "KEEP", "Fields", "Record"]
 
 RUNNING = "running"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
-
-EVENT_FORMAT = 2
-
-
-class Fields:
-    """The record's fields, in tuple order, with their types: the schema `FIELDS`, the
-    index constants and the event codec are derived from. Never instantiated."""
-
-    id: str
-    type: str
-    state: str
-    run_state: str | None
-    version: int
-    attempts: int
-    reclaims: int
-    fencing: int
-    lease_owner: str | None
-    lease_token: str | None
-    lease_deadline: int | None
-    created_at: int
-    updated_at: int
-    next_run_at: int | None
-    priority: int
-    partition: str | None
-    payload_ver: int
-    payload_size: int
-    result_ver: int
-    error_ver: int
-    values: dict[str, list[int]] | None  # name -> [digest, size]
-    attributes: dict[str, str] | None
-    parent_id: str | None
-    root_id: str | None  # None means the flow is its own root
-    correlation_id: str | None
-    hist_floor: int  # oldest history version still stored
-    active_deadline: int | None  # created_at + max_active_ms
-    retention_until: int | None  # terminal flows: deleted after this time
-    retention_ms: int | None
-    create_digest: int
-    last_event: str
-    ext: dict[str, Any] | None  # room for coordination data (groups, signals)
-
-
-FIELDS: tuple[str, ...] = tuple(Fields.__annotations__)
-
-# One flow's current state (no payload bytes): an exact tuple in FIELDS order, read as
-# `r[STATE]`. Never edited: the machine derives a changed copy with `evolve`.
-Record = tuple[Any, ...]
 
 # Index of each field in a record: FIELDS[STATE] == "state". Spelled out so that type
 # checkers and readers see them; the check below keeps them equal to FIELDS.
@@ -180,57 +149,13 @@ def describe(r: Record) -> str:
     return f"Record({r[ID]!r}, {r[TYPE]!r}, {r[STATE]!r}, v{r[VERSION]})"
 
 
-# The default of an optional `evolver` keyword: that field keeps its current value.
-KEEP: Any = object()
-
-
-def _generate() -> tuple[Any, Any, Any]:
-    # Straight-line functions generated from FIELDS, each building its tuple in one
-    # expression: a loop over the fields costs ~3x more, and these run once per mutation
-    # (evolve, make_record) or once per flow at recovery (from_snapshot).
-    interned = {"type", "state", "last_event"}
-    optional_interned = {"run_state"}
-
-    def item(i: int, f: str) -> str:
-        if f in interned:
-            return f"_intern(v[{i}])"
-        if f in optional_interned:
-            return f"(None if v[{i}] is None else _intern(v[{i}]))"
-        return f"v[{i}]"
-
-    from_src = (
-        "def _from_list(v):\n    return ("
-        + ", ".join(item(i, f) for i, f in enumerate(FIELDS))
-        + ",)\n"
-    )
-    make_src = (
-        "def make_record(*, " + ", ".join(f"{f}=None" for f in FIELDS) + "):\n"
-        "    return (" + ", ".join(FIELDS) + ",)\n"
-    )
-    # Per field, the new value when given, else the old one (as fast as the attribute
-    # copy of a __slots__ object was; unpacking `r` first is no faster).
-    evolve_src = (
-        "def evolve(r, *, " + ", ".join(f"{f}=_KEEP" for f in FIELDS) + "):\n"
-        "    keep = _KEEP\n"
-        "    return ("
-        + ", ".join(f"r[{i}] if {f} is keep else {f}" for i, f in enumerate(FIELDS))
-        + ",)\n"
-    )
-    namespace: dict[str, Any] = {"_KEEP": KEEP, "_intern": sys.intern}
-    exec(from_src, namespace)
-    exec(make_src, namespace)
-    exec(evolve_src, namespace)
-    return namespace["_from_list"], namespace["make_record"], namespace["evolve"]
-
-
-_from_list, _make, _evolve = _generate()
-
 # The generated functions themselves, called directly: a typed wrapper that forwarded
 # `**changes` cost as much again as the copy (it ran three times per flow lifecycle).
-make_record: Callable[..., Record] = _make
+make_record: Callable[..., Record] = gen.make_record
 """Build a record from keywords, one per field; unset fields are None."""
-evolve: Callable[..., Record] = _evolve
+evolve: Callable[..., Record] = gen.evolve
 """`evolve(r, state=..., ...)`: a copy of `r` with the given fields replaced."""
+_from_list = gen.from_list
 
 
 def evolver(
@@ -245,7 +170,12 @@ def evolver(
     "kept"; this matches only its own few and copies the rest by index: about half the
     cost (~0.5 us instead of ~1 us for a claim). With `positional`, `fields` are taken
     in order without keywords (batch paths: matching keywords is most of what is left);
-    `fixed` fields are set to constants without being passed at all."""
+    `fixed` fields are set to constants without being passed at all.
+
+    The function itself is written out in `_record_gen.py`; each call notes its spec in
+    `_record_base.SPECS`, which is what the generator writes. A spec missing there (the
+    generator was not run after a change) gets a slower equivalent, and the test that
+    the generated file is current fails."""
     fixed = dict(fixed or {})
     named = (*fields, *optional, *fixed)
     unknown = [f for f in named if f not in FIELDS]
@@ -253,24 +183,24 @@ def evolver(
         raise ValueError(f"evolver fields must be distinct record fields: {unknown}")
     if positional and optional:
         raise ValueError("a positional evolver takes no optional fields")
-    params = [*fields, *(f"{f}=_KEEP" for f in optional)]
-    items = []
-    namespace: dict[str, Any] = {"_KEEP": KEEP}
-    for i, f in enumerate(FIELDS):
-        if f in fixed:
-            namespace[f"_fixed_{f}"] = fixed[f]
-            items.append(f"_fixed_{f}")
-        elif f in fields:
-            items.append(f)
-        elif f in optional:
-            items.append(f"r[{i}] if {f} is _KEEP else {f}")
-        else:
-            items.append(f"r[{i}]")
-    star = "" if positional else "*, "
-    src = f"def evolve_some(r, {star}{', '.join(params)}):\n    return ({', '.join(items)},)\n"
-    exec(src, namespace)
-    fn: Callable[..., Record] = namespace["evolve_some"]
-    return fn
+    spec = (tuple(fields), tuple(optional), positional, tuple(fixed.items()))
+    SPECS.append(spec)
+    made = gen.EVOLVERS.get(spec)
+    if made is not None:
+        return made
+
+    allowed = {*fields, *optional}
+
+    def slow(r: Record, *args: Any, **changes: Any) -> Record:
+        if positional:
+            if changes or len(args) != len(fields):
+                raise TypeError(f"takes the {len(fields)} fields {fields} positionally")
+            changes = dict(zip(fields, args, strict=True))
+        elif args or not allowed.issuperset(changes) or not set(fields) <= changes.keys():
+            raise TypeError(f"takes the keywords {fields} (and optionally {optional})")
+        return evolve(r, **fixed, **changes)
+
+    return slow
 
 
 def history_key(flow_id: str, version: int) -> bytes:
@@ -309,7 +239,7 @@ def decode_event(
     try:
         if data[0] != EVENT_FORMAT:
             raise ValueError(f"unknown event format {data[0]}")
-        if data[1] & _FLAG_CBOR:
+        if data[1] & FLAG_CBOR:
             value = cbor2.loads(data[2:])
             if not isinstance(value, list) or len(value) != 4:
                 raise ValueError("bad CBOR event")
@@ -321,121 +251,11 @@ def decode_event(
         raise ValueError(f"not a flowactors history event: {exc}") from exc
 
 
-_FLAG_TAIL = 1
-_FLAG_CBOR = 2
-_NO_OTHERS: tuple[None, ...] = ()  # set by _generate_codec: None per tail field
-_FALLBACK_HEAD = bytes((EVENT_FORMAT, _FLAG_CBOR))
-
-
-_TAILS: dict[Any, bytes] = {}
-_TAILS_MAX = 4096
-
-
-def _meta_tail(meta: dict[str, Any]) -> bytes:
-    """The CBOR tail of an event whose only extra is `meta`, memoised: a batch repeats the
-    same few metas ({"worker": w}, {"from": state}), and cbor2.dumps costs ~2 us a call.
-    The key holds the value types too, so 1 and True never share an encoding; a lone
-    text value (claims, completions) is keyed by (name, text) alone, half the cost."""
-    if len(meta) == 1:
-        for name, value in meta.items():
-            if type(value) is str:
-                key1 = (name, value)
-                tail = _TAILS.get(key1)
-                if tail is None:
-                    if len(_TAILS) >= _TAILS_MAX:
-                        _TAILS.clear()
-                    tail = _TAILS[key1] = cbor2.dumps([meta, None, *_NO_OTHERS])
-                return tail
-    try:
-        key = (tuple(meta.items()), tuple(map(type, meta.values())))
-        tail = _TAILS.get(key)
-    except TypeError:  # an unhashable value
-        data: bytes = cbor2.dumps([meta, None, *_NO_OTHERS])
-        return data
-    if tail is None:
-        if len(_TAILS) >= _TAILS_MAX:
-            _TAILS.clear()
-        tail = _TAILS[key] = cbor2.dumps([meta, None, *_NO_OTHERS])
-    return tail
-
-
-def _generate_codec() -> tuple[Any, Any, Any]:
-    """Encoder and decoder of the packed event layout, generated from FIELDS and the
-    annotations of `Fields` (straight-line code: no per-field loop or dispatch)."""
-    kinds = {}
-    for f in FIELDS:
-        ann = Fields.__annotations__[f].replace(" ", "")
-        kinds[f] = {"str": "s", "str|None": "os", "int": "i", "int|None": "oi"}.get(ann, "a")
-    optional = [f for f in FIELDS if kinds[f] in ("os", "oi")]
-    ints = [f for f in FIELDS if kinds[f] in ("i", "oi")]
-    texts = [f for f in FIELDS if kinds[f] in ("s", "os")]
-    others = [f for f in FIELDS if kinds[f] == "a"]
-    assert len(optional) <= 64, "the none mask holds 64 optional fields"
-    global _NO_OTHERS
-    _NO_OTHERS = (None,) * len(others)
-    bit = {f: 1 << k for k, f in enumerate(optional)}
-    head = struct.Struct("<BBQ" + "Q" * len(ints) + "I")
-    enc = ["def _encode_packed(r, name, meta, blobs):"]
-    enc.append("    " + ", ".join(FIELDS) + " = r")
-    enc.append("    mask = 0")
-    for f in optional:
-        enc += [f"    if {f} is None:", f"        mask |= {bit[f]}"]
-        enc.append(f"        {f} = {'0' if kinds[f] == 'oi' else repr('')}")
-    enc.append("    text = '\\0'.join((name, " + "".join(f"{f}, " for f in texts) + "))")
-    enc.append(f"    if text.count('\\0') != {len(texts)}:")
-    enc.append("        raise ValueError('NUL inside a string field')")
-    enc.append("    raw = text.encode()")
-    cond = " and ".join(["meta is None", "blobs is None"] + [f"{f} is None" for f in others])
-    enc.append(f"    if {cond}:")
-    args = ", ".join(["mask", *ints, "len(raw)"])
-    enc.append(f"        return _pack({EVENT_FORMAT}, 0, {args}) + raw")
-    tail = ", ".join(["meta", "blobs", *others])
-    cond = " and ".join(["blobs is None"] + [f"{f} is None" for f in others])
-    enc.append(f"    if {cond}:")
-    enc.append("        tail = _meta_tail(meta)")
-    enc.append("    else:")
-    enc.append(f"        tail = _dumps([{tail}])")
-    enc.append(f"    return b''.join((_pack({EVENT_FORMAT}, {_FLAG_TAIL}, {args}), raw, tail))")
-    # The same layout with the tail given (a run's shared meta, encoded once); None when
-    # the record's own fields need a tail of their own (the caller encodes it fully).
-    run = [
-        line.replace("_encode_packed(r, name, meta, blobs)", "_encode_given(r, name, tail)")
-        for line in enc[: enc.index("    raw = text.encode()") + 1]
-    ]
-    cond = " or ".join(f"{f} is not None" for f in others)
-    run.append(f"    if {cond}:")
-    run.append("        return None")
-    run.append("    if tail is None:")
-    run.append(f"        return _pack({EVENT_FORMAT}, 0, {args}) + raw")
-    run.append(f"    return b''.join((_pack({EVENT_FORMAT}, {_FLAG_TAIL}, {args}), raw, tail))")
-    dec = ["def _decode_packed(data):"]
-    dec.append(f"    _fmt, flags, mask, {''.join(f'{f}, ' for f in ints)}size = _unpack(data)")
-    dec.append(f"    end = {head.size} + size")
-    dec.append(
-        f"    name, {''.join(f'{f}, ' for f in texts)}= data[{head.size}:end].decode().split('\\0')"
-    )
-    dec.append("    if flags & 1:")
-    dec.append(f"        meta, blobs, {''.join(f'{f}, ' for f in others)}= _loads(data[end:])")
-    dec.append("    else:")
-    dec.append(f"        meta = blobs = {''.join(f'{f} = ' for f in others)}None")
-    for f in optional:
-        dec.append(f"    if mask & {bit[f]}:")
-        dec.append(f"        {f} = None")
-    dec.append("    return name, meta, [" + ", ".join(FIELDS) + "], blobs")
-    namespace: dict[str, Any] = {
-        "_pack": head.pack,
-        "_unpack": head.unpack_from,
-        "_dumps": cbor2.dumps,
-        "_loads": cbor2.loads,
-        "_meta_tail": _meta_tail,
-    }
-    exec("\n".join(enc) + "\n", namespace)
-    exec("\n".join(run) + "\n", namespace)
-    exec("\n".join(dec) + "\n", namespace)
-    return namespace["_encode_packed"], namespace["_encode_given"], namespace["_decode_packed"]
-
-
-_encode_packed, _encode_given, _decode_packed = _generate_codec()
+_FALLBACK_HEAD = bytes((EVENT_FORMAT, FLAG_CBOR))
+_encode_packed = gen.encode_packed
+_encode_given = gen.encode_given
+_decode_packed = gen.decode_packed
+_meta_tail = meta_tail
 
 
 def encode_run(

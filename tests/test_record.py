@@ -270,3 +270,29 @@ def test_a_run_encodes_each_record_as_encode_event_does() -> None:
         assert rec.encode_run(records, "claimed", meta) == want
     want = [encode_event(r, "completed", m, None) for r, m in zip(records, per, strict=True)]
     assert rec.encode_run(records, "completed", None, per) == want
+
+
+def test_the_generated_record_code_is_current() -> None:
+    """`_record_gen.py` is what `python -m flowactors._codegen` writes for today's schema
+    and the evolvers the engine asks for (in a fresh process: only the library's specs)."""
+    import subprocess
+    import sys
+
+    fresh = subprocess.run(
+        [sys.executable, "-c", "from flowactors import _codegen; print(_codegen.source(), end='')"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    checked_in = Path(rec.__file__).with_name("_record_gen.py").read_text()
+    assert fresh == checked_in, "run: python -m flowactors._codegen"
+
+
+def test_every_engine_evolver_is_generated_code() -> None:
+    from flowactors import _machine, _record_gen
+
+    for name in dir(_machine):
+        fn = getattr(_machine, name)
+        if callable(fn) and getattr(fn, "__name__", "") == "slow":
+            raise AssertionError(f"_machine.{name} is not generated: run the generator")
+    assert len(_record_gen.EVOLVERS) >= 6
