@@ -300,22 +300,26 @@ class Engine:
         return await self._call(shard, Request(command, hydrate=hydrate))
 
     async def _each_shard(self, make: Callable[[Shard], Request | None]) -> list[Any]:
-        """Send one request to every shard concurrently; results in shard order."""
+        """Send one request to every shard concurrently; results in shard order (None
+        where `make` gave no request). A lone request is awaited directly: no nursery and
+        no task per shard (a `claim_due(limit=1)` asks one shard first)."""
         results: list[Any] = [None] * len(self._shards)
+        requests = [(s, req) for s in self._shards if (req := make(s)) is not None]
+        if len(requests) == 1:
+            shard, req = requests[0]
+            results[shard.index] = await self._call(shard, req)
+            return results
         errors: list[BaseException] = []
 
-        async def one(i: int, shard: Shard) -> None:
-            req = make(shard)
-            if req is None:
-                return
+        async def one(shard: Shard, req: Request) -> None:
             try:
-                results[i] = await self._call(shard, req)
+                results[shard.index] = await self._call(shard, req)
             except FlowError as exc:
                 errors.append(exc)
 
         async with trio.open_nursery() as nursery:
-            for i, shard in enumerate(self._shards):
-                nursery.start_soon(one, i, shard)
+            for shard, req in requests:
+                nursery.start_soon(one, shard, req)
         if errors:
             raise errors[0]
         return results
