@@ -18,7 +18,7 @@ confusing `WrongState`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
@@ -418,8 +418,65 @@ def check_int(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
+def check_bool(value: object, what: str) -> bool:
+    """True or False exactly: 1, "yes" or None are refused, not read as truthy."""
+    if value is True or value is False:
+        return value
+    raise InvalidArgument(f"{what} must be True or False, got {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    """A wrong value in an error message: its type, and its repr cut short."""
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def check_list(value: object, what: str) -> Sequence[Any]:
+    """A list or tuple (any sequence but text or bytes): a string is not read letter by
+    letter, a mapping or set not by its keys."""
+    if type(value) is list or type(value) is tuple:
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        return value
+    hint = " (a string is not a list: write [name])" if isinstance(value, str) else ""
+    raise InvalidArgument(f"{what} must be a list, got {_shown(value)}{hint}")
+
+
+def check_names(value: object, what: str) -> tuple[str, ...]:
+    """A list (or tuple) of names, each checked as `check_name`."""
+    return tuple([check_name(v, what) for v in check_list(value, f"{what}s")])
+
+
+def check_items(
+    value: object, kind: type, what: str, *, each: bool = True, high: int = MAX_BATCH_ITEMS
+) -> Sequence[Any]:
+    """The items of a batch call: a list of 1..`high` `kind` instances (`each=False`: the
+    caller checks each item with `check_item` in its own loop)."""
+    items = check_list(value, what)
+    if not 0 < len(items) <= high:
+        raise InvalidArgument(f"{what} takes 1..{high} items, got {len(items)}")
+    if each:
+        for item in items:
+            if type(item) is not kind and not isinstance(item, kind):
+                check_item(item, kind, what)
+    return items
+
+
+def check_item(item: object, kind: type, what: str) -> None:
+    if not isinstance(item, kind):
+        raise InvalidArgument(f"{what} items must be {kind.__name__}, got {_shown(item)}")
+
+
+def check_mapping(value: object, what: str) -> Mapping[Any, Any]:
+    """A mapping (a dict, usually): a list of pairs or a string is refused."""
+    if type(value) is dict or isinstance(value, Mapping):
+        return value  # type: ignore[return-value]
+    raise InvalidArgument(f"{what} must be a mapping (a dict), got {_shown(value)}")
+
+
 def check_values(values: Mapping[str, bytes] | None) -> dict[str, bytes] | None:
-    if not values:
+    if values is None:
+        return None
+    if not check_mapping(values, "values"):
         return None
     out: dict[str, bytes] = {}
     for name, data in values.items():
@@ -432,7 +489,9 @@ def check_values(values: Mapping[str, bytes] | None) -> dict[str, bytes] | None:
 
 
 def check_attributes(attrs: Mapping[str, str] | None) -> dict[str, str] | None:
-    if not attrs:
+    if attrs is None:
+        return None
+    if not check_mapping(attrs, "attributes"):
         return None
     if len(attrs) > MAX_ATTRIBUTES:
         raise InvalidArgument(f"at most {MAX_ATTRIBUTES} attributes")
@@ -452,6 +511,7 @@ def validate_create_shared(c: Create) -> None:
     """The parts `create_many` shares between its items: checked once per call."""
     check_type(c.type)
     check_active_state(c.state)
+    check_bool(c.idempotent, "idempotent")
     if c.max_active_ms is not None:
         check_int(c.max_active_ms, "max_active_ms", 1, MAX_ACTIVE_MS)
     if c.retention_ms is not None:
@@ -468,9 +528,9 @@ def validate_create_item(c: Create) -> None:
     if c.run_at is not None:
         check_int(c.run_at, "run_at_ms", 0, MAX_TIME_MS)
     check_int(c.priority, "priority", 0, 2)
-    if c.values:
+    if c.values is not None:
         c.values = check_values(c.values)
-    if c.attributes:
+    if c.attributes is not None:
         c.attributes = check_attributes(c.attributes)
     if c.parent_id is not None:
         check_id(c.parent_id, "parent_id")
@@ -531,7 +591,7 @@ def _new_values_meta(values: Mapping[str, bytes] | None) -> dict[str, list[int]]
     return {name: [xxhash.xxh64_intdigest(data), len(data)] for name, data in values.items()}
 
 
-def _check_tokens(fencing: object, lease_token: object, *, optional: bool = False) -> None:
+def check_tokens(fencing: object, lease_token: object, *, optional: bool = False) -> None:
     """Type-check the tokens a fenced command presents (before any guard compares them)."""
     if not (optional and fencing is None):
         check_int(fencing, "fencing_token", 0, MAX_TIME_MS)
@@ -919,7 +979,7 @@ def _exhaust(
 def decide_extend(
     state: ShardState, c: ExtendLease, now: int, config: Config | None = None
 ) -> Decision:
-    _check_tokens(c.fencing, c.lease_token)
+    check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     _check_lease(r, c.fencing, c.lease_token, need_lease=True)
     deadline = now + c.lease_ms
@@ -945,7 +1005,7 @@ _TRANSITION = evolver(
 def decide_transition(
     state: ShardState, c: Transition, now: int, config: Config | None = None
 ) -> Decision:
-    _check_tokens(c.fencing, c.lease_token)
+    check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if (
         r[STATE] == c.to_state
@@ -999,7 +1059,7 @@ def _finish(
     now: int,
     config: Config,
 ) -> Decision:
-    _check_tokens(fencing, lease_token)
+    check_tokens(fencing, lease_token)
     r = _require(state, flow_id)
     if r[STATE] == target and r[FENCING] == fencing:
         return r, []  # exact replay
@@ -1211,7 +1271,7 @@ def decide_transition_run(
 
 
 def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decision:
-    _check_tokens(c.fencing, c.lease_token)
+    check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if r[FENCING] == c.fencing and not leased(r) and r[LAST_EVENT] in ("retry", "exhausted"):
         return r, []  # exact replay
@@ -1254,7 +1314,7 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
 
 
 def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Decision:
-    _check_tokens(c.fencing, c.lease_token, optional=True)
+    check_tokens(c.fencing, c.lease_token, optional=True)
     r = _require(state, c.id)
     if terminal(r):
         raise FlowTerminal(f"flow {r[ID]!r} is {r[STATE]}; rewind it to change it")
