@@ -359,6 +359,7 @@ class Engine:
             retention_ms,
         )
         m.validate_create(command)
+        m.check_carried("create", command.values, command.payload, attributes=command.attributes)
         home = self._slot_table[slot_of(flow_id)]
         target = home if partition_key is None else self._slot_table[slot_of(partition_key)]
         self._reserve(flow_id, home, target, idempotent)
@@ -414,6 +415,7 @@ class Engine:
         groups: dict[int, list[m.Create]] = {}
         order: list[int] = []
         seen: set[str] = set()
+        carried = 0
         table = self._slot_table
         create, validate = m.Create, m.validate_create_item
         for spec in items:
@@ -438,6 +440,8 @@ class Engine:
                 retention_ms,
             )
             validate(command)
+            if command.payload is not None or command.values or command.attributes:
+                carried += m.create_bytes(command)
             if spec.id in seen:
                 raise InvalidArgument(f"duplicate id {spec.id!r} in one create_many call")
             seen.add(spec.id)
@@ -447,6 +451,7 @@ class Engine:
                 group = groups[shard] = []
             group.append(command)
             order.append(shard)
+        m.check_command_bytes(carried, "create_many")
         # Ids are unique engine-wide (see `_reserve`); an id held on another shard fails
         # its item's whole shard group, as any failing item does.
         refused: dict[int, Any] = {}
@@ -671,7 +676,7 @@ class Engine:
         m.check_active_state(to_state, "to_state")
         if priority is not None:
             m.check_int(priority, "priority", 0, 2)
-        return m.Transition(
+        command = m.Transition(
             flow_id,
             from_state,
             to_state,
@@ -683,6 +688,10 @@ class Engine:
             m.check_values(values),
             m.check_attributes(attributes),
         )
+        m.check_carried(
+            "transition", command.values, command.payload, attributes=command.attributes
+        )
+        return command
 
     async def transition(
         self,
@@ -737,6 +746,7 @@ class Engine:
             m.check_blob(result, "result"),
             m.check_values(values),
         )
+        m.check_carried("complete", command.values, command.result)
         flow: Flow = await self._one(flow_id, partition_key, command)
         return flow
 
@@ -759,6 +769,7 @@ class Engine:
             m.check_blob(error, "error"),
             m.check_values(values),
         )
+        m.check_carried("fail", command.values, command.error)
         flow: Flow = await self._one(flow_id, partition_key, command)
         return flow
 
@@ -868,7 +879,9 @@ class Engine:
             token = a.lease_token
             if type(a.fencing_token) is not int or (token is not None and type(token) is not str):
                 m.check_tokens(a.fencing_token, token)
-        return await self._many([(a.id, a.partition_key, make(a)) for a in checked])
+        commands = [(a.id, a.partition_key, make(a)) for a in checked]
+        m.check_command_bytes(sum(len(a.data or b"") for a in checked), "the batch")
+        return await self._many(commands)
 
     async def complete_many(self, items: Sequence[Ack]) -> list[ItemResult]:
         """Complete many claimed flows in one round trip (`Ack.data` is the result)."""
@@ -895,6 +908,7 @@ class Engine:
         order: list[int] = []  # each item's shard, for the reply's order
         table, check_id, check_blob = self._slot_table, m.check_id, m.check_blob
         records, locate = self._records, self._locate
+        carried = 0
         for a in items:
             if type(a) is not Ack:
                 m.check_item(a, Ack, "batch commands")
@@ -905,8 +919,11 @@ class Engine:
             if what is not None and data is not None:
                 if type(data) is not bytes:
                     data = check_blob(data, what)
-                elif len(data) > m.MAX_BLOB_BYTES:
-                    check_blob(data, what)  # raises, with the limit in its message
+                    carried += len(data or b"")
+                else:
+                    if len(data) > m.MAX_BLOB_BYTES:
+                        check_blob(data, what)  # raises, with the limit in its message
+                    carried += len(data)
             shard = table[slot_of(fid)]
             if part is not None or fid not in records[shard]:
                 shard = locate(fid, part)  # (not on its home shard, or a hint to check)
@@ -917,6 +934,7 @@ class Engine:
             # fencing_token, data): no tuple per item unless its data was converted.
             group.append(a if data is a.data else (fid, a.lease_token, a.fencing_token, data))
             order.append(shard)
+        m.check_command_bytes(carried, "the batch")
         outcome = await self._run_groups(groups, lambda g: Request(command(g)))
         for result in outcome.values():
             if isinstance(result, BaseException):
@@ -1113,6 +1131,7 @@ class Engine:
         m.check_items(children, ChildSpec, "spawn_children")
         creates: list[m.Create] = []
         seen: set[str] = set()
+        carried = 0
         for spec in children:
             if not isinstance(spec, ChildSpec):
                 raise InvalidArgument("children must be ChildSpec items")
@@ -1135,6 +1154,8 @@ class Engine:
                 raise InvalidArgument(f"duplicate child id {create.id!r}")
             seen.add(create.id)
             creates.append(create)
+            carried += m.create_bytes(create)
+        m.check_command_bytes(carried, "spawn_children")
         command = c.Spawn(
             parent_id,
             lease_token,
@@ -1277,10 +1298,12 @@ class Engine:
             raise InvalidArgument("run_at_ms / delay_ms need transition_to")
         if idempotency_key is not None:
             m.check_name(idempotency_key, "idempotency_key")
+        checked = m.check_values(values)
+        m.check_carried("signal", checked)
         command = c.Signal(
             flow_id,
             name,
-            m.check_values(values),
+            checked,
             states,
             transition_to,
             self._due(run_at_ms, delay_ms) if transition_to is not None else None,
@@ -1518,7 +1541,15 @@ class Engine:
                 for msg_id, (target, message) in batch:
                     per_target.setdefault(target, []).append(c.Deliver(msg_id, message))
                 for target, items in sorted(per_target.items()):
-                    await self._call(self._shards[target], Request(items=items))
+                    try:
+                        await self._call(self._shards[target], Request(items=items))
+                    except InvalidArgument:
+                        if len(items) == 1:
+                            raise
+                        # Too much for one frame together (the shard refused them and
+                        # changed nothing): one at a time, each fits (MAX_COMMAND_BYTES).
+                        for item in items:
+                            await self._call(self._shards[target], Request(items=[item]))
                 await self._call(shard, Request(c.Acked([msg_id for msg_id, _ in batch])))
         except FlowError as exc:
             shard.courier_error = exc

@@ -85,6 +85,16 @@ MAX_TIME_MS = (1 << 53) - 1
 MAX_RETRIES = 1000
 MAX_ATTRIBUTES = 64
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+# The data one command carries over all its items (payloads, results, errors, named values
+# and attributes, names included, see `create_bytes`) is at most MAX_COMMAND_BYTES. The rest
+# of what a command writes is bounded by the limits above (ids, names and states: ~7 KiB per
+# flow at most, times MAX_BATCH_ITEMS), so every command's frame stays under the wal's 1 GiB
+# (wal MAX_BODY_BYTES) with headroom, and one named value or message under its 256 MiB.
+MAX_COMMAND_BYTES = 256 * 1024 * 1024
+# What a named value costs beyond its bytes and (twice) its name: its key holds the flow's
+# id, and the record's entry for it a digest and a size.
+VALUE_OVERHEAD = MAX_ID_BYTES + 64
+ATTRIBUTE_OVERHEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,7 +479,7 @@ def check_item(item: object, kind: type, what: str) -> None:
 def check_mapping(value: object, what: str) -> Mapping[Any, Any]:
     """A mapping (a dict, usually): a list of pairs or a string is refused."""
     if type(value) is dict or isinstance(value, Mapping):
-        return value  # type: ignore[return-value]
+        return value
     raise InvalidArgument(f"{what} must be a mapping (a dict), got {_shown(value)}")
 
 
@@ -499,6 +509,66 @@ def check_attributes(attrs: Mapping[str, str] | None) -> dict[str, str] | None:
     for k, v in attrs.items():
         out[check_name(k, "attribute key")] = check_name(v, f"attribute {k!r}")
     return out
+
+
+def _text_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def values_bytes(values: Mapping[str, bytes]) -> int:
+    """What checked named values count toward MAX_COMMAND_BYTES."""
+    size = VALUE_OVERHEAD * len(values)
+    for name, data in values.items():
+        size += len(data) + 2 * _text_bytes(name)
+    return size
+
+
+def attributes_bytes(attrs: Mapping[str, str]) -> int:
+    """What checked attributes count toward MAX_COMMAND_BYTES."""
+    size = ATTRIBUTE_OVERHEAD * len(attrs)
+    for key, value in attrs.items():
+        size += _text_bytes(key) + _text_bytes(value)
+    return size
+
+
+def create_bytes(c: Create) -> int:
+    """What a checked create counts toward MAX_COMMAND_BYTES: payload, values, attributes."""
+    size = 0 if c.payload is None else len(c.payload)
+    if c.values:
+        size += values_bytes(c.values)
+    if c.attributes:
+        size += attributes_bytes(c.attributes)
+    return size
+
+
+def check_command_bytes(size: int, what: str) -> None:
+    """Refuse a command that carries more than MAX_COMMAND_BYTES of data: it could not be
+    written as one frame of the log."""
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidArgument(
+            f"{what} carries {size} bytes of data (payloads, results, errors, named values "
+            f"and attributes, with their names); one call carries at most "
+            f"{MAX_COMMAND_BYTES}: split it"
+        )
+
+
+def check_carried(
+    what: str,
+    values: Mapping[str, bytes] | None,
+    *blobs: bytes | None,
+    attributes: Mapping[str, str] | None = None,
+) -> None:
+    """`check_command_bytes` of one flow's checked values, blobs and attributes. Only the
+    values can add up past the limit (blobs and attributes have their own), so a command
+    without them is not counted."""
+    if values:
+        size = values_bytes(values)
+        for blob in blobs:
+            if blob is not None:
+                size += len(blob)
+        if attributes:
+            size += attributes_bytes(attributes)
+        check_command_bytes(size, what)
 
 
 def validate_create(c: Create) -> None:

@@ -277,8 +277,9 @@ CALLS = [name for name in PUBLIC if len(inspect.signature(getattr(fa.Engine, nam
 
 def parameters(name: str) -> dict[str, Any]:
     """Parameter -> annotation of `Engine.<name>` (self left out)."""
-    hints = typing.get_type_hints(getattr(fa.Engine, name))
-    return {p: hints[p] for p in inspect.signature(getattr(fa.Engine, name)).parameters if p != "self"}
+    method = getattr(fa.Engine, name)
+    hints = typing.get_type_hints(method)
+    return {p: hints[p] for p in inspect.signature(method).parameters if p != "self"}
 
 
 def wrong_values(hint: Any) -> list[object]:
