@@ -299,3 +299,22 @@ async def test_messages_too_large_together_are_delivered_one_by_one(
             assert child is not None and child.payload == part
         assert all(not s["broken"] for s in raw.statistics()["shards"])
         assert written(e) > 0
+
+
+async def test_a_claim_too_large_for_a_frame_is_refused_and_a_smaller_one_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame derived from the state, not from the call: each claimed record carries its
+    named values' entries, so a claim of many such flows can outgrow a frame although the
+    call itself is tiny. The claim is refused; the shard goes on; a smaller claim works."""
+    monkeypatch.setattr(wal_format, "MAX_BODY_BYTES", 32 * KIB)
+    names = {f"{i:03d}" + "n" * 200: b"" for i in range(50)}  # ~11 KiB per record
+    async with open_checked(tmp_path, FakeClock(), shards=1, maintenance_interval_ms=None) as e:
+        for i in range(3):
+            await e.create(f"f{i}", TYPE, values=names)
+        before = await snapshot(e)
+        with pytest.raises(fa.InvalidArgument, match="refused"):
+            await e.claim_due(TYPE, "w", limit=3)
+        assert await snapshot(e) == before
+        assert len(await e.claim_due(TYPE, "w", limit=2)) == 2
+        assert e.raw._shards[0].broken is None
