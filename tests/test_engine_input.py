@@ -16,6 +16,7 @@ import trio
 from engine_helpers import START_MS, FakeClock, open_checked, written
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sizing import examples
 
 import flowactors as fa
 
@@ -322,7 +323,7 @@ async def test_wrong_types_from_the_signature_change_nothing(tmp_path: Path, nam
 
 
 @settings(
-    max_examples=min(settings().max_examples, 200),
+    max_examples=examples(50, 200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -339,7 +340,9 @@ def test_wrong_types_anywhere_change_nothing(tmp_path_factory: Any, data: Any) -
     path = tmp_path_factory.mktemp("engine")
 
     async def main() -> None:
-        async with open_checked(path, FakeClock(), shards=2, maintenance_interval_ms=None) as e:
+        async with open_checked(
+            path, FakeClock(), shards=2, maintenance_interval_ms=None, sync="never"
+        ) as e:
             f = await _setup(e)
             before = await snapshot(e)
             await _refused(e, name, {**valid_args(name, f), **wrong}, before)
