@@ -410,8 +410,18 @@ class Shard:
             self._settle_outbox()
 
     def _rebuild(self) -> None:
-        """The state as the log holds it (after a batch the log refused)."""
-        self.state = recover(self.log, self.index, self.state.route).state
+        """The state as the log holds it (after a batch the log refused), rebuilt into the
+        same ShardState: its dicts and sets keep their identity, since the engine holds
+        on to some of them (`Engine._records`, `Engine._foreign`)."""
+        state = self.state
+        fresh = recover(self.log, self.index, state.route).state
+        for name in ShardState.__slots__:
+            old, new = getattr(state, name), getattr(fresh, name)
+            if type(old) in (dict, set) and type(new) is type(old):
+                old.clear()
+                old.update(new)
+            else:
+                setattr(state, name, new)
 
     def _swept(self, sweep: Request, now: int) -> None:
         assert self.maintenance_ms is not None

@@ -226,6 +226,7 @@ async def test_a_frame_the_log_refuses_is_answered_and_the_shard_goes_on(
         assert isinstance(got[3], fa.Flow) and got[3].id == "a"
         assert rebuilds[0] == 2  # after the batch, and after the refused request
         assert shard.broken is None
+        assert e.raw._records[0] is shard.state.records  # rebuilt in place
         assert shard.commits > commits
         assert await e.get("big") is None
         assert await e.get_values("d1", ["v"]) == {"v": b"after"}
@@ -318,3 +319,26 @@ async def test_a_claim_too_large_for_a_frame_is_refused_and_a_smaller_one_works(
         assert await snapshot(e) == before
         assert len(await e.claim_due(TYPE, "w", limit=2)) == 2
         assert e.raw._shards[0].broken is None
+
+
+async def test_after_a_refused_frame_flows_off_their_home_shard_are_still_found(
+    tmp_path: Path, small_frames: int
+) -> None:
+    """The rebuilt state keeps the engine's view of it: a flow created (in the refused
+    batch) in a partition that lives away from its id's home shard is found by id."""
+    async with open_checked(tmp_path, FakeClock(), shards=2, maintenance_interval_ms=None) as e:
+        raw = e.raw
+        fid = next(f"f{i}" for i in range(100) if raw.shard_for(f"f{i}") == 1)
+        part = next(f"p{i}" for i in range(100) if raw.shard_for("x", f"p{i}") == 0)
+        big = b"\6" * (small_frames + 1)
+        got = await _one_batch(
+            raw._shards[0],
+            m.Create(fid, TYPE, partition=part),
+            m.Create("big", TYPE, payload=big, values={"v": b"x"}, partition=part),
+        )
+        assert isinstance(got[0], fa.Flow) and isinstance(got[1], fa.InvalidArgument)
+        later = next(f"g{i}" for i in range(100) if raw.shard_for(f"g{i}") == 1)
+        await e.create(later, TYPE, partition_key=part)
+        for flow_id in (fid, later):
+            found = await e.get(flow_id)
+            assert found is not None and found.partition_key == part
