@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._engine import Engine
+from ._errors import InvalidArgument
 from ._outcomes import ExceptionPolicy
 from ._types import CreateSpec, Flow, ItemResult, RetryPolicy
 from ._worker import Worker
@@ -66,6 +67,8 @@ class Client:
     """Entry point of the client style, bound to an embedded engine."""
 
     def __init__(self, engine: Engine) -> None:
+        if not isinstance(engine, Engine):
+            raise InvalidArgument(f"a Client needs an Engine (open_engine), got {engine!r:.60}")
         self.engine = engine
 
     def queue(

@@ -357,7 +357,7 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
         raise IdempotencyConflict(
             f"flow {c.id!r}: group {c.group!r} exists with a different spawn request"
         )
-    m._check_tokens(c.fencing, c.lease_token)
+    m.check_tokens(c.fencing, c.lease_token)
     m._check_lease(parent, c.fencing, c.lease_token, need_lease=False)
     tx = _Tx(state, now, config, [])
     own = state.index

@@ -112,7 +112,7 @@ def _require_record(state: ShardState, flow_id: str) -> Record:
 def _hydrate(payload: bool | int, values: Iterable[str], outcome: bool = False) -> Hydrate:
     if payload is not True and payload is not False:
         m.check_int(payload, "payload max bytes", 0, m.MAX_BLOB_BYTES)
-    names = tuple(m.check_name(v, "value name") for v in values)
+    names = () if values == () else m.check_names(values, "value name")
     if payload is False and not names and not outcome:
         return NO_HYDRATE  # the shared instance: `to_flow` takes its fast path on it
     return Hydrate(payload, names, outcome)
@@ -161,7 +161,10 @@ class Engine:
 
     def shard_for(self, flow_id: str, partition_key: str | None = None) -> int:
         """The shard a new flow with this id (and partition key) is created on."""
-        return self._slot_table[slot_of(partition_key if partition_key is not None else flow_id)]
+        m.check_id(flow_id)
+        if partition_key is None:
+            return self._slot_table[slot_of(flow_id)]
+        return self._slot_table[slot_of(m.check_name(partition_key, "partition_key"))]
 
     def locate(self, flow_id: str, partition_key: str | None = None) -> int:
         """The shard that holds `flow_id`, found from its id alone (see `_locate`)."""
@@ -397,6 +400,7 @@ class Engine:
             retention_ms,
         )
         m.validate_create(command)
+        m.check_carried("create", command.values, command.payload, attributes=command.attributes)
         home = self._slot_table[slot_of(flow_id)]
         target = home if partition_key is None else self._slot_table[slot_of(partition_key)]
         self._reserve(flow_id, home, target, idempotent)
@@ -431,10 +435,21 @@ class Engine:
     ) -> list[ItemResult]:
         """Create many flows. Atomic per shard: if any item of a shard's group fails, that
         whole group is rejected and each of its items reports the error."""
-        if not 0 < len(items) <= m.MAX_BATCH_ITEMS:
-            raise InvalidArgument(f"create_many takes 1..{m.MAX_BATCH_ITEMS} items")
-        m.validate_create_shared(
-            m.Create("-", type, state, max_active_ms=max_active_ms, retention_ms=retention_ms)
+        m.check_items(items, CreateSpec, "create_many", each=False)
+        # The call's own defaults, checked once even when every item overrides them.
+        m.validate_create(
+            m.Create(
+                "-",
+                type,
+                state,
+                None,
+                partition_key,
+                run_at_ms,
+                priority,
+                idempotent=idempotent,
+                max_active_ms=max_active_ms,
+                retention_ms=retention_ms,
+            )
         )
         # Per item: one Create, grouped by shard at once, and its shard noted for the
         # reply's order; no (shard, command) or (id, partition) tuple unless needed.
@@ -442,9 +457,12 @@ class Engine:
         order: list[int] = []
         seen: set[str] = set()
         away: set[int] = set()  # shards given an item whose id's home is another shard
+        carried = 0
         table = self._slot_table
         create, validate = m.Create, m.validate_create_item
         for spec in items:
+            if spec.__class__ is not CreateSpec:  # (`type` is a parameter here)
+                m.check_item(spec, CreateSpec, "create_many")
             part = spec.partition_key if spec.partition_key is not None else partition_key
             command = create(
                 spec.id,
@@ -464,6 +482,8 @@ class Engine:
                 retention_ms,
             )
             validate(command)
+            if command.payload is not None or command.values or command.attributes:
+                carried += m.create_bytes(command)
             if spec.id in seen:
                 raise InvalidArgument(f"duplicate id {spec.id!r} in one create_many call")
             seen.add(spec.id)
@@ -478,6 +498,7 @@ class Engine:
                 group = groups[shard] = []
             group.append(command)
             order.append(shard)
+        m.check_command_bytes(carried, "create_many")
         # Ids are unique engine-wide (see `_reserve`); an id held on another shard fails
         # its item's whole shard group, as any failing item does.
         refused: dict[int, Any] = {}
@@ -602,7 +623,12 @@ class Engine:
         m.check_int(reclaim_ratio, "reclaim_ratio", 0, 100)
         if priority is not None:
             m.check_int(priority, "priority", 0, 2)
-        wanted = None if states is None else tuple(m.check_state(s) for s in states)
+        m.check_bool(reclaim, "reclaim")
+        wanted = (
+            None
+            if states is None
+            else tuple([m.check_state(s) for s in m.check_list(states, "states")])
+        )
         hyd = _hydrate(payload, values)
         if partition_key is not None:
             m.check_name(partition_key, "partition_key")
@@ -635,7 +661,7 @@ class Engine:
 
         if partition_key is not None:  # a partition lives on one shard
             one: list[Flow] = await self._call(
-                self._shards[self.shard_for("", partition_key)], command(limit)
+                self._shards[self._slot_table[slot_of(partition_key)]], command(limit)
             )
             return one
 
@@ -667,6 +693,8 @@ class Engine:
     ) -> Flow:
         """Push the lease deadline to now + lease_ms. Token and fencing stay the same."""
         m.check_int(lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
+        if type(lease_token) is not str:
+            raise InvalidArgument(f"lease_token must be a string, got {type(lease_token).__name__}")
         result: Flow = await self._one(
             flow_id,
             partition_key,
@@ -695,7 +723,7 @@ class Engine:
         m.check_active_state(to_state, "to_state")
         if priority is not None:
             m.check_int(priority, "priority", 0, 2)
-        return m.Transition(
+        command = m.Transition(
             flow_id,
             from_state,
             to_state,
@@ -707,6 +735,10 @@ class Engine:
             m.check_values(values),
             m.check_attributes(attributes),
         )
+        m.check_carried(
+            "transition", command.values, command.payload, attributes=command.attributes
+        )
+        return command
 
     async def transition(
         self,
@@ -761,6 +793,7 @@ class Engine:
             m.check_blob(result, "result"),
             m.check_values(values),
         )
+        m.check_carried("complete", command.values, command.result)
         flow: Flow = await self._one(flow_id, partition_key, command)
         return flow
 
@@ -783,6 +816,7 @@ class Engine:
             m.check_blob(error, "error"),
             m.check_values(values),
         )
+        m.check_carried("fail", command.values, command.error)
         flow: Flow = await self._one(flow_id, partition_key, command)
         return flow
 
@@ -856,14 +890,17 @@ class Engine:
         """Cancel a non-terminal flow. A leased flow needs its lease token unless `force`
         (an operator's override, recorded in the history)."""
         command = m.Cancel(
-            flow_id, fencing_token, lease_token, m.check_blob(reason, "reason"), force
+            flow_id,
+            fencing_token,
+            lease_token,
+            m.check_blob(reason, "reason"),
+            m.check_bool(force, "force"),
         )
         flow: Flow = await self._one(flow_id, partition_key, command)
         return flow
 
     async def _many(self, commands: list[tuple[str, str | None, m.Command]]) -> list[ItemResult]:
-        if not 0 < len(commands) <= m.MAX_BATCH_ITEMS:
-            raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
+        """Independent commands (ids and partition keys checked), one request per shard."""
         groups: dict[int, list[m.Command]] = {}
         order: list[int] = []  # each item's shard, for the reply's order
         locate = self._locate
@@ -884,7 +921,14 @@ class Engine:
     async def _acks(
         self, items: Sequence[Ack], make: Callable[[Ack], m.Command]
     ) -> list[ItemResult]:
-        return await self._many([(a.id, a.partition_key, make(a)) for a in items])
+        checked = m.check_items(items, Ack, "batch commands")
+        for a in checked:  # wrong types refuse the call, as in `_item_runs`
+            token = a.lease_token
+            if type(a.fencing_token) is not int or (token is not None and type(token) is not str):
+                m.check_tokens(a.fencing_token, token)
+        commands = [(a.id, a.partition_key, make(a)) for a in checked]
+        m.check_command_bytes(sum(len(a.data or b"") for a in checked), "the batch")
+        return await self._many(commands)
 
     async def complete_many(self, items: Sequence[Ack]) -> list[ItemResult]:
         """Complete many claimed flows in one round trip (`Ack.data` is the result)."""
@@ -906,20 +950,27 @@ class Engine:
     ) -> list[ItemResult]:
         """Acks grouped per shard, one `command(group)` each; ids (and, with `what`, the
         data) are checked here, for the whole call, before anything is sent."""
-        if not 0 < len(items) <= m.MAX_BATCH_ITEMS:
-            raise InvalidArgument(f"batch commands take 1..{m.MAX_BATCH_ITEMS} items")
+        m.check_items(items, Ack, "batch commands", each=False)
         groups: dict[int, list[Any]] = {}
         order: list[int] = []  # each item's shard, for the reply's order
         table, check_id, check_blob = self._slot_table, m.check_id, m.check_blob
         records, locate = self._records, self._locate
+        carried = 0
         for a in items:
-            fid, data, part = a.id, a.data, a.partition_key
+            if type(a) is not Ack:
+                m.check_item(a, Ack, "batch commands")
+            fid, data, part, token = a.id, a.data, a.partition_key, a.lease_token
+            if type(a.fencing_token) is not int or (token is not None and type(token) is not str):
+                m.check_tokens(a.fencing_token, token)
             check_id(fid)
             if what is not None and data is not None:
                 if type(data) is not bytes:
                     data = check_blob(data, what)
-                elif len(data) > m.MAX_BLOB_BYTES:
-                    check_blob(data, what)  # raises, with the limit in its message
+                    carried += len(data or b"")
+                else:
+                    if len(data) > m.MAX_BLOB_BYTES:
+                        check_blob(data, what)  # raises, with the limit in its message
+                    carried += len(data)
             shard = table[slot_of(fid)]
             if part is not None or fid not in records[shard]:
                 shard = locate(fid, part)  # (not on its home shard, or a hint to check)
@@ -930,6 +981,7 @@ class Engine:
             # fencing_token, data): no tuple per item unless its data was converted.
             group.append(a if data is a.data else (fid, a.lease_token, a.fencing_token, data))
             order.append(shard)
+        m.check_command_bytes(carried, "the batch")
         outcome = await self._run_groups(groups, lambda g: Request(command(g)))
         for result in outcome.values():
             if isinstance(result, BaseException):
@@ -983,7 +1035,9 @@ class Engine:
         flow: Flow = await self._one(
             flow_id,
             partition_key,
-            m.PutValue(flow_id, m.check_name(name, "value name"), blob, override),
+            m.PutValue(
+                flow_id, m.check_name(name, "value name"), blob, m.check_bool(override, "override")
+            ),
         )
         return flow
 
@@ -991,7 +1045,7 @@ class Engine:
         self, flow_id: str, names: Sequence[str], *, partition_key: str | None = None
     ) -> dict[str, bytes]:
         """Named values by name (absent names are left out)."""
-        checked = [m.check_name(n, "value name") for n in names]
+        checked = m.check_names(names, "value name")
         shard = self._shards[self._locate(m.check_id(flow_id), partition_key)]
 
         def query(state: ShardState) -> Any:
@@ -1057,7 +1111,7 @@ class Engine:
         m.check_type(type)
         if partition_key is not None:
             m.check_name(partition_key, "partition_key")
-            shard = self._shards[self.shard_for("", partition_key)]
+            shard = self._shards[self._slot_table[slot_of(partition_key)]]
             counts: dict[str, int] = await self._call(
                 shard,
                 Request(
@@ -1121,10 +1175,10 @@ class Engine:
         m.check_active_state(wait_state, "wait_state")
         m.check_state(success_state, "success_state")
         m.check_state(failure_state, "failure_state")
-        if not 0 < len(children) <= m.MAX_BATCH_ITEMS:
-            raise InvalidArgument(f"spawn_children takes 1..{m.MAX_BATCH_ITEMS} children")
+        m.check_items(children, ChildSpec, "spawn_children")
         creates: list[m.Create] = []
         seen: set[str] = set()
+        carried = 0
         for spec in children:
             if not isinstance(spec, ChildSpec):
                 raise InvalidArgument("children must be ChildSpec items")
@@ -1147,6 +1201,8 @@ class Engine:
                 raise InvalidArgument(f"duplicate child id {create.id!r}")
             seen.add(create.id)
             creates.append(create)
+            carried += m.create_bytes(create)
+        m.check_command_bytes(carried, "spawn_children")
         command = c.Spawn(
             parent_id,
             lease_token,
@@ -1221,6 +1277,8 @@ class Engine:
         parent knows of them: "pending" until their terminal outcome is counted."""
         m.check_id(parent_id)
         shard = self._shards[self._locate(parent_id, partition_key)]
+        if group_id is not None:
+            m.check_name(group_id, "group_id")
 
         def read(record: Record) -> list[ChildStatus]:
             groups = (record[EXT] or {}).get("groups") or {}
@@ -1275,7 +1333,7 @@ class Engine:
         m.check_name(name, "signal name")
         states: tuple[str, ...] | None = None
         if if_state is not None:
-            raw = (if_state,) if isinstance(if_state, str) else tuple(if_state)
+            raw = (if_state,) if isinstance(if_state, str) else m.check_list(if_state, "if_state")
             if not raw:
                 raise InvalidArgument("if_state must name at least one state")
             states = tuple(m.check_name(s, "if_state") for s in raw)
@@ -1287,10 +1345,12 @@ class Engine:
             raise InvalidArgument("run_at_ms / delay_ms need transition_to")
         if idempotency_key is not None:
             m.check_name(idempotency_key, "idempotency_key")
+        checked = m.check_values(values)
+        m.check_carried("signal", checked)
         command = c.Signal(
             flow_id,
             name,
-            m.check_values(values),
+            checked,
             states,
             transition_to,
             self._due(run_at_ms, delay_ms) if transition_to is not None else None,
@@ -1339,6 +1399,7 @@ class Engine:
         m.check_type(type)
         if not isinstance(policy, FlowPolicy):
             raise InvalidArgument("policy must be a FlowPolicy")
+        m.check_bool(replace, "replace")
         if expected_generation is not None:
             m.check_int(expected_generation, "expected_generation", 0, m.MAX_TIME_MS)
         async with self._policy_lock:
@@ -1465,7 +1526,7 @@ class Engine:
         """Terminal flows of `type` (one terminal `state`, or all) that ended within
         [from_ms, to_ms], oldest first."""
         m.check_type(type)
-        names = sorted(TERMINAL) if state is None else [state]
+        names = sorted(TERMINAL) if state is None else [m.check_name(state, "state")]
         if state is not None and state not in TERMINAL:
             raise InvalidArgument(f"{state!r} is not a terminal state")
         for bound, what in ((from_ms, "from_ms"), (to_ms, "to_ms")):
@@ -1527,7 +1588,15 @@ class Engine:
                 for msg_id, (target, message) in batch:
                     per_target.setdefault(target, []).append(c.Deliver(msg_id, message))
                 for target, items in sorted(per_target.items()):
-                    await self._call(self._shards[target], Request(items=items))
+                    try:
+                        await self._call(self._shards[target], Request(items=items))
+                    except InvalidArgument:
+                        if len(items) == 1:
+                            raise
+                        # Too much for one frame together (the shard refused them and
+                        # changed nothing): one at a time, each fits (MAX_COMMAND_BYTES).
+                        for item in items:
+                            await self._call(self._shards[target], Request(items=[item]))
                 await self._call(shard, Request(c.Acked([msg_id for msg_id, _ in batch])))
         except FlowError as exc:
             shard.courier_error = exc

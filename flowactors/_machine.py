@@ -18,7 +18,7 @@ confusing `WrongState`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
@@ -85,6 +85,16 @@ MAX_TIME_MS = (1 << 53) - 1
 MAX_RETRIES = 1000
 MAX_ATTRIBUTES = 64
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+# The data one command carries over all its items (payloads, results, errors, named values
+# and attributes, names included, see `create_bytes`) is at most MAX_COMMAND_BYTES. The rest
+# of what a command writes is bounded by the limits above (ids, names and states: ~7 KiB per
+# flow at most, times MAX_BATCH_ITEMS), so every command's frame stays under the wal's 1 GiB
+# (wal MAX_BODY_BYTES) with headroom, and one named value or message under its 256 MiB.
+MAX_COMMAND_BYTES = 256 * 1024 * 1024
+# What a named value costs beyond its bytes and (twice) its name: its key holds the flow's
+# id, and the record's entry for it a digest and a size.
+VALUE_OVERHEAD = MAX_ID_BYTES + 64
+ATTRIBUTE_OVERHEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,8 +428,65 @@ def check_int(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
+def check_bool(value: object, what: str) -> bool:
+    """True or False exactly: 1, "yes" or None are refused, not read as truthy."""
+    if value is True or value is False:
+        return value
+    raise InvalidArgument(f"{what} must be True or False, got {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    """A wrong value in an error message: its type, and its repr cut short."""
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def check_list(value: object, what: str) -> Sequence[Any]:
+    """A list or tuple (any sequence but text or bytes): a string is not read letter by
+    letter, a mapping or set not by its keys."""
+    if type(value) is list or type(value) is tuple:
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        return value
+    hint = " (a string is not a list: write [name])" if isinstance(value, str) else ""
+    raise InvalidArgument(f"{what} must be a list, got {_shown(value)}{hint}")
+
+
+def check_names(value: object, what: str) -> tuple[str, ...]:
+    """A list (or tuple) of names, each checked as `check_name`."""
+    return tuple([check_name(v, what) for v in check_list(value, f"{what}s")])
+
+
+def check_items(
+    value: object, kind: type, what: str, *, each: bool = True, high: int = MAX_BATCH_ITEMS
+) -> Sequence[Any]:
+    """The items of a batch call: a list of 1..`high` `kind` instances (`each=False`: the
+    caller checks each item with `check_item` in its own loop)."""
+    items = check_list(value, what)
+    if not 0 < len(items) <= high:
+        raise InvalidArgument(f"{what} takes 1..{high} items, got {len(items)}")
+    if each:
+        for item in items:
+            if type(item) is not kind and not isinstance(item, kind):
+                check_item(item, kind, what)
+    return items
+
+
+def check_item(item: object, kind: type, what: str) -> None:
+    if not isinstance(item, kind):
+        raise InvalidArgument(f"{what} items must be {kind.__name__}, got {_shown(item)}")
+
+
+def check_mapping(value: object, what: str) -> Mapping[Any, Any]:
+    """A mapping (a dict, usually): a list of pairs or a string is refused."""
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    raise InvalidArgument(f"{what} must be a mapping (a dict), got {_shown(value)}")
+
+
 def check_values(values: Mapping[str, bytes] | None) -> dict[str, bytes] | None:
-    if not values:
+    if values is None:
+        return None
+    if not check_mapping(values, "values"):
         return None
     out: dict[str, bytes] = {}
     for name, data in values.items():
@@ -432,7 +499,9 @@ def check_values(values: Mapping[str, bytes] | None) -> dict[str, bytes] | None:
 
 
 def check_attributes(attrs: Mapping[str, str] | None) -> dict[str, str] | None:
-    if not attrs:
+    if attrs is None:
+        return None
+    if not check_mapping(attrs, "attributes"):
         return None
     if len(attrs) > MAX_ATTRIBUTES:
         raise InvalidArgument(f"at most {MAX_ATTRIBUTES} attributes")
@@ -440,6 +509,66 @@ def check_attributes(attrs: Mapping[str, str] | None) -> dict[str, str] | None:
     for k, v in attrs.items():
         out[check_name(k, "attribute key")] = check_name(v, f"attribute {k!r}")
     return out
+
+
+def _text_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def values_bytes(values: Mapping[str, bytes]) -> int:
+    """What checked named values count toward MAX_COMMAND_BYTES."""
+    size = VALUE_OVERHEAD * len(values)
+    for name, data in values.items():
+        size += len(data) + 2 * _text_bytes(name)
+    return size
+
+
+def attributes_bytes(attrs: Mapping[str, str]) -> int:
+    """What checked attributes count toward MAX_COMMAND_BYTES."""
+    size = ATTRIBUTE_OVERHEAD * len(attrs)
+    for key, value in attrs.items():
+        size += _text_bytes(key) + _text_bytes(value)
+    return size
+
+
+def create_bytes(c: Create) -> int:
+    """What a checked create counts toward MAX_COMMAND_BYTES: payload, values, attributes."""
+    size = 0 if c.payload is None else len(c.payload)
+    if c.values:
+        size += values_bytes(c.values)
+    if c.attributes:
+        size += attributes_bytes(c.attributes)
+    return size
+
+
+def check_command_bytes(size: int, what: str) -> None:
+    """Refuse a command that carries more than MAX_COMMAND_BYTES of data: it could not be
+    written as one frame of the log."""
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidArgument(
+            f"{what} carries {size} bytes of data (payloads, results, errors, named values "
+            f"and attributes, with their names); one call carries at most "
+            f"{MAX_COMMAND_BYTES}: split it"
+        )
+
+
+def check_carried(
+    what: str,
+    values: Mapping[str, bytes] | None,
+    *blobs: bytes | None,
+    attributes: Mapping[str, str] | None = None,
+) -> None:
+    """`check_command_bytes` of one flow's checked values, blobs and attributes. Only the
+    values can add up past the limit (blobs and attributes have their own), so a command
+    without them is not counted."""
+    if values:
+        size = values_bytes(values)
+        for blob in blobs:
+            if blob is not None:
+                size += len(blob)
+        if attributes:
+            size += attributes_bytes(attributes)
+        check_command_bytes(size, what)
 
 
 def validate_create(c: Create) -> None:
@@ -452,6 +581,7 @@ def validate_create_shared(c: Create) -> None:
     """The parts `create_many` shares between its items: checked once per call."""
     check_type(c.type)
     check_active_state(c.state)
+    check_bool(c.idempotent, "idempotent")
     if c.max_active_ms is not None:
         check_int(c.max_active_ms, "max_active_ms", 1, MAX_ACTIVE_MS)
     if c.retention_ms is not None:
@@ -468,9 +598,9 @@ def validate_create_item(c: Create) -> None:
     if c.run_at is not None:
         check_int(c.run_at, "run_at_ms", 0, MAX_TIME_MS)
     check_int(c.priority, "priority", 0, 2)
-    if c.values:
+    if c.values is not None:
         c.values = check_values(c.values)
-    if c.attributes:
+    if c.attributes is not None:
         c.attributes = check_attributes(c.attributes)
     if c.parent_id is not None:
         check_id(c.parent_id, "parent_id")
@@ -531,7 +661,7 @@ def _new_values_meta(values: Mapping[str, bytes] | None) -> dict[str, list[int]]
     return {name: [xxhash.xxh64_intdigest(data), len(data)] for name, data in values.items()}
 
 
-def _check_tokens(fencing: object, lease_token: object, *, optional: bool = False) -> None:
+def check_tokens(fencing: object, lease_token: object, *, optional: bool = False) -> None:
     """Type-check the tokens a fenced command presents (before any guard compares them)."""
     if not (optional and fencing is None):
         check_int(fencing, "fencing_token", 0, MAX_TIME_MS)
@@ -919,7 +1049,7 @@ def _exhaust(
 def decide_extend(
     state: ShardState, c: ExtendLease, now: int, config: Config | None = None
 ) -> Decision:
-    _check_tokens(c.fencing, c.lease_token)
+    check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     _check_lease(r, c.fencing, c.lease_token, need_lease=True)
     deadline = now + c.lease_ms
@@ -945,7 +1075,7 @@ _TRANSITION = evolver(
 def decide_transition(
     state: ShardState, c: Transition, now: int, config: Config | None = None
 ) -> Decision:
-    _check_tokens(c.fencing, c.lease_token)
+    check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if (
         r[STATE] == c.to_state
@@ -999,7 +1129,7 @@ def _finish(
     now: int,
     config: Config,
 ) -> Decision:
-    _check_tokens(fencing, lease_token)
+    check_tokens(fencing, lease_token)
     r = _require(state, flow_id)
     if r[STATE] == target and r[FENCING] == fencing:
         return r, []  # exact replay
@@ -1211,7 +1341,7 @@ def decide_transition_run(
 
 
 def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decision:
-    _check_tokens(c.fencing, c.lease_token)
+    check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
     if r[FENCING] == c.fencing and not leased(r) and r[LAST_EVENT] in ("retry", "exhausted"):
         return r, []  # exact replay
@@ -1254,7 +1384,7 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
 
 
 def decide_cancel(state: ShardState, c: Cancel, now: int, config: Config) -> Decision:
-    _check_tokens(c.fencing, c.lease_token, optional=True)
+    check_tokens(c.fencing, c.lease_token, optional=True)
     r = _require(state, c.id)
     if terminal(r):
         raise FlowTerminal(f"flow {r[ID]!r} is {r[STATE]}; rewind it to change it")

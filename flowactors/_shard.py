@@ -10,7 +10,11 @@ writes are answered after the same commit, for the same reason.
 
 If the commit fails, the in-memory state has run ahead of the disk: the shard is poisoned
 (`ShardBroken`) and refuses every later request, reads included; reopening the engine
-rebuilds the state from the log.
+rebuilds the state from the log. Only I/O may do that: a frame the log refuses (too large,
+which the engine's limits should already have prevented) leaves nothing written, so the
+shard rebuilds its state from the log and decides the batch again request by request,
+answering the one that cannot be written with InvalidArgument (`_redo`). Frames that fit
+the log one by one but not together are written in consecutive commits (`_write`).
 
 Payload, result, error and value bytes are hydrated after the commit, from the log.
 
@@ -37,11 +41,20 @@ import cbor2
 import trio
 
 import wal
+from wal import _format as wal_format
 
 from . import _checkpoint
 from . import _coord as c
 from . import _machine as m
-from ._errors import CorruptLog, FlowError, FlowNotFound, InternalError, StorageError, translate
+from ._errors import (
+    CorruptLog,
+    FlowError,
+    FlowNotFound,
+    InternalError,
+    InvalidArgument,
+    StorageError,
+    translate,
+)
 from ._record import (
     ATTEMPTS,
     ATTRIBUTES,
@@ -81,6 +94,27 @@ from ._types import EMPTY, Flow, HistoryEvent, ItemResult, ShardRecovery
 _FLOW_HEAD = PARTITION + 1
 
 MAX_BATCH = 1024
+
+
+class _Refused(Exception):
+    """The log refused a frame of the batch: nothing of it was written."""
+
+
+def _frame_size(frame: wal.Columns) -> int | None:
+    """The body size of `frame` if the log would take it alone, else None."""
+    size = wal_format.ENTRY_HEADER_SIZE * len(frame.keys)
+    for key in frame.keys:
+        if not 0 < len(key) <= wal_format.MAX_KEY_BYTES:
+            return None
+        size += len(key)
+    for value in frame.values:
+        if value is not None:
+            if len(value) > wal_format.MAX_VALUE_BYTES:
+                return None
+            size += len(value)
+    return size if size <= wal_format.MAX_BODY_BYTES else None
+
+
 # Batch commands answered item by item (ItemResults), decided by `_run_many`.
 _RUNS = (m.FinishMany, m.TransitionMany)
 MAINTENANCE_LIMIT = 256  # flows timed out / deleted per shard by one maintenance pass
@@ -268,18 +302,12 @@ class Shard:
             if self.broken is not None:
                 req.error = self.broken
                 continue
-            try:
-                self._execute(req, now, frames)
-            except FlowError as exc:
-                req.error = exc
-            except Exception as exc:  # a bug: the state may be half-applied
-                self.broken = StorageError(f"shard {self.index} hit an internal error: {exc!r}")
-                self.broken.__cause__ = exc
-                req.error = self.broken
+            self._execute_one(req, now, frames)
         if frames and self.broken is None:
             try:
-                await self.log.write_frames(frames)
-                self.commits += 1
+                await self._write(frames)
+            except _Refused:
+                await self._redo(batch, now)
             except wal.WalError as exc:
                 self.broken = translate(exc)
         if self._sending or self._unsending:
@@ -297,6 +325,103 @@ class Shard:
                 except FlowError as exc:
                     req.error = exc
             req.done.set()
+
+    def _execute_one(self, req: Request, now: int, frames: list[wal.Columns]) -> None:
+        try:
+            self._execute(req, now, frames)
+        except FlowError as exc:
+            req.error = exc
+        except Exception as exc:  # a bug: the state may be half-applied
+            self.broken = StorageError(f"shard {self.index} hit an internal error: {exc!r}")
+            self.broken.__cause__ = exc
+            req.error = self.broken
+
+    async def _write(self, frames: list[wal.Columns]) -> None:
+        """Write a batch's frames in one commit, or, when together they exceed what one
+        log call takes (each fitting alone), in consecutive commits of frames that fit.
+        `_Refused` when the log refuses a frame itself (nothing of the batch is written)."""
+        try:
+            await self.log.write_frames(frames)
+            self.commits += 1
+            return
+        except wal.InvalidArgument as exc:
+            refused = exc  # checked before anything was written
+        limit = wal_format.MAX_BODY_BYTES
+        sizes = [_frame_size(frame) for frame in frames]
+        if len(frames) == 1 or any(size is None for size in sizes):
+            raise _Refused from refused
+        run: list[wal.Columns] = []
+        total = 0
+        first = True
+        for frame, size in zip(frames, sizes, strict=True):
+            assert size is not None
+            if run and total + size > limit:
+                await self._write_run(run, first)
+                run, total, first = [], 0, False
+            run.append(frame)
+            total += size
+        await self._write_run(run, first)
+
+    async def _write_run(self, run: list[wal.Columns], first: bool) -> None:
+        try:
+            await self.log.write_frames(run)
+        except wal.InvalidArgument as exc:
+            if first:  # still nothing written
+                raise _Refused from exc
+            raise  # unreachable: each frame was checked; the shard breaks, as on I/O errors
+        self.commits += 1
+
+    async def _redo(self, batch: list[Request], now: int) -> None:
+        """The log refused a frame of this batch as too large (or otherwise malformed):
+        nothing of the batch was written, but the state already holds all of it. Rebuild
+        the state from the log, then decide and write the requests again one at a time
+        (a commit each): a request whose frame the log refuses again is answered with
+        InvalidArgument, and the state is rebuilt once more; the others go through as if
+        nothing had happened. A rare path (the engine refuses commands too large for a
+        frame before they get here), so it may be slow: each rebuild reads the log's keys,
+        in the event loop."""
+        self._sending.clear()
+        self._unsending.clear()
+        self._rebuild()
+        for req in batch:
+            req.result = req.error = None
+            frames: list[wal.Columns] = []
+            self._execute_one(req, now, frames)
+            if self.broken is not None:
+                return
+            if not frames:
+                continue
+            try:
+                await self.log.write_frames(frames)
+            except wal.InvalidArgument as exc:
+                self._sending.clear()
+                self._unsending.clear()
+                self._rebuild()
+                req.result = None
+                req.error = InvalidArgument(
+                    f"shard {self.index}: the log refused what this request would write "
+                    f"({exc}); nothing was changed"
+                )
+                continue
+            except wal.WalError as exc:
+                self.broken = translate(exc)
+                return
+            self.commits += 1
+            self._settle_outbox()
+
+    def _rebuild(self) -> None:
+        """The state as the log holds it (after a batch the log refused), rebuilt into the
+        same ShardState: its dicts and sets keep their identity, since the engine holds
+        on to some of them (`Engine._records`, `Engine._foreign`)."""
+        state = self.state
+        fresh = recover(self.log, self.index, state.route).state
+        for name in ShardState.__slots__:
+            old, new = getattr(state, name), getattr(fresh, name)
+            if type(old) in (dict, set) and type(new) is type(old):
+                old.clear()
+                old.update(new)
+            else:
+                setattr(state, name, new)
 
     def _swept(self, sweep: Request, now: int) -> None:
         assert self.maintenance_ms is not None

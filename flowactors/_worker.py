@@ -41,17 +41,14 @@ import inspect
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import trio
 
+from . import _machine as m
 from ._errors import FlowError, FlowNotFound, FlowTerminal, InvalidArgument, StaleLease, WrongState
 from ._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Retry, Spawn, Transition
 from ._types import Ack, Flow, ItemResult
-from ._workflow import Context, Handler
-
-if TYPE_CHECKING:
-    from ._workflow import Workflow
+from ._workflow import Context, Handler, Workflow
 
 LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
 
@@ -124,13 +121,39 @@ class Worker:
         shutdown_grace_ms: int = 10_000,
         on_ack: Callable[[Flow], None] | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise InvalidArgument("concurrency must be at least 1")
-        if not 0 < extend_every < 1:
+        if not isinstance(workflow, Workflow):
+            raise InvalidArgument(f"a worker needs a Workflow, got {workflow!r:.60}")
+        m.check_int(concurrency, "concurrency", 1, 1 << 20)
+        if batch_size is not None:
+            m.check_int(batch_size, "batch_size", 1, 1 << 20)
+        if lease_ms is not None:
+            m.check_int(lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
+        if claim_payload is not None and claim_payload is not True and claim_payload is not False:
+            m.check_int(claim_payload, "claim_payload max bytes", 0, m.MAX_BLOB_BYTES)
+        if claim_values is not None:
+            claim_values = m.check_names(claim_values, "claim_value")
+        if exception_policy is not None and not isinstance(exception_policy, ExceptionPolicy):
+            raise InvalidArgument("exception_policy must be an ExceptionPolicy or None")
+        if (
+            isinstance(extend_every, bool)
+            or not isinstance(extend_every, int | float)
+            or not 0 < extend_every < 1
+        ):
             raise InvalidArgument("extend_every must be a fraction of the lease in (0, 1)")
+        for value, what in (
+            (idle_ms, "idle_ms"),
+            (max_idle_ms, "max_idle_ms"),
+            (shutdown_grace_ms, "shutdown_grace_ms"),
+        ):
+            m.check_int(value, what, 0, m.MAX_DELAY_MS)
+        if name is not None:
+            m.check_name(name, "worker name")
+        for fn, what in ((handler, "handler"), (on_ack, "on_ack")):
+            if fn is not None and not callable(fn):
+                raise InvalidArgument(f"{what} must be callable or None, got {fn!r:.60}")
         self.workflow = workflow
         self.engine = workflow.engine
-        self.states = None if states is None else list(states)
+        self.states = None if states is None else list(m.check_names(states, "state"))
         self.handler = handler
         self.name = name or workflow.worker_name()
         self.concurrency = concurrency
@@ -207,6 +230,8 @@ class Worker:
     ) -> None:
         """Work until `stop()` (or a RAISE-policy handler error, re-raised here)."""
         if handler is not None:
+            if not callable(handler):
+                raise InvalidArgument(f"handler must be callable, got {handler!r:.60}")
             self.handler = handler
         self._stopping = False
         self.workflow._workers.add(self)

@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
+from . import _machine as m
 from ._engine import Engine
 from ._errors import FlowError, InvalidArgument
 from ._outcomes import (
@@ -97,6 +98,19 @@ class State:
     on_error: RetryOr | Fail = ON_ERROR_RETRY
     exception_policy: ExceptionPolicy = ExceptionPolicy.RETRY
     handler: Handler | None = None
+
+    def __post_init__(self) -> None:
+        m.check_int(self.lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
+        m.check_bool(self.claim_payload, "claim_payload")
+        if self.payload_max_bytes is not None:
+            m.check_int(self.payload_max_bytes, "payload_max_bytes", 0, m.MAX_BLOB_BYTES)
+        object.__setattr__(self, "claim_values", m.check_names(self.claim_values, "claim_value"))
+        _check_kind(self.retry, StateRetry, "retry", optional=True)
+        if not isinstance(self.on_ok, str):
+            _check_kind(self.on_ok, Complete, "on_ok (a state name or Complete)")
+        _check_kind(self.on_error, RetryOr | Fail, "on_error (RetryOr or Fail)")
+        _check_kind(self.exception_policy, ExceptionPolicy, "exception_policy")
+        _check_callable(self.handler, "handler")
 
     @property
     def claim_payload_arg(self) -> bool | int:
@@ -170,7 +184,11 @@ class Context:
 
 
 def _flow_of(job: Job) -> Flow:
-    return job.flow if isinstance(job, Context) else job
+    if isinstance(job, Context):
+        return job.flow
+    if not isinstance(job, Flow):
+        raise InvalidArgument(f"a job is a claimed Flow or a handler's Context, not {job!r:.60}")
+    return job
 
 
 def _text(data: bytes | str | BaseException | None) -> bytes | None:
@@ -178,7 +196,32 @@ def _text(data: bytes | str | BaseException | None) -> bytes | None:
         return data
     if isinstance(data, BaseException):
         return (str(data) or type(data).__name__).encode()
+    if not isinstance(data, str):
+        raise InvalidArgument(f"expected bytes, str or None, got {type(data).__name__}")
     return data.encode()
+
+
+def _check_kind(value: object, kind: Any, what: str, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, kind):
+        raise InvalidArgument(
+            f"{what} must be {getattr(kind, '__name__', kind)}, got {value!r:.60}"
+        )
+
+
+def _check_callable(value: object, what: str) -> None:
+    if value is not None and not callable(value):
+        raise InvalidArgument(f"{what} must be callable or None, got {value!r:.60}")
+
+
+def _states_arg(state: object, what: str = "state") -> list[str] | None:
+    """A state, a list of states, or None (every declared state)."""
+    if state is None:
+        return None
+    if isinstance(state, str):
+        return [m.check_name(state, what)]
+    return list(m.check_names(state, what))
 
 
 class Workflow:
@@ -204,12 +247,20 @@ class Workflow:
         self.flow_type: str = type or self.type
         if not self.flow_type:
             raise InvalidArgument("a workflow needs a flow type")
-        self.partition_keys: tuple[str, ...] = tuple(
-            partition_by if partition_by is not None else self.partition_by
+        m.check_type(self.flow_type)
+        self.partition_keys: tuple[str, ...] = m.check_names(
+            partition_by if partition_by is not None else self.partition_by, "partition_by key"
         )
         self.policy: RetryPolicy | None = retry_policy or self.retry_policy
-        self.state_specs: dict[str, State] = dict(states if states is not None else self.states)
+        _check_kind(self.policy, RetryPolicy, "retry_policy", optional=True)
+        specs = m.check_mapping(states if states is not None else self.states, "states")
+        for name, spec in specs.items():
+            m.check_name(name, "state")
+            _check_kind(spec, State, f"states[{name!r}]")
+        self.state_specs: dict[str, State] = dict(specs)
         declared = initial_state or self.initial_state
+        if declared is not None:
+            m.check_name(declared, "initial_state")
         self.start_state: str = declared or next(iter(self.state_specs), "queued")
         self._workers: set[Worker] = set()
 
@@ -229,6 +280,8 @@ class Workflow:
         exception_policy: ExceptionPolicy = ExceptionPolicy.RETRY,
     ) -> Callable[[Handler], Handler]:
         """Decorator: declare state `name` and its handler (sync handlers run in threads)."""
+        m.check_name(name, "state")
+        claim_values = m.check_names(claim_values, "claim_value")
 
         def register(handler: Handler) -> Handler:
             self.state_specs[name] = State(
@@ -254,6 +307,7 @@ class Workflow:
         if not self.partition_keys:
             return None
         attrs = attributes or {}
+        m.check_mapping(attrs, "attributes")
         parts = []
         for key in self.partition_keys:
             value = attrs.get(key)
@@ -324,6 +378,7 @@ class Workflow:
     ) -> list[ItemResult]:
         """Create many flows (atomic per shard); partition keys come from each item's
         attributes unless it names one."""
+        m.check_items(items, CreateSpec, "create_many")
         specs = [
             s
             if s.partition_key is not None or not self.partition_keys
@@ -389,7 +444,7 @@ class Workflow:
             flow.lease_token,
             flow.fencing_token,
             group_id=group_id,
-            children=list(children),
+            children=list(m.check_list(children, "children")),
             wait=wait,
             wait_state=wait_state,
             success_state=success_state,
@@ -439,7 +494,11 @@ class Workflow:
         values: Sequence[str] | None = None,
     ) -> list[tuple[tuple[str, ...] | None, int, bool | int, tuple[str, ...]]]:
         """(states, lease_ms, payload, values) per distinct claim setting: one claim each."""
-        names: Sequence[str | None] = states if states is not None else list(self.state_specs)
+        names: Sequence[str | None] = (
+            m.check_names(states, "state") if states is not None else list(self.state_specs)
+        )
+        if values is not None:
+            values = m.check_names(values, "value name")
         if not names:
             names = [None]  # nothing declared: claim every state with the defaults
         groups: dict[tuple[int, bool | int, tuple[str, ...]], list[str] | None] = {}
@@ -470,7 +529,8 @@ class Workflow:
     ) -> list[Flow]:
         """Claim up to `limit` due flows in `state` (default: every declared state) with
         each state's lease and hydration defaults."""
-        wanted = [state] if isinstance(state, str) else state
+        wanted = _states_arg(state)
+        m.check_int(limit, "limit", 1, m.MAX_CLAIM_LIMIT)
         name = worker or self.worker_name()
         claimed: list[Flow] = []
         for states, lease, pay, vals in self.claim_groups(
@@ -512,7 +572,11 @@ class Workflow:
         """A `Worker` for these states (see `_worker.Worker` for its options)."""
         from ._worker import Worker
 
-        wanted = list(states) if states is not None else ([state] if state else None)
+        wanted = (
+            list(m.check_names(states, "state"))
+            if states is not None
+            else _states_arg(state or None)
+        )
         return Worker(self, wanted, handler=handler, **options)
 
     async def run_once(
@@ -524,7 +588,7 @@ class Workflow:
         **options: Any,
     ) -> int:
         """Claim one batch, run the handlers, apply their outcomes; the number handled."""
-        wanted = [state] if isinstance(state, str) else state
+        wanted = _states_arg(state)
         return await self.worker(wanted, handler=handler, batch_size=limit, **options).run_once()
 
     async def reclaim_once(

@@ -238,13 +238,15 @@ def test_the_uninterrupted_run_calls_each_task_once() -> None:
     assert len(CALLS) == len(set(CALLS)) == 7  # A, B, 3 map items, R twice (a retry)
 
 
-def test_a_power_loss_at_every_disk_call_resumes_without_rerunning() -> None:
+def test_a_power_loss_at_every_disk_call_resumes_without_rerunning(
+    report: Callable[[str], None],
+) -> None:
     # Trio shuffles its run queue, so group commit batches (and with them the disk call
     # count) vary a little from run to run (119..123 seen): a few of the last points may
     # land after a shorter run has ended. Every point of the first nine tenths must fire.
     fired = [crash_and_resume(k, torn=False) for k in range(1, TOTAL_OPS + 1)]
     assert all(fired[: TOTAL_OPS * 9 // 10]), [k + 1 for k, f in enumerate(fired) if not f]
-    print(f"\nasl durable: {TOTAL_OPS} disk calls, {sum(fired)} crash points")
+    report(f"asl durable: {TOTAL_OPS} disk calls, {sum(fired)} crash points")
 
 
 @settings(max_examples=20, deadline=None)

@@ -28,6 +28,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from sizing import examples
 
 import flowactors as fa
 import wal
@@ -442,21 +443,20 @@ class EngineMachine(RuleBasedStateMachine):
         self.recover([pre] if fault[0] == "append" else [pre, post], (), 0)
 
 
-STEPS = settings().stateful_step_count
+# About 10 ms of CPU a step (measured 2026-12-03): quick 100 x 50 steps (~50 s), long
+# 300 x 100 (~5 min).
+EXAMPLES, STEPS = examples(100, 300), examples(50, 100)
 
 
-def test_engine_machine() -> None:
+def test_engine_machine(report: Callable[[str], None]) -> None:
     before = COUNT.crash_points
     run_state_machine_as_test(
         EngineMachine,
-        settings=settings(
-            max_examples=settings().max_examples,
-            stateful_step_count=STEPS,
-            deadline=None,
-        ),
+        settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None),
     )
-    print(
-        f"\nengine machine: {COUNT.crash_points - before} crash points, "
+    report(
+        f"engine machine: {EXAMPLES} runs of up to {STEPS} steps, "
+        f"{COUNT.crash_points - before} crash points, "
         f"{COUNT.faults} faults, {COUNT.acked_verified} acknowledged writes verified, "
         f"interrupted commands rolled back {COUNT.rolled_back} / forward "
         f"{COUNT.rolled_forward}, {COUNT.stale_rejected} stale-lease calls rejected"
@@ -538,7 +538,7 @@ def reopen_snapshot(fs: SimulatedFileSystem) -> Snapshot:
     return out
 
 
-def test_every_crash_point_of_a_workload() -> None:
+def test_every_crash_point_of_a_workload(report: Callable[[str], None]) -> None:
     dry = new_fs()
     snaps: list[Snapshot] = []
     acked, error = run_workload(dry, snaps)
@@ -561,7 +561,7 @@ def test_every_crash_point_of_a_workload() -> None:
                 assert got[fid] in [s[fid] for s in allowed], (k, torn, acked, fid)
             COUNT.acked_verified += acked
     COUNT.crash_points += points
-    print(f"\nworkload: {total} disk calls, {points} crash points")
+    report(f"workload: {total} disk calls, {points} crash points")
 
 
 # -- I/O errors -----------------------------------------------------------------------------
@@ -642,9 +642,9 @@ def test_new_engine_dir_with_missing_parents_survives_power_loss() -> None:
     assert got["a"] is not None, "an acknowledged flow vanished in a power loss"
 
 
-def test_summary() -> None:
-    print(
-        f"\nengine crash suite: {COUNT.crash_points} crash points, {COUNT.faults} faults "
+def test_summary(report: Callable[[str], None]) -> None:
+    report(
+        f"engine crash suite: {COUNT.crash_points} crash points, {COUNT.faults} faults "
         f"injected, {COUNT.acked_verified} acknowledged writes verified, lost {COUNT.lost}"
     )
     assert COUNT.lost == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -162,14 +163,16 @@ def disk_calls(outcomes: dict[str, str], wait: str) -> int:
 MIXED = {"kid-local": "completed", "kid-1": "failed", "kid-2": "completed", "kid-2b": "failed"}
 
 
-def test_a_power_loss_at_every_disk_call_of_a_cross_shard_fanout() -> None:
+def test_a_power_loss_at_every_disk_call_of_a_cross_shard_fanout(
+    report: Callable[[str], None],
+) -> None:
     total = disk_calls(MIXED, "all")
     fired = 0
     for k in range(1, total + 1):
         for torn in (False, True):
             fired += crash_and_recover(k, torn, MIXED, "all")
     assert fired >= total  # most points are inside the workload
-    print(f"\nfanout: {total} disk calls, {fired} crash points")
+    report(f"fanout: {total} disk calls, {fired} crash points")
 
 
 @settings(max_examples=25, deadline=None)

@@ -19,6 +19,7 @@ import trio
 from engine_helpers import START_MS, FakeClock, open_checked
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sizing import examples
 
 import flowactors as fa
 
@@ -250,7 +251,7 @@ async def _restart_example(path: str, commands: list[tuple[Any, ...]]) -> None:
 
 
 @settings(
-    max_examples=max(30, settings().max_examples // 3),
+    max_examples=examples(33, 300),  # ~0.15 s of CPU an example
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

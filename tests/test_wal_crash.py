@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -16,6 +17,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from sizing import examples
 
 import wal
 from wal.testing import FaultOp, SimulatedFileSystem
@@ -185,6 +187,10 @@ class LogMachine(RuleBasedStateMachine):
 
 
 test_log_machine = LogMachine.TestCase
+# About 0.5 ms of CPU a step: quick 100 x 50 steps (~3 s), long 1,000 x 100 (~50 s).
+test_log_machine.settings = settings(
+    max_examples=examples(100, 1000), stateful_step_count=examples(50, 100), deadline=None
+)
 
 
 # -- merge under power loss ------------------------------------------------------------

@@ -5,6 +5,7 @@ import contextlib
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
+from sizing import examples
 
 import wal
 from wal import _format as fmt
@@ -12,7 +13,7 @@ from wal import _format as fmt
 keys = st.binary(min_size=1, max_size=40)
 ops = st.lists(st.tuples(keys, st.none() | st.binary(max_size=200)), max_size=6)
 batches = st.lists(ops, min_size=1, max_size=8)
-FUZZ = settings(max_examples=settings().max_examples * 3)  # 3x the profile's count
+FUZZ = settings(max_examples=examples(300, 3000))  # 3x the quick profile, 1.5x the long
 
 
 SEGMENT = 5  # the segment id these images belong to

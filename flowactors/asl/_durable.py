@@ -99,6 +99,8 @@ from ._interpret import (
     TaskSucceeded,
     TaskTimedOut,
     TimerFired,
+    check_int_arg,
+    check_mapping_arg,
     recover,
     resume,
     start,
@@ -220,6 +222,16 @@ def _error_of(data: bytes | None, default: str) -> tuple[str, str]:
     return default, data.decode("utf-8", "replace")
 
 
+def _pairs(items: object) -> Sequence[tuple[str, Any]]:
+    """`start_many`'s items: a list of (name, input) pairs."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise AslUsageError(f"start_many takes a list of (name, input) pairs, not {items!r:.60}")
+    for item in items:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise AslUsageError(f"start_many items are (name, input) pairs, not {item!r:.60}")
+    return items
+
+
 def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
@@ -257,10 +269,17 @@ class AslRunner:
         task_threads: int = 16,
         poll_ms: int = 500,
     ) -> None:
+        checked = check_mapping_arg(handlers, "handlers")
+        for resource, fn in checked.items():
+            if not callable(fn):
+                raise AslUsageError(f"the handler of {resource!r} is not callable: {fn!r:.60}")
         self.engine = engine
-        self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.handlers: dict[str, Handler] = dict(checked)
         self.flow_type = flow_type
-        self.poll_ms = poll_ms
+        self.poll_ms = check_int_arg(poll_ms, "poll_ms")
+        check_int_arg(task_threads, "task_threads")
+        if task_threads < 1:
+            raise AslUsageError("task_threads must be at least 1")
         state = State(
             lease_ms=lease_ms,
             claim_payload=True,
@@ -311,6 +330,7 @@ class AslRunner:
         """Create many executions of one definition from (name, input) pairs, in one
         `create_many` (atomic per shard; idempotent per item as `start`)."""
         raw = self._checked(definition, check_handlers)
+        items = _pairs(items)
         specs = [
             CreateSpec(
                 name,
@@ -322,6 +342,12 @@ class AslRunner:
         return await self.workflow.create_many(specs, idempotent=True)
 
     def _checked(self, definition: str | bytes | Mapping[str, Any], check_handlers: bool) -> bytes:
+        if check_handlers is not True and check_handlers is not False:
+            raise AslUsageError(f"check_handlers must be True or False, got {check_handlers!r:.60}")
+        if not isinstance(definition, str | bytes | Mapping):
+            raise AslUsageError(
+                f"a definition is JSON text or a mapping, not {type(definition).__name__}"
+            )
         raw = (
             definition
             if isinstance(definition, bytes)

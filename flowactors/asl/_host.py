@@ -36,6 +36,8 @@ from ._interpret import (
     TaskTimedOut,
     TimerFired,
     as_machine,
+    check_int_arg,
+    check_mapping_arg,
     resume,
     start,
 )
@@ -84,8 +86,20 @@ def run_inline(
     """Run to the end. Handlers are called with the task input; their return value is the
     output, an exception fails the task (error = class name, or TaskError's `error`)."""
     machine = as_machine(definition)
+    checked = _check_drive_args(handlers, max_commands)
     step = start(machine, input, context, now_ms=now_ms, execution_id=execution_id)
-    return _drive(step.execution, step.effects, handlers or {}, now_ms, max_commands)
+    return _drive(step.execution, step.effects, checked, now_ms, max_commands)
+
+
+def _check_drive_args(
+    handlers: Mapping[str, Callable[[Any], Any]] | None, max_commands: int
+) -> Mapping[str, Callable[[Any], Any]]:
+    checked = check_mapping_arg(handlers, "handlers")
+    for resource, fn in checked.items():
+        if not callable(fn):
+            raise AslUsageError(f"the handler of {resource!r} is not callable: {fn!r:.60}")
+    check_int_arg(max_commands, "max_commands")
+    return checked
 
 
 def continue_inline(
@@ -97,8 +111,12 @@ def continue_inline(
     max_commands: int = 100_000,
 ) -> RunResult:
     """Drive an execution (e.g. one from `recover`) on, issuing its pending effects again."""
+    if not isinstance(execution, Execution):
+        raise AslUsageError(f"continue_inline takes an Execution, not {execution!r:.60}")
+    checked = _check_drive_args(handlers, max_commands)
+    check_int_arg(now_ms, "now_ms")
     pending = execution.pending if effects is None else effects
-    return _drive(execution, pending, handlers or {}, now_ms, max_commands)
+    return _drive(execution, pending, checked, now_ms, max_commands)
 
 
 def _drive(

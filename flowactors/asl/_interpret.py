@@ -197,6 +197,16 @@ Command: TypeAlias = (
     | BranchFailed
     | Stop
 )
+COMMAND_TYPES = (
+    TaskSucceeded,
+    TaskFailed,
+    TaskTimedOut,
+    HeartbeatTimedOut,
+    TimerFired,
+    BranchSucceeded,
+    BranchFailed,
+    Stop,
+)
 
 
 @dataclass
@@ -307,6 +317,22 @@ class Step:
 Definition: TypeAlias = StateMachine | str | bytes | Mapping[str, Any]
 
 
+def check_int_arg(value: object, what: str) -> int:
+    """A non-negative int argument of the public API (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise AslUsageError(f"{what} must be a non-negative integer, got {value!r:.60}")
+    return value
+
+
+def check_mapping_arg(value: object, what: str) -> Mapping[str, Any]:
+    """A mapping (or None, read as empty) argument of the public API."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise AslUsageError(f"{what} must be a mapping (a dict) or None, got {value!r:.60}")
+    return value
+
+
 def as_machine(definition: Definition) -> StateMachine:
     if isinstance(definition, StateMachine):
         return definition
@@ -334,7 +360,10 @@ def start(
             f"this interpreter cannot run {what} (at {where}); "
             f"{len(machine.unsupported)} unsupported feature use(s) in all"
         )
-    ctx: dict[str, Any] = copy.deepcopy(dict(context or {}))
+    check_int_arg(now_ms, "now_ms")
+    if execution_id is not None and not isinstance(execution_id, str):
+        raise AslUsageError(f"execution_id must be a string or None, got {execution_id!r:.60}")
+    ctx: dict[str, Any] = copy.deepcopy(dict(check_mapping_arg(context, "context")))
     execution = dict(ctx.get("Execution") or {})
     exec_id = execution_id or str(execution.get("Id") or "execution")
     execution.setdefault("Id", exec_id)
@@ -355,6 +384,12 @@ def start(
 
 def resume(execution: Execution, command: Command) -> Step:
     """Apply one command; stale commands change nothing and produce no events."""
+    if not isinstance(execution, Execution):
+        raise AslUsageError(
+            f"resume takes an Execution (from start or recover), not {execution!r:.60}"
+        )
+    if not isinstance(command, COMMAND_TYPES):
+        raise AslUsageError(f"not a command: {command!r:.60}")
     run = copy.deepcopy(execution._run)
     m = _Machine(execution.definition, run, command.now_ms)
     if run.status is Status.RUNNING:
@@ -374,6 +409,8 @@ def recover(
     Its `pending` holds the outstanding effects to issue again.
     """
     machine = as_machine(definition)
+    if not isinstance(events, list | tuple) or not all(isinstance(e, dict) for e in events):
+        raise AslUsageError("recover takes the stored events: a list of dicts")
     if not events or events[0].get("type") != "ExecutionStarted":
         raise AslHistoryMismatch("a history starts with an ExecutionStarted event")
     first = events[0]
