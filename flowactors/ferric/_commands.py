@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import re
+import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -38,6 +40,36 @@ from ._argv import (
 from ._query import query
 
 Handler = Callable[[fa.Engine, Argv], Awaitable[Any]]
+
+# Claims whose parent spawned children: (flow id, lease token) -> fencing token. See
+# `superseded`. Bounded; kept per engine, in memory only.
+_SPAWNED: weakref.WeakKeyDictionary[fa.Engine, OrderedDict[tuple[str, str], int]] = (
+    weakref.WeakKeyDictionary()
+)
+_SPAWNED_MAX = 10_000
+
+
+def _note_spawn(engine: fa.Engine, flow_id: str, token: str | None, fencing: int) -> None:
+    if token is None:
+        return
+    seen = _SPAWNED.setdefault(engine, OrderedDict())
+    seen[(flow_id, token)] = fencing
+    while len(seen) > _SPAWNED_MAX:
+        seen.popitem(last=False)
+
+
+def superseded(engine: fa.Engine, flow_id: str, token: str | None, fencing: int) -> bool:
+    """True when this claim's holder already spawned children from it.
+
+    FerricStore's SDK documents `spawn_children(...)` followed by `return transition(...)`
+    in one handler, but spawning parks the parent (in WAIT_STATE, lease released), so the
+    handler's own outcome would be refused as a stale lease and the SDK's worker would stop.
+    The spawn decided the parent's next state; the outcome of that same claim (same lease
+    token and fencing token) is therefore answered OK and has no effect."""
+    seen = _SPAWNED.get(engine)
+    return token is not None and seen is not None and seen.get((flow_id, token)) == fencing
+
+
 TERMINAL = ("completed", "failed", "cancelled")
 OK = "OK"
 
@@ -366,12 +398,15 @@ async def transition(engine: fa.Engine, argv: Argv) -> Any:
     argv.done()
     unsupported_values(opts)
     opts.refuse("STATE_META")
+    token, fencing = lease(opts.one("LEASE_TOKEN")), _fencing(opts, argv.command)
+    if superseded(engine, flow_id, token, fencing):
+        return OK
     await engine.transition(
         flow_id,
         from_state,
         to_state,
-        _fencing(opts, argv.command),
-        lease_token=lease(opts.one("LEASE_TOKEN")),
+        fencing,
+        lease_token=token,
         delay_ms=delay_of(opts),
         priority=opts.number("PRIORITY"),
         payload=opts.blob("PAYLOAD"),
@@ -392,6 +427,8 @@ async def finish(engine: fa.Engine, argv: Argv) -> Any:
     opts.refuse("STATE_META", "ATTRIBUTE_MERGE", "TTL")
     fencing = _fencing(opts, argv.command)
     part = partition(opts.one("PARTITION"))
+    if superseded(engine, flow_id, token, fencing):
+        return OK
     if argv.command == "FLOW.COMPLETE":
         opts.refuse("PAYLOAD")
         await engine.complete(
@@ -461,16 +498,32 @@ async def finish_many(engine: fa.Engine, argv: Argv) -> Any:
         acks.append(fa.Ack(item_id, token, argv.number("item fencing"), data, item_partition))
     if not acks:
         raise CommandError(f"ERR wrong number of arguments for '{argv.command}': no items")
-    if argv.command == "FLOW.COMPLETE_MANY":
-        results = await engine.complete_many(acks)
-    elif argv.command == "FLOW.FAIL_MANY":
-        results = await engine.fail_many(acks)
-    elif opts.has("RUN_AT"):
-        delay = delay_of(opts)
-        results = [await _retry_one(engine, a, delay) for a in acks]
-    else:
-        results = await engine.retry_many(acks)
-    return ok_items(results, opts)
+
+    async def run(live: list[fa.Ack]) -> list[fa.ItemResult]:
+        if argv.command == "FLOW.COMPLETE_MANY":
+            return await engine.complete_many(live)
+        if argv.command == "FLOW.FAIL_MANY":
+            return await engine.fail_many(live)
+        if opts.has("RUN_AT"):
+            delay = delay_of(opts)
+            return [await _retry_one(engine, a, delay) for a in live]
+        return await engine.retry_many(live)
+
+    return ok_items(await _live_items(engine, acks, run), opts)
+
+
+async def _live_items(
+    engine: fa.Engine,
+    acks: list[fa.Ack],
+    run: Callable[[list[fa.Ack]], Awaitable[list[fa.ItemResult]]],
+) -> list[fa.ItemResult]:
+    """`run` on the acks whose claim was not superseded by a spawn; those are "OK"."""
+    done = [superseded(engine, a.id, a.lease_token, a.fencing_token) for a in acks]
+    live = [a for a, skip in zip(acks, done, strict=True) if not skip]
+    results = iter(await run(live) if live else [])
+    return [
+        fa.ItemResult(a.id) if skip else next(results) for a, skip in zip(acks, done, strict=True)
+    ]
 
 
 async def _retry_one(engine: fa.Engine, ack: fa.Ack, delay: int | None) -> fa.ItemResult:
@@ -536,11 +589,12 @@ async def transition_many(engine: fa.Engine, argv: Argv) -> Any:
         raise CommandError("ERR wrong number of arguments for 'FLOW.TRANSITION_MANY': no items")
     payload, priority = opts.blob("PAYLOAD"), opts.number("PRIORITY")
     delay = delay_of(opts)
-    if payload is None and priority is None:
-        results = await engine.transition_many(acks, from_state, to_state, delay_ms=delay)
-    else:
-        results = []
-        for a in acks:
+
+    async def run(live: list[fa.Ack]) -> list[fa.ItemResult]:
+        if payload is None and priority is None:
+            return await engine.transition_many(live, from_state, to_state, delay_ms=delay)
+        results: list[fa.ItemResult] = []
+        for a in live:
             try:
                 flow = await engine.transition(
                     a.id,
@@ -557,7 +611,9 @@ async def transition_many(engine: fa.Engine, argv: Argv) -> Any:
                 results.append(fa.ItemResult(a.id, None, exc))
             else:
                 results.append(fa.ItemResult(a.id, flow))
-    return ok_items(results, opts)
+        return results
+
+    return ok_items(await _live_items(engine, acks, run), opts)
 
 
 # -- reads -----------------------------------------------------------------------------
@@ -864,10 +920,11 @@ async def spawn_children(engine: fa.Engine, argv: Argv) -> Any:
             )
         argv.done()
     wait = (opts.text("WAIT") or "all").lower()
+    token, fencing = lease(opts.one("LEASE_TOKEN")), _fencing(opts, argv.command)
     await engine.spawn_children(
         parent_id,
-        lease(opts.one("LEASE_TOKEN")),
-        _fencing(opts, argv.command),
+        token,
+        fencing,
         group_id=opts.text("GROUP") or "default",
         children=children,
         success_state=opts.text("SUCCESS") or "completed",
@@ -878,6 +935,7 @@ async def spawn_children(engine: fa.Engine, argv: Argv) -> Any:
         on_parent_closed=(opts.text("ON_PARENT_CLOSED") or "cancel_children").lower(),  # type: ignore[arg-type]
         partition_key=partition(opts.one("PARTITION")),
     )
+    _note_spawn(engine, parent_id, token, fencing)
     return OK
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,21 @@ import flowactors as fa
 from ._bridge import EngineThread
 from ._commands import dispatch
 
+_TRACE = bool(os.environ.get("FLOWACTORS_FERRIC_TRACE"))
+
+
+async def _traced(engine: fa.Engine, argv: Sequence[Any]) -> Any:
+    """dispatch, printing each argv and its reply to stderr (FLOWACTORS_FERRIC_TRACE=1)."""
+    if not _TRACE:
+        return await dispatch(engine, argv)
+    try:
+        reply = await dispatch(engine, argv)
+    except fa.FlowError as exc:
+        print(f"ferric> {list(argv)!r}\nferric< {exc}", file=sys.stderr)
+        raise
+    print(f"ferric> {list(argv)!r}\nferric< {reply!r}", file=sys.stderr)
+    return reply
+
 
 class Executor:
     """Sync command executor for `ferricstore.FlowClient(executor)`."""
@@ -29,7 +45,7 @@ class Executor:
         self._engine = engine
 
     async def _run(self, argv: Sequence[Any]) -> Any:
-        return await dispatch(self._engine.engine, argv)
+        return await _traced(self._engine.engine, argv)
 
     def execute_command(self, *args: Any) -> Any:
         """Run one FLOW command (argv as the SDK builds it) and return its reply."""
@@ -52,7 +68,7 @@ class AsyncExecutor:
         self._engine = engine
 
     async def _run(self, argv: Sequence[Any]) -> Any:
-        return await dispatch(self._engine.engine, argv)
+        return await _traced(self._engine.engine, argv)
 
     async def execute_command(self, *args: Any) -> Any:
         return await asyncio.wrap_future(self._engine.submit(self._run, args))

@@ -23,7 +23,7 @@ from . import _replies as r
 from ._argv import AUTO_ANY, AUTO_PREFIX, Argv, auto_partition, integer, syntax, text
 
 RESULT_CONTRACT = "ferric.flow.query.result/v1"
-_TOKEN = re.compile(r"\(|\)|,|@?[A-Za-z_][A-Za-z0-9_.]*|\d+")
+_TOKEN = re.compile(r"\(|\)|,|=|@?[A-Za-z_][A-Za-z0-9_.]*|\d+")
 _LINEAGE = ("parent_flow_id", "root_flow_id", "correlation_id")
 _FIELDS = {"partition_key", "type", "state", *_LINEAGE, "updated_at_ms", "lease_deadline_ms"}
 _TERMINAL = ("completed", "failed", "cancelled")
@@ -178,6 +178,11 @@ async def query(engine: fa.Engine, argv: Argv) -> Any:
     flows = await _pages(engine, q)
     wanted = q.equal.get("partition_key")
     want_partition = None if wanted is None else text(wanted, "partition_key")
+    lineage = any(f in q.equal for f in _LINEAGE)
+    if lineage and want_partition is not None and want_partition.startswith(AUTO_PREFIX):
+        # Children of an auto-partitioned parent are auto-partitioned by their own ids in
+        # flowactors (FerricStore puts them in the parent's bucket): match them all.
+        want_partition = AUTO_ANY
     states = q.among.get("state") or ([q.equal["state"]] if "state" in q.equal else [])
     names = {text(s, "state") for s in states}
     flow_type = q.equal.get("type")
