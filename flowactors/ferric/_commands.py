@@ -245,7 +245,8 @@ async def create_many(engine: fa.Engine, argv: Argv) -> Any:
                 argv.take("item max_active_ms")  # per-item deadlines: see docs/ferric.md
             values = dict(shared_values or {})
             for _ in range(argv.number("value count")):
-                values[argv.text("value name")] = argv.blob("value")
+                value_name = argv.text("value name")  # (read before its value)
+                values[value_name] = argv.blob("value")
             if argv.number("value ref count"):
                 raise syntax("VALUE_REF items are not supported by flowactors")
             specs.append(
@@ -906,7 +907,8 @@ async def spawn_children(engine: fa.Engine, argv: Argv) -> Any:
                 argv.take("child max_active_ms")
             values = dict(shared_values or {})
             for _ in range(argv.number("value count")):
-                values[argv.text("value name")] = argv.blob("value")
+                value_name = argv.text("value name")  # (read before its value)
+                values[value_name] = argv.blob("value")
             if argv.number("value ref count"):
                 raise syntax("VALUE_REF children are not supported by flowactors")
             children.append(
