@@ -536,3 +536,40 @@ def test_every_handled_command_is_listed() -> None:
         "FLOW.VALUE.MGET", "FLOW.SPAWN_CHILDREN", "FLOW.REWIND", "FLOW.RETENTION_CLEANUP",
         "FLOW.QUERY",
     }  # fmt: skip
+
+
+def test_claims_limited_to_a_partition_are_refused(store: ferric.Embedded) -> None:
+    create(store, "a", "PARTITION", "tenant-1")
+    assert "not supported" in fails(store, "FLOW.CLAIM_DUE", "job", "WORKER", "w", "PARTITION", "t")
+    assert "not supported" in fails(
+        store, "FLOW.CLAIM_DUE", "job", "WORKER", "w", "PARTITIONS", 2, "AUTO", "t"
+    )
+    assert len(claim(store, "PARTITION", "ANY")) == 1
+
+
+def test_close_while_threads_are_calling(tmp_path: Path) -> None:
+    import threading
+
+    store = ferric.embedded(tmp_path / "data", shards=2)
+    outcomes: list[str] = []
+
+    def caller(k: int) -> None:
+        n = 0
+        while True:
+            try:
+                store.execute_command("FLOW.CREATE", f"c{k}-{n}", "TYPE", "job")
+            except fa.FlowError as exc:
+                assert "closed" in str(exc) or isinstance(exc, fa.EngineClosed), exc
+                outcomes.append("closed")
+                return
+            n += 1
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    store.execute_command("FLOW.GET", "c0-0")
+    store.close()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive()
+    assert outcomes == ["closed"] * 4

@@ -100,10 +100,15 @@ class EngineThread:
                 future.set_result(result)
 
         def schedule() -> None:
+            # Runs in the Trio thread; it must never raise (Trio would treat that as its
+            # own crash), also when it runs during shutdown, after the nursery closed.
             if self._closed or (self._stop is not None and self._stop.is_set()):
                 future.set_exception(fa.EngineClosed("the embedded engine is closed"))
                 return
-            nursery.start_soon(run)
+            try:
+                nursery.start_soon(run)
+            except RuntimeError:
+                future.set_exception(fa.EngineClosed("the embedded engine is closing"))
 
         try:
             token.run_sync_soon(schedule)

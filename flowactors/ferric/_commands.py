@@ -299,6 +299,20 @@ def _hydration(opts: Options) -> bool | int:
     return cap if cap is not None else True
 
 
+def _any_partition(opts: Options) -> None:
+    """flowactors claims across every partition; a claim limited to some is refused rather
+    than answered with flows of other partitions."""
+    named = [text(v[0], "PARTITION") for v in opts.all("PARTITION")]
+    for values in opts.all("PARTITIONS"):
+        named.extend(text(v, "PARTITIONS") for v in values)
+    for key in named:
+        if key.upper() not in ("AUTO", "ANY", "GLOBAL"):
+            raise syntax(
+                f"claims limited to partition {key!r} are not supported by flowactors "
+                "(its claims take due flows of every partition)"
+            )
+
+
 async def claim_due(engine: fa.Engine, argv: Argv) -> Any:
     flow_type = argv.text("type")
     opts = argv.options(READ_WIDTHS)
@@ -306,6 +320,7 @@ async def claim_due(engine: fa.Engine, argv: Argv) -> Any:
     worker = opts.text("WORKER")
     if worker is None:
         raise CommandError("ERR wrong number of arguments for 'FLOW.CLAIM_DUE': WORKER required")
+    _any_partition(opts)
     states = [text(v[0], "STATE") for v in opts.all("STATE")] or None
     ratio = opts.number("RECLAIM_RATIO")
     limit = opts.number("LIMIT") or 1
