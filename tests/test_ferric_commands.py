@@ -573,3 +573,11 @@ def test_close_while_threads_are_calling(tmp_path: Path) -> None:
         t.join(30)
         assert not t.is_alive()
     assert outcomes == ["closed"] * 4
+
+
+def test_a_second_embedded_engine_on_the_same_directory_is_refused(
+    store: ferric.Embedded, tmp_path: Path
+) -> None:
+    with pytest.raises(fa.StorageError):
+        ferric.embedded(tmp_path / "data", shards=2)
+    create(store, "still-served")
