@@ -538,13 +538,29 @@ def test_every_handled_command_is_listed() -> None:
     }  # fmt: skip
 
 
-def test_claims_limited_to_a_partition_are_refused(store: ferric.Embedded) -> None:
-    create(store, "a", "PARTITION", "tenant-1")
-    assert "not supported" in fails(store, "FLOW.CLAIM_DUE", "job", "WORKER", "w", "PARTITION", "t")
+def test_claims_drain_the_named_partitions(store: ferric.Embedded) -> None:
+    create(store, "a", "PARTITION", "t1")
+    create(store, "b", "PARTITION", "t2")
+    create(store, "c", "PARTITION", "t3")
+    create(store, "plain")
+    (row,) = claim(store, "PARTITION", "t2", mode="JOBS_COMPACT")
+    assert row[:2] == ["b", "t2"]
+    rows = claim(store, "PARTITIONS", 2, "t3", "t1", mode="JOBS_COMPACT")
+    assert sorted(r[0] for r in rows) == ["a", "c"]
+    auto = ferric.auto_partition("plain")
     assert "not supported" in fails(
-        store, "FLOW.CLAIM_DUE", "job", "WORKER", "w", "PARTITIONS", 2, "AUTO", "t"
+        store, "FLOW.CLAIM_DUE", "job", "WORKER", "w", "PARTITION", auto
     )
-    assert len(claim(store, "PARTITION", "ANY")) == 1
+    assert [r[0] for r in claim(store, "PARTITION", "AUTO", mode="JOBS_COMPACT")] == ["plain"]
+
+
+def test_calls_by_id_with_another_partition_find_nothing(store: ferric.Embedded) -> None:
+    create(store, "a", "PARTITION", "t1")
+    assert run(store, "FLOW.GET", "a", "PARTITION", "t2") is None
+    assert run(store, "FLOW.GET", "a", "PARTITION", "t1")["id"] == "a"
+    assert run(store, "FLOW.GET", "a")["partition_key"] == "t1"  # by id alone: flowactors finds it
+    message = fails(store, "FLOW.SIGNAL", "a", "SIGNAL", "s", "PARTITION", "t2")
+    assert isinstance(classify_server_error(message), FlowNotFoundError)
 
 
 def test_close_while_threads_are_calling(tmp_path: Path) -> None:

@@ -74,6 +74,11 @@ def translate(exc: BaseException) -> BaseException:
         (fa.EngineClosed, "ERR flowactors engine is closed"),
         (fa.StorageError, "ERR flowactors storage error"),
     ]
+    if isinstance(exc, fa.InvalidArgument) and " is in partition " in str(exc):
+        # a by-id command naming another partition: on FerricStore that key is absent
+        error = CommandError(f"ERR flow not found in that partition: {exc}")
+        error.__cause__ = exc
+        return error
     for kind, prefix in table:
         if isinstance(exc, kind):
             error = CommandError(f"{prefix}: {exc}")

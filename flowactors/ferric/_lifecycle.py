@@ -2,8 +2,8 @@
 # the engine's public API: creation (one, many), claims and leases, outcomes (transition,
 # complete, retry, fail, cancel and their batch forms) and the reads of one flow (get,
 # history) or one type (info). Replies are the shapes of `_replies`; refusals go through
-# `_common`. Claims take due flows of every partition (the engine has no partitioned claim),
-# so a claim limited to named partitions is refused rather than answered with others.
+# `_common`. A claim drains every partition, or the named ones in turn; flows created
+# without a partition key (FerricStore's auto partitions) are claimed all together.
 
 from __future__ import annotations
 
@@ -152,18 +152,27 @@ def _hydration(opts: Options) -> bool | int:
     return cap if cap is not None else True
 
 
-def _any_partition(opts: Options) -> None:
-    """flowactors claims across every partition; a claim limited to some is refused rather
-    than answered with flows of other partitions."""
-    named = [text(v[0], "PARTITION") for v in opts.all("PARTITION")]
+def _claim_partitions(opts: Options) -> list[str | None]:
+    """The partitions a claim drains, in order: [None] for every partition (no option, or
+    AUTO / ANY / GLOBAL), else the named ones. An auto bucket `__flow_auto__:<n>` cannot be
+    claimed alone (flowactors keeps those flows without a key) and is refused."""
+    named = [v[0] for v in opts.all("PARTITION")]
     for values in opts.all("PARTITIONS"):
-        named.extend(text(v, "PARTITIONS") for v in values)
-    for key in named:
-        if key.upper() not in ("AUTO", "ANY", "GLOBAL"):
+        named.extend(values)
+    keys: list[str | None] = []
+    for raw in named:
+        word = text(raw, "PARTITION")
+        if word.upper() in ("AUTO", "ANY", "GLOBAL"):
+            return [None]
+        key = partition(word)
+        if key is None:
             raise syntax(
-                f"claims limited to partition {key!r} are not supported by flowactors "
-                "(its claims take due flows of every partition)"
+                f"claims limited to auto partition {word!r} are not supported by flowactors "
+                "(flows created without a partition key are claimed with AUTO)"
             )
+        if key not in keys:
+            keys.append(key)
+    return keys or [None]
 
 
 async def claim_due(engine: fa.Engine, argv: Argv) -> Any:
@@ -173,34 +182,50 @@ async def claim_due(engine: fa.Engine, argv: Argv) -> Any:
     worker = opts.text("WORKER")
     if worker is None:
         raise CommandError("ERR wrong number of arguments for 'FLOW.CLAIM_DUE': WORKER required")
-    _any_partition(opts)
+    partitions = _claim_partitions(opts)
     states = [text(v[0], "STATE") for v in opts.all("STATE")] or None
     ratio = opts.number("RECLAIM_RATIO")
     limit = opts.number("LIMIT") or 1
     requested = [text(v[0], "VALUE") for v in opts.all("VALUE")]
+    lease_ms = opts.number("LEASE_MS") or 30_000
+    priority = opts.number("PRIORITY")
 
-    async def once() -> list[fa.Flow]:
+    async def one(key: str | None, count: int) -> list[fa.Flow]:
         if argv.command == "FLOW.RECLAIM":
             return await engine.reclaim(
                 flow_type,
                 worker,
-                limit=limit,
-                lease_ms=opts.number("LEASE_MS") or 30_000,
+                states=states,
+                limit=count,
+                lease_ms=lease_ms,
                 payload=_hydration(opts),
                 values=requested,
+                priority=priority,
+                partition_key=key,
             )
         return await engine.claim_due(
             flow_type,
             worker,
             states=states,
-            limit=limit,
-            lease_ms=opts.number("LEASE_MS") or 30_000,
+            limit=count,
+            lease_ms=lease_ms,
             payload=_hydration(opts),
             values=requested,
             reclaim=opts.flag("RECLAIM_EXPIRED") is not False,
             reclaim_ratio=25 if ratio is None else ratio,
-            priority=opts.number("PRIORITY"),
+            priority=priority,
+            partition_key=key,
         )
+
+    async def once() -> list[fa.Flow]:
+        # Several partitions: drained in the order given until `limit` flows are claimed
+        # (each claim is atomic; the whole command is not, as with FerricStore per shard).
+        flows: list[fa.Flow] = []
+        for key in partitions:
+            flows.extend(await one(key, limit - len(flows)))
+            if len(flows) >= limit:
+                break
+        return flows
 
     flows = await once()
     block_ms = opts.number("BLOCK") or 0
@@ -484,13 +509,13 @@ async def get(engine: fa.Engine, argv: Argv) -> Any:
     opts = argv.options(READ_WIDTHS)
     argv.done()
     requested = tuple(text(v[0], "VALUE") for v in opts.all("VALUE"))
-    flow = await engine.get(
-        flow_id,
-        partition_key=partition(opts.one("PARTITION")),
-        payload=_hydration(opts),
-        values=requested,
-    )
-    return None if flow is None else r.record(flow, requested=requested)
+    flow = await engine.get(flow_id, payload=_hydration(opts), values=requested)
+    if flow is None:
+        return None
+    wire = opts.one("PARTITION")
+    if wire is not None and text(wire, "PARTITION") not in (r.partition_of(flow), "GLOBAL"):
+        return None  # another partition's key: FerricStore answers nil, as for any absent key
+    return r.record(flow, requested=requested)
 
 
 async def history(engine: fa.Engine, argv: Argv) -> Any:
