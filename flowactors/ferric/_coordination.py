@@ -42,15 +42,15 @@ _RETRY_OPTIONS = {
 def _settings(opts: Options) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for option, field in _RETRY_OPTIONS.items():
-        if opts.has(option):
-            value = opts.one(option)
-            fields[field] = (
-                text(value, option).lower()
-                if option in ("BACKOFF",)
-                else text(value, option)
-                if option == "EXHAUSTED_TO"
-                else integer(value, option)
-            )
+        if not opts.has(option):
+            continue
+        value = opts.one(option)
+        if option == "BACKOFF":
+            fields[field] = text(value, option).lower()
+        elif option == "EXHAUSTED_TO":
+            fields[field] = text(value, option)
+        else:
+            fields[field] = integer(value, option)
     return fields
 
 

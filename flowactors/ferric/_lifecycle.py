@@ -230,13 +230,11 @@ async def claim_due(engine: fa.Engine, argv: Argv) -> Any:
     flows = await once()
     block_ms = opts.number("BLOCK") or 0
     if not flows and block_ms > 0:
-        flows = await _blocking(engine, once, block_ms)
+        flows = await _blocking(once, block_ms)
     return _claim_reply(flows, opts)
 
 
-async def _blocking(
-    engine: fa.Engine, once: Callable[[], Awaitable[list[fa.Flow]]], block_ms: int
-) -> list[fa.Flow]:
+async def _blocking(once: Callable[[], Awaitable[list[fa.Flow]]], block_ms: int) -> list[fa.Flow]:
     """`BLOCK ms`: the engine has no claim waiters, so poll with a growing pause (1, 2, 4,
     ... 50 ms) until something is claimed or the block time is up."""
     deadline = trio.current_time() + min(block_ms, 60_000) / 1000
