@@ -137,3 +137,36 @@ def test_exception_policy_fail_fails_the_job(store: ferric.Embedded) -> None:
         worker.stop()
         worker.join(DEADLINE_S)
     assert b"bad input" in client.flow.get("d1").error.encode()
+
+
+def test_async_workflow_worker_runs_a_state_machine(store: ferric.Embedded) -> None:
+    from ferricstore import AsyncWorkflowClient, complete, transition
+
+    async def main() -> Any:
+        client = AsyncWorkflowClient(AsyncFlowClient(store.async_executor))
+        order = client.workflow(
+            type="order", states=["created", "charged"], initial_state="created"
+        )
+
+        @order.state("created")
+        async def created(job: Any) -> Any:
+            return transition("charged")
+
+        @order.state("charged")
+        async def charged(job: Any) -> Any:
+            return complete(result=b"ok:" + job.id.encode())  # compact claims: no payload
+
+        for i in range(5):
+            await order.start_flow(f"o{i}", payload=str(i).encode(), idempotent=True)
+        task = asyncio.create_task(order.run())  # an async workflow is its own worker
+        try:
+            async with asyncio.timeout(DEADLINE_S):
+                while (await client.flow.info("order")).get("completed") != 5:
+                    await asyncio.sleep(0.005)
+        finally:
+            order.stop()
+            await asyncio.wait_for(task, DEADLINE_S)
+        return await client.flow.get("o3")
+
+    record = asyncio.run(main())
+    assert record.state == "completed" and record.result == "ok:o3"
