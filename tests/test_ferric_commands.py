@@ -337,6 +337,13 @@ def test_history_entries_filters_and_order(store: ferric.Embedded) -> None:
     only = run(store, "FLOW.HISTORY", "a", "COUNT", 10, "EVENT", "claimed")
     assert [f["event"] for _i, f in only] == ["claimed"]
     assert "not found" in fails(store, "FLOW.HISTORY", "nope", "COUNT", 1)
+    from_claim = run(store, "FLOW.HISTORY", "a", "FROM_EVENT", events[1][0])
+    assert [f["event"] for _i, f in from_claim] == ["claimed", "completed"]
+    to_claim = run(store, "FLOW.HISTORY", "a", "TO_EVENT", events[1][0])
+    assert [f["event"] for _i, f in to_claim] == ["created", "claimed"]
+    by_worker = run(store, "FLOW.HISTORY", "a", "WORKER", "w1")
+    assert [f["event"] for _i, f in by_worker] == ["claimed"]
+    assert "not found" in fails(store, "FLOW.HISTORY", "a", "FROM_EVENT", "1-99")
 
 
 def test_info_counts_states(store: ferric.Embedded) -> None:
@@ -416,6 +423,15 @@ def test_spawn_children_then_the_superseded_outcome_is_ok(store: ferric.Embedded
         done = ["FLOW.COMPLETE", child["id"], child["lease_token"], "FENCING"]
         assert run(store, *done, child["fencing_token"], "RESULT", b"ok") == "OK"
     assert run(store, "FLOW.GET", "parent")["state"] == "completed"
+
+
+def test_spawn_children_from_state_guard(store: ferric.Embedded) -> None:
+    token, fencing = claimed(store, "parent")
+    head = ["FLOW.SPAWN_CHILDREN", "parent", "GROUP", "g", "LEASE_TOKEN", token]
+    tail = ["FENCING", fencing, "WAIT_STATE", "w", "ITEMS", "c1", "child", b""]
+    wrong = fails(store, *head, "FROM_STATE", "elsewhere", *tail)
+    assert isinstance(classify_server_error(wrong), FlowWrongStateError)
+    assert run(store, *head, "FROM_STATE", "queued", *tail) == "OK"
 
 
 def test_spawn_children_items_ext_with_values(store: ferric.Embedded) -> None:

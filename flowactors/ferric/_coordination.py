@@ -242,7 +242,6 @@ async def spawn_children(engine: fa.Engine, argv: Argv) -> Any:
     parent_id = argv.text("parent id")
     opts = argv.options()
     unsupported_values(opts)
-    opts.refuse("FROM_STATE")
     marker = argv.text("ITEMS").upper()
     children: list[fa.ChildSpec] = []
     shared_values = values_of(opts)
@@ -290,6 +289,17 @@ async def spawn_children(engine: fa.Engine, argv: Argv) -> Any:
         argv.done()
     wait = (opts.text("WAIT") or "all").lower()
     token, fencing = lease(opts.one("LEASE_TOKEN")), fencing_of(opts, argv.command)
+    from_state = opts.text("FROM_STATE")
+    if from_state is not None:
+        # A guard the engine's spawn does not take: checked first. The spawn itself is
+        # fenced, so a change in between is caught by the fencing and lease checks.
+        parent = await engine.get(parent_id, partition_key=partition(opts.one("PARTITION")))
+        if parent is None:
+            raise CommandError(f"ERR flow not found: {parent_id!r}")
+        if from_state not in (parent.state, parent.run_state):
+            raise CommandError(
+                f"ERR flow wrong state: {parent_id!r} is {parent.state!r}, not {from_state!r}"
+            )
     await engine.spawn_children(
         parent_id,
         token,

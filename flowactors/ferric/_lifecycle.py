@@ -520,15 +520,27 @@ async def history(engine: fa.Engine, argv: Argv) -> Any:
     flow_id = argv.text("id")
     opts = argv.options()
     argv.done()
-    opts.refuse("FROM_EVENT", "TO_EVENT", "WORKER")
     events = await engine.history(flow_id, partition_key=partition(opts.one("PARTITION")))
-    name = opts.text("EVENT")
+    ids = [e.event_id for e in events]
+    first, last = 0, len(events)
+    for option in ("FROM_EVENT", "TO_EVENT"):
+        event_id = opts.text(option)
+        if event_id is None:
+            continue
+        if event_id not in ids:
+            raise CommandError(f"ERR flow history event not found: {event_id!r}")
+        if option == "FROM_EVENT":
+            first = ids.index(event_id)
+        else:
+            last = ids.index(event_id) + 1
+    name, worker = opts.text("EVENT"), opts.text("WORKER")
     lo_ms, hi_ms = opts.number("FROM_MS"), opts.number("TO_MS")
     lo_v, hi_v = opts.number("FROM_VERSION"), opts.number("TO_VERSION")
     picked = [
         e
-        for e in events
+        for e in events[first:last]
         if (name is None or e.name == name)
+        and (worker is None or e.lease_owner == worker)
         and (lo_ms is None or e.at_ms >= lo_ms)
         and (hi_ms is None or e.at_ms <= hi_ms)
         and (lo_v is None or e.version >= lo_v)
