@@ -24,7 +24,7 @@ with flowactors.ferric.embedded(data_dir()) as store:
     campaign = client.workflow(type="campaign", initial_state="dispatch")
 
     @campaign.state("dispatch")
-    def dispatch(job):  # type: ignore[no-untyped-def]
+    def dispatch(job):
         job.flow.spawn_children(
             [
                 ChildSpec(
@@ -41,7 +41,7 @@ with flowactors.ferric.embedded(data_dir()) as store:
     device = client.workflow(type="device-command", initial_state="queued")
 
     @device.state("queued")
-    def send_command(job):  # type: ignore[no-untyped-def]
+    def send_command(job):
         return complete(result=b"ack:" + job.payload)
 
     campaign.start("campaign-1", payload=b"firmware 1.2", idempotent=True)

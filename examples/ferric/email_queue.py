@@ -24,7 +24,7 @@ with flowactors.ferric.embedded(data_dir()) as store:
     emails = client.queue(type="email")
     emails.enqueue("email-1", payload=b"user-1", idempotent=True)
 
-    def send_email(job):  # type: ignore[no-untyped-def]
+    def send_email(job):
         send(job.payload)
         return b"sent"
 

@@ -23,7 +23,7 @@ with flowactors.ferric.embedded(data_dir()) as store:
     order = client.workflow(type="order", initial_state="created")
 
     @order.state("created")
-    def created(job):  # type: ignore[no-untyped-def]
+    def created(job):
         if job.payload == b"bad card":
             return fail(error=b"card declined")
         job.flow.spawn_children(
@@ -35,7 +35,7 @@ with flowactors.ferric.embedded(data_dir()) as store:
     line = client.workflow(type="order-line", initial_state="queued")
 
     @line.state("queued")
-    def pack(job):  # type: ignore[no-untyped-def]
+    def pack(job):
         return complete(result=b"packed")
 
     order.start("order-1", payload=b"good card", idempotent=True)

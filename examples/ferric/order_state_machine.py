@@ -28,12 +28,12 @@ with flowactors.ferric.embedded(data_dir()) as store:
     order = client.workflow(type="order", initial_state="created")
 
     @order.state("created")
-    def created(job):  # type: ignore[no-untyped-def]
+    def created(job):
         charge_card(job.payload)
         return transition("charged")
 
     @order.state("charged")
-    def charged(job):  # type: ignore[no-untyped-def]
+    def charged(job):
         send_receipt(job.id)
         return complete(result=b"ok")
 

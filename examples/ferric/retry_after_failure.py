@@ -39,14 +39,14 @@ with flowactors.ferric.embedded(data_dir()) as store:
     )
 
     @order.state("charge", exception_policy=ExceptionPolicy.RETRY)
-    def charge(job):  # type: ignore[no-untyped-def]
+    def charge(job):
         result = charge_card(job.payload)
         if result.rate_limited:
             return retry(error=b"rate limited")
         return transition("ship")
 
     @order.state("ship")
-    def ship(job):  # type: ignore[no-untyped-def]
+    def ship(job):
         return transition("shipped")
 
     order.install_policy()
