@@ -72,6 +72,13 @@ EXPECTED = {
         "restart_checkpoint_speedup",
         "restart_seconds_per_million_live_flows",
     ],
+    "ferric": [
+        "ferric_sdk_jobs_per_s",
+        "ferric_native_jobs_per_s",
+        "ferric_engine_jobs_per_s",
+        "ferric_vs_native",
+        "ferric_sdk_cpu_us_per_job",
+    ],
     "memory": [
         "memory_live_flows",
         "memory_rss_bytes_per_live_flow",
@@ -103,6 +110,7 @@ FLOORS = {
     "fanout": ["floor_fanout_same_shard_ok", "floor_fanout_cross_shard_ok"],
     "restart": ["floor_restart_50k_live_flows_ok"],
     "memory": ["floor_memory_rss_bytes_per_live_flow_ok"],
+    "ferric": ["floor_ferric_ratio_ok"],
 }
 # Counts that may honestly be zero in a quick run.
 MAY_BE_ZERO = {"wal_batch_api_rotations"}
