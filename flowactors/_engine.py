@@ -786,16 +786,10 @@ class Engine:
     ) -> Flow:
         """Finish a claimed flow with an optional result (readable with `get`). Needs the
         current lease and fencing tokens; an exact replay returns the flow unchanged."""
-        command = m.Complete(
-            flow_id,
-            lease_token,
-            fencing_token,
-            m.check_blob(result, "result"),
-            m.check_values(values),
-        )
-        m.check_carried("complete", command.values, command.result)
-        flow: Flow = await self._one(flow_id, partition_key, command)
-        return flow
+        return await self._close(
+            m.Complete, "complete", "result", flow_id, lease_token, fencing_token,
+            result, values, partition_key,
+        )  # fmt: skip
 
     async def fail(
         self,
@@ -809,14 +803,27 @@ class Engine:
     ) -> Flow:
         """Fail a claimed flow for good (no retry), with optional error bytes. Same
         token rules and replay behaviour as `complete`."""
-        command = m.Fail(
-            flow_id,
-            lease_token,
-            fencing_token,
-            m.check_blob(error, "error"),
-            m.check_values(values),
-        )
-        m.check_carried("fail", command.values, command.error)
+        return await self._close(
+            m.Fail, "fail", "error", flow_id, lease_token, fencing_token,
+            error, values, partition_key,
+        )  # fmt: skip
+
+    async def _close(
+        self,
+        command_type: type[m.Complete] | type[m.Fail],
+        verb: str,
+        what: str,
+        flow_id: str,
+        lease_token: str | None,
+        fencing_token: int,
+        data: bytes | None,
+        values: Mapping[str, bytes] | None,
+        partition_key: str | None,
+    ) -> Flow:
+        """`complete` and `fail`: one terminal outcome under the presented tokens."""
+        blob = m.check_blob(data, what)
+        command = command_type(flow_id, lease_token, fencing_token, blob, m.check_values(values))
+        m.check_carried(verb, command.values, blob)
         flow: Flow = await self._one(flow_id, partition_key, command)
         return flow
 
