@@ -8,9 +8,8 @@ async with flowactors.open_engine("data") as engine:
 The SDK above it (Workflow, Client, Worker) turns handlers into those explicit commands.
 """
 
-from ._client import Client, Queue
-from ._engine import Engine, open_engine, slot_of, trio_clock_ms, wall_clock_ms
-from ._errors import (
+from .engine._engine import Engine, open_engine, slot_of, trio_clock_ms, wall_clock_ms
+from .engine._errors import (
     CorruptLog,
     DataDirDamaged,
     DataDirLocked,
@@ -28,7 +27,24 @@ from ._errors import (
     StorageError,
     WrongState,
 )
-from ._outcomes import (
+from .engine._retry import backoff_delay_ms
+from .engine._types import (
+    Ack,
+    ChildSpec,
+    ChildStatus,
+    CreateSpec,
+    EngineRecovery,
+    Flow,
+    FlowPolicy,
+    HistoryEvent,
+    ItemResult,
+    Page,
+    PolicySettings,
+    RetryPolicy,
+    ShardRecovery,
+)
+from .sdk._client import Client, Queue
+from .sdk._outcomes import (
     Complete,
     ExceptionPolicy,
     Fail,
@@ -45,24 +61,8 @@ from ._outcomes import (
     spawn,
     transition,
 )
-from ._retry import backoff_delay_ms
-from ._types import (
-    Ack,
-    ChildSpec,
-    ChildStatus,
-    CreateSpec,
-    EngineRecovery,
-    Flow,
-    FlowPolicy,
-    HistoryEvent,
-    ItemResult,
-    Page,
-    PolicySettings,
-    RetryPolicy,
-    ShardRecovery,
-)
-from ._worker import Worker, WorkerStatistics
-from ._workflow import Context, State, Workflow
+from .sdk._worker import Worker, WorkerStatistics
+from .sdk._workflow import Context, State, Workflow
 
 __all__ = [
     "Ack",

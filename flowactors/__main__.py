@@ -8,7 +8,7 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from ._errors import FlowError
+from .engine._errors import FlowError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         if args.command == "demo":
-            from ._demo import run_demo
+            from .ops._demo import run_demo
 
             if args.orders < 0 or args.workers < 1:
                 console.print("flowactors: --orders must be >= 0 and --workers >= 1")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             run_demo(args.data_dir, args.orders, args.workers, console)
         elif args.command == "inspect":
-            from ._inspect import run_inspect
+            from .ops._inspect import run_inspect
 
             run_inspect(args.data_dir, args.flow, args.partition_key, console)
     except (FlowError, OSError) as exc:

@@ -34,6 +34,6 @@ def test_imports_only_the_error_root_from_the_engine() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 if node.module.startswith("flowactors"):
-                    assert node.module == "flowactors._errors", (source.name, node.module)
+                    assert node.module == "flowactors.engine._errors", (source.name, node.module)
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith("flowactors") for a in node.names), source.name

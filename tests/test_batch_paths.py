@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowactors as fa
-from flowactors import _machine as m
-from flowactors import _record as rec
-from flowactors._record import FIELDS, evolve, make_record
-from flowactors._state import ShardState
+from flowactors.engine import _machine as m
+from flowactors.engine import _record as rec
+from flowactors.engine._record import FIELDS, evolve, make_record
+from flowactors.engine._state import ShardState
 
 TYPE = "job"
 IDS = [f"f{i}" for i in range(8)]
@@ -383,7 +383,7 @@ def test_the_batch_paths_are_taken() -> None:
 
 
 def test_to_flows_builds_what_to_flow_builds() -> None:
-    from flowactors._shard import Shard
+    from flowactors.engine._shard import Shard
 
     shard = Shard.__new__(Shard)  # no log: nothing here is hydrated
     records = [

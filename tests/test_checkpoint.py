@@ -13,8 +13,8 @@ from engine_helpers import FakeClock, open_checked
 
 import flowactors as fa
 import wal
-from flowactors import _checkpoint
-from flowactors._shard import recover
+from flowactors.engine import _checkpoint
+from flowactors.engine._shard import recover
 
 SHARDS = 2
 

@@ -19,9 +19,9 @@ from engine_helpers import FakeClock, open_checked, written
 from test_engine_input import _setup, snapshot
 
 import flowactors as fa
-from flowactors import _coord as c
-from flowactors import _machine as m
-from flowactors import _shard
+from flowactors.engine import _coord as c
+from flowactors.engine import _machine as m
+from flowactors.engine import _shard
 from wal import _format as wal_format
 
 TYPE = "t"

@@ -11,7 +11,7 @@ import pytest
 from engine_helpers import START_MS, FakeClock, names, open_checked, written
 
 import flowactors as fa
-from flowactors._record import history_key, history_prefix
+from flowactors.engine._record import history_key, history_prefix
 
 P = fa.PolicySettings
 DAY = 24 * 3600 * 1000

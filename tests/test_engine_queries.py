@@ -11,7 +11,7 @@ import pytest
 from engine_helpers import START_MS, FakeClock, open_checked
 
 import flowactors as fa
-from flowactors import _queries as q
+from flowactors.engine import _queries as q
 
 
 @pytest.fixture

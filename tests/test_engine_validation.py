@@ -228,7 +228,7 @@ def _reference_check(value: object, limit: int) -> bool:
 )
 @settings(max_examples=300, deadline=None)
 def test_id_and_name_checks_accept_exactly_the_documented_strings(value: object) -> None:
-    from flowactors import _machine as m
+    from flowactors.engine import _machine as m
 
     for check, limit in ((m.check_id, m.MAX_ID_BYTES), (lambda v: m.check_name(v, "n"), 256)):
         want = _reference_check(value, limit)

@@ -10,8 +10,8 @@ import pytest
 from engine_helpers import FakeClock, open_checked
 
 import flowactors as fa
-from flowactors import _record as rec
-from flowactors._record import (
+from flowactors.engine import _record as rec
+from flowactors.engine._record import (
     EXT,
     FIELDS,
     ID,
@@ -100,8 +100,8 @@ def test_an_evolver_replaces_its_fields_and_keeps_the_rest() -> None:
 def test_a_created_record_equals_the_keyword_built_one() -> None:
     """decide_create builds its record as a tuple display, field by field: it must match
     make_record's keywords, with every option set (so a swapped field shows)."""
-    from flowactors import _machine as m
-    from flowactors._state import ShardState
+    from flowactors.engine import _machine as m
+    from flowactors.engine._state import ShardState
 
     create = m.Create(
         "c1",
@@ -221,7 +221,7 @@ def test_flow_starts_with_the_record_head() -> None:
 def test_the_create_digest_is_stable_and_sees_every_field() -> None:
     """The digest an idempotent create is checked against: memoised heads give the same
     value on every call, and a change in any field (or the payload) changes it."""
-    from flowactors import _machine as m
+    from flowactors.engine import _machine as m
 
     m._DIGEST_HEADS.clear()
     fields = ("c", "t", "ready", b"p", "part", None, 1, None, None, "par", "r", "k", True, 9, 8)
@@ -273,23 +273,27 @@ def test_a_run_encodes_each_record_as_encode_event_does() -> None:
 
 
 def test_the_generated_record_code_is_current() -> None:
-    """`_record_gen.py` is what `python -m flowactors._codegen` writes for today's schema
+    """`_record_gen.py` is what `python -m flowactors.engine._codegen` writes for today's schema
     and the evolvers the engine asks for (in a fresh process: only the library's specs)."""
     import subprocess
     import sys
 
     fresh = subprocess.run(
-        [sys.executable, "-c", "from flowactors import _codegen; print(_codegen.source(), end='')"],
+        [
+            sys.executable,
+            "-c",
+            "from flowactors.engine import _codegen; print(_codegen.source(), end='')",
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     checked_in = Path(rec.__file__).with_name("_record_gen.py").read_text()
-    assert fresh == checked_in, "run: python -m flowactors._codegen"
+    assert fresh == checked_in, "run: python -m flowactors.engine._codegen"
 
 
 def test_every_engine_evolver_is_generated_code() -> None:
-    from flowactors import _machine, _record_gen
+    from flowactors.engine import _machine, _record_gen
 
     for name in dir(_machine):
         fn = getattr(_machine, name)

@@ -180,7 +180,7 @@ async def test_a_lease_lost_after_its_handler_returned_leaves_the_runner_scope_a
 ) -> None:
     # A runner's cancel scope outlives the job: once the handler returned, the scope may
     # run the runner's next job, so a late lost extension must not cancel it.
-    from flowactors._worker import _Job
+    from flowactors.sdk._worker import _Job
 
     async with trio_engine(tmp_path) as engine:
         wf = Client(engine).workflow(type="t", initial_state="work")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowactors._sorted import SortedIndex
+from flowactors.engine._sorted import SortedIndex
 
 # An operation: ("add" | "remove", where, how many). "tail" adds sort after everything
 # present and "head" removes the smallest entries: the batch paths' fast cases; "any"

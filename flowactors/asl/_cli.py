@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
-from .._engine import open_engine
-from .._errors import FlowError, InvalidArgument
+from ..engine._engine import open_engine
+from ..engine._errors import FlowError, InvalidArgument
 from ._durable import AslRunner, Handler, load_handlers, resources
 from ._errors import AslValidationError
 from ._validate import load_definition

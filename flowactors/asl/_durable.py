@@ -74,12 +74,12 @@ from typing import Any
 import cbor2
 import trio
 
-from .._engine import Engine
-from .._errors import FlowNotFound, FlowTerminal, InvalidArgument, StaleLease, WrongState
-from .._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Spawn, Transition
-from .._types import ChildSpec, ChildStatus, CreateSpec, Flow, ItemResult
-from .._worker import Worker
-from .._workflow import Context, State, Workflow
+from ..engine._engine import Engine
+from ..engine._errors import FlowNotFound, FlowTerminal, InvalidArgument, StaleLease, WrongState
+from ..engine._types import ChildSpec, ChildStatus, CreateSpec, Flow, ItemResult
+from ..sdk._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Spawn, Transition
+from ..sdk._worker import Worker
+from ..sdk._workflow import Context, State, Workflow
 from ._definition import MapState, ParallelState, StateMachine, TaskState
 from ._errors import AslUsageError
 from ._host import TaskError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowactors._errors import FlowError, InvalidArgument
+from flowactors.engine._errors import FlowError, InvalidArgument
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Named values live under `v<id>\\0<name>` (they change independently of the recor
 
 In memory a record is an exact `tuple` in `FIELDS` order, read by index constants
 (`r[STATE]`), built by generated functions (`make_record`, `evolve`, `from_snapshot`,
-written out in `_record_gen.py` by `python -m flowactors._codegen`) and never edited.
+written out in `_record_gen.py` by `python -m flowactors.engine._codegen`) and never edited.
 Why not a class: the cyclic garbage collector. Every live flow holds one record, and a
 `__slots__` instance stays GC-tracked for life, so each full collection (CPython runs
 one whenever the long-lived objects have grown by a quarter, i.e. every ~n/4 mutations)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._engine import Engine
-from ._errors import InvalidArgument
+from ..engine._engine import Engine
+from ..engine._errors import InvalidArgument
+from ..engine._types import CreateSpec, Flow, ItemResult, RetryPolicy
 from ._outcomes import ExceptionPolicy
-from ._types import CreateSpec, Flow, ItemResult, RetryPolicy
 from ._worker import Worker
 from ._workflow import Handler, State, Workflow
 

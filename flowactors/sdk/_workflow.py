@@ -40,9 +40,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
-from . import _machine as m
-from ._engine import Engine
-from ._errors import FlowError, InvalidArgument
+from ..engine import _machine as m
+from ..engine._engine import Engine
+from ..engine._errors import FlowError, InvalidArgument
+from ..engine._retry import backoff_delay_ms
+from ..engine._types import (
+    ChildSpec,
+    ChildStatus,
+    CreateSpec,
+    Flow,
+    FlowPolicy,
+    HistoryEvent,
+    ItemResult,
+    Page,
+    PolicySettings,
+    RetryPolicy,
+)
 from ._outcomes import (
     OUTCOME_TYPES,
     Complete,
@@ -55,19 +68,6 @@ from ._outcomes import (
     StateRetry,
     Transition,
     Wait,
-)
-from ._retry import backoff_delay_ms
-from ._types import (
-    ChildSpec,
-    ChildStatus,
-    CreateSpec,
-    Flow,
-    FlowPolicy,
-    HistoryEvent,
-    ItemResult,
-    Page,
-    PolicySettings,
-    RetryPolicy,
 )
 
 if TYPE_CHECKING:

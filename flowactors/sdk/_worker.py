@@ -44,10 +44,17 @@ from dataclasses import dataclass
 
 import trio
 
-from . import _machine as m
-from ._errors import FlowError, FlowNotFound, FlowTerminal, InvalidArgument, StaleLease, WrongState
+from ..engine import _machine as m
+from ..engine._errors import (
+    FlowError,
+    FlowNotFound,
+    FlowTerminal,
+    InvalidArgument,
+    StaleLease,
+    WrongState,
+)
+from ..engine._types import Ack, Flow, ItemResult
 from ._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Retry, Spawn, Transition
-from ._types import Ack, Flow, ItemResult
 from ._workflow import Context, Handler, Workflow
 
 LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)

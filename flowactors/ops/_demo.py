@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ._client import Client
-from ._engine import Engine, open_engine
-from ._outcomes import Outcome, transition
-from ._types import CreateSpec, Flow
-from ._worker import Worker
-from ._workflow import Context, Workflow
+from ..engine._engine import Engine, open_engine
+from ..engine._types import CreateSpec, Flow
+from ..sdk._client import Client
+from ..sdk._outcomes import Outcome, transition
+from ..sdk._worker import Worker
+from ..sdk._workflow import Context, Workflow
 
 TYPE = "order"
 LEASE_MS = 2_000
@@ -113,7 +113,7 @@ async def worker_main(data_dir: str, prefix: str, orders: int, workers: int) -> 
 
 def _spawn(data_dir: str, prefix: str, orders: int, workers: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "flowactors._demo", data_dir, prefix, str(orders), str(workers)],
+        [sys.executable, "-m", "flowactors.ops._demo", data_dir, prefix, str(orders), str(workers)],
         stdout=subprocess.PIPE,
     )
 

@@ -16,10 +16,10 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from ._engine import open_engine
-from ._errors import FlowNotFound, InvalidArgument
-from ._layout import ENGINE_FILE
-from ._types import Flow, HistoryEvent
+from ..engine._engine import open_engine
+from ..engine._errors import FlowNotFound, InvalidArgument
+from ..engine._layout import ENGINE_FILE
+from ..engine._types import Flow, HistoryEvent
 
 
 def engine_shards(data_dir: str) -> int:

@@ -1,0 +1,15 @@
+"""The Flow engine: records and their event format, the pure state machine and its
+coordination rules, shard state and indexes, the shard actors, routing, queries and the
+data directory's layout. Everything above it (`flowactors.sdk`, `flowactors.asl`,
+`flowactors.code`, `flowactors.ops`, `flowactors.ferric`) uses the public API that
+`flowactors` re-exports; nothing here imports from those layers.
+
+    _record_base, _record, _record_gen   a flow's record, its history event format
+    _machine                             the pure Flow state machine (state, command, now)
+    _coord                               coordination rules: fanout, cascades, signals, rewind
+    _state, _sorted, _queries            one shard's records, indexes and paged queries
+    _shard                               one Trio actor per shard: decide, write, answer
+    _engine                              routing, shard lifecycle, the courier, the public API
+    _layout, _checkpoint                 the data directory: identity, saved records
+    _types, _errors, _policy, _retry     public values, errors, policies, retry maths
+"""

@@ -1,0 +1,1 @@
+"""Operating flowactors: the demo, the terminal inspector, the CLI's commands."""
