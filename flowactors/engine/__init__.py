@@ -9,7 +9,9 @@ data directory's layout. Everything above it (`flowactors.sdk`, `flowactors.asl`
     _coord                               coordination rules: fanout, cascades, signals, rewind
     _state, _sorted, _queries            one shard's records, indexes and paged queries
     _shard                               one Trio actor per shard: decide, write, answer
-    _engine                              routing, shard lifecycle, the courier, the public API
+    _routing                             where a flow lives; requests to shard actors
+    _commands, _coordination, _reads     the public Engine's methods, by concern
+    _engine                              open_engine, the Engine object, closing
     _layout, _checkpoint                 the data directory: identity, saved records
     _types, _errors, _policy, _retry     public values, errors, policies, retry maths
 """
