@@ -358,7 +358,7 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
             f"flow {c.id!r}: group {c.group!r} exists with a different spawn request"
         )
     m.check_tokens(c.fencing, c.lease_token)
-    m._check_lease(parent, c.fencing, c.lease_token, need_lease=False)
+    m._check_lease(parent, c.fencing, c.lease_token, command="spawn_children")
     tx = _Tx(state, now, config, [])
     own = state.index
     root = parent[ROOT_ID] or parent[ID]

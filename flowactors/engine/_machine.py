@@ -25,6 +25,7 @@ from typing import Any
 
 import xxhash
 
+from . import _lifecycle as lifecycle
 from ._errors import (
     FlowExists,
     FlowNotFound,
@@ -34,6 +35,7 @@ from ._errors import (
     StaleLease,
     WrongState,
 )
+from ._lifecycle import holds_lease
 from ._record import (
     ACTIVE_DEADLINE,
     ATTEMPTS,
@@ -676,22 +678,9 @@ def _require(state: ShardState, flow_id: str) -> Record:
     return record
 
 
-def _check_lease(r: Record, fencing: int, lease_token: str | None, *, need_lease: bool) -> None:
-    if terminal(r):
-        raise FlowTerminal(f"flow {r[ID]!r} is {r[STATE]}; rewind it to change it")
-    if fencing != r[FENCING]:
-        raise StaleLease(f"flow {r[ID]!r}: fencing token {fencing} is stale (current {r[FENCING]})")
-    if leased(r):
-        if lease_token != r[LEASE_TOKEN]:
-            raise StaleLease(f"flow {r[ID]!r}: lease token does not match the current lease")
-    elif lease_token is not None and r[FENCING] > 0:
-        # The claim that issued this fencing token lost its lease (a signal moved the
-        # flow, or the holder released it): the caller's lease is what is stale.
-        raise StaleLease(f"flow {r[ID]!r} holds no lease; its lease token is stale")
-    elif need_lease:
-        raise WrongState(f"flow {r[ID]!r} is {r[STATE]!r}, not running under a lease")
-    elif lease_token is not None:
-        raise StaleLease(f"flow {r[ID]!r} holds no lease; its lease token is stale")
+def _check_lease(r: Record, fencing: int, lease_token: str | None, *, command: str) -> None:
+    """The lifecycle's guards for `command` (see `_lifecycle`: written once, there)."""
+    lifecycle.check(lifecycle.RULES[command], r, fencing, lease_token)
 
 
 # What every move of a flow sets (claim, close, transition): state, version, lease, due.
@@ -1051,7 +1040,7 @@ def decide_extend(
 ) -> Decision:
     check_tokens(c.fencing, c.lease_token)
     r = _require(state, c.id)
-    _check_lease(r, c.fencing, c.lease_token, need_lease=True)
+    _check_lease(r, c.fencing, c.lease_token, command="extend_lease")
     deadline = now + c.lease_ms
     new = evolve(
         r,
@@ -1084,7 +1073,7 @@ def decide_transition(
         and r[LAST_EVENT] == "transitioned"
     ):
         return r, []  # exact replay
-    _check_lease(r, c.fencing, c.lease_token, need_lease=False)
+    _check_lease(r, c.fencing, c.lease_token, command="transition")
     if r[STATE] != c.from_state:
         raise WrongState(f"flow {r[ID]!r} is {r[STATE]!r}, not {c.from_state!r}")
     version = r[VERSION] + 1
@@ -1133,7 +1122,7 @@ def _finish(
     r = _require(state, flow_id)
     if r[STATE] == target and r[FENCING] == fencing:
         return r, []  # exact replay
-    _check_lease(r, fencing, lease_token, need_lease=True)
+    _check_lease(r, fencing, lease_token, command="complete" if target == COMPLETED else "fail")
     if _expired_active(r, now):
         timeout = _timeout(r, now, config)
         error = FlowTerminal(f"flow {r[ID]!r} exceeded max_active_ms and has failed")
@@ -1224,8 +1213,7 @@ def decide_finish_run(
             r is None
             or type(token) is not str
             or type(fencing) is not int
-            or r[LEASE_TOKEN] != token  # a leased record is running, hence not terminal
-            or r[FENCING] != fencing
+            or not holds_lease(r, fencing, token)  # leased: running, hence not terminal
             or r[ACTIVE_DEADLINE] is not None
             or r[EXT] is not None
             or (data is not None and type(data) is not bytes)
@@ -1322,8 +1310,7 @@ def decide_transition_run(
             r is None
             or type(token) is not str
             or type(fencing) is not int
-            or r[LEASE_TOKEN] != token  # a leased record is running
-            or r[FENCING] != fencing
+            or not holds_lease(r, fencing, token)  # a leased record is running
         ):
             results.append(None)
             slow.append(i)
@@ -1345,7 +1332,7 @@ def decide_retry(state: ShardState, c: Retry, now: int, config: Config) -> Decis
     r = _require(state, c.id)
     if r[FENCING] == c.fencing and not leased(r) and r[LAST_EVENT] in ("retry", "exhausted"):
         return r, []  # exact replay
-    _check_lease(r, c.fencing, c.lease_token, need_lease=True)
+    _check_lease(r, c.fencing, c.lease_token, command="retry")
     policy = config.policy_for(r[TYPE], r[RUN_STATE])
     max_retries = c.max_retries if c.max_retries is not None else policy.max_retries
     exhausted_to = c.exhausted_to if c.exhausted_to is not None else policy.exhausted_to
