@@ -488,6 +488,14 @@ class Replay:
         return Outcome("suspended")
 
     def _ended(self, outcome: Outcome) -> Outcome:
+        if self.drift is None and self.cursor < self.stored:
+            eff = self.effects[self.cursor]
+            self.drift = NonDeterminismError(
+                f"run {self.run_id}: the journal holds {eff.shape()}, the code now ends there",
+                position=self.cursor,
+                expected=eff.shape(),
+                got=f"the end of the workflow at position {self.cursor}",
+            )
         if self.drift is not None:  # drift met in code that then caught nothing and ended
             return Outcome("drift", error=self.drift)
         if outcome.status == "returned":

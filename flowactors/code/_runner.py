@@ -610,9 +610,16 @@ class CodeRunner:
             wf, flow.id, params["i"], fold(events), self.engine.now_ms(), self.registry.resolve
         )
         try:
-            return await self._drive(flow, params, replay, events, nchunks)
+            outcome = await self._drive(flow, params, replay, events, nchunks)
         finally:
             replay.close()
+        if replay.drift is not None and isinstance(outcome, Transition) and (
+            outcome.to_state != PARKED
+        ):  # closing the suspended coroutine showed that it swallows its suspension
+            self._committing.pop(flow.id, None)
+            self._watch.pop(flow.id, None)
+            return self._park("suspend_leak", str(replay.drift))
+        return outcome
 
     def _commit_values(
         self, flow: Flow, replay: Replay, events: list[dict[str, Any]], nchunks: int
