@@ -59,7 +59,9 @@ class ActivityError(FlowError):
     `type` and `message` describe the last attempt's exception."""
 
     def __init__(self, activity: str, type: str, message: str, attempts: int) -> None:
-        super().__init__(f"activity {activity} failed after {attempts} attempt(s): {type}: {message}")
+        super().__init__(
+            f"activity {activity} failed after {attempts} attempt(s): {type}: {message}"
+        )
         self.activity = activity
         self.type = type
         self.message = message

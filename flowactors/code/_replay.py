@@ -32,9 +32,9 @@ from __future__ import annotations
 import datetime as _dt
 import random as _random
 import uuid as _uuid
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import _values
 from ._define import ActivityRef, ChildHandle, ContinueAsNew, Timeout, WorkflowDef
@@ -280,9 +280,7 @@ class Context:
         _values.check(list(args), f"activity {act} arguments")
         _values.check(kwargs, f"activity {act} keyword arguments")
         eff = self._enter("activity", act, _values.digest([list(args), kwargs]))
-        call = ActivityCall(
-            fn, args, kwargs, retry, timeout, heartbeat_timeout, idempotency_key
-        )
+        call = ActivityCall(fn, args, kwargs, retry, timeout, heartbeat_timeout, idempotency_key)
         eff = await self._wait(eff, call)
         if not eff.ok:
             err = eff.error or {}
@@ -336,7 +334,9 @@ class Context:
 
     async def await_child(self, handle: ChildHandle) -> Any:
         """The child's result; ChildFailed / ChildCancelled when it ended otherwise."""
-        started = self._r.effects[handle.position] if handle.position < len(self._r.effects) else None
+        started = (
+            self._r.effects[handle.position] if handle.position < len(self._r.effects) else None
+        )
         if started is not None and started.done and not started.ok:
             err = started.error or {}
             raise ChildIdCollision(str(err.get("message")))
@@ -427,7 +427,7 @@ class Replay:
         self.closing = False
         self.pending_children: dict[int, tuple[Effect, WorkflowDef, Any]] = {}
         self.ctx = Context(self)
-        self._coro = workflow.fn(self.ctx, input)
+        self._coro = cast(Coroutine[Any, Any, Any], workflow.fn(self.ctx, input))
         self._finished = False
 
     def emit(self, event: dict[str, Any]) -> None:
@@ -519,7 +519,7 @@ class Replay:
             self.drift = self.drift or exc
         except RuntimeError as exc:  # "coroutine ignored GeneratorExit"
             self.drift = self.drift or SuspendLeakError(f"run {self.run_id}: {exc}")
-        except Exception:  # noqa: S110 - code in finally blocks failing while closing
+        except Exception:  # code in finally blocks failing while closing: ignored
             pass
 
 

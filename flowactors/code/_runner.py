@@ -54,7 +54,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -102,6 +102,10 @@ STATUS_STATES = {
     "failed": ("failed",),
     "cancelled": ("cancelled",),
 }
+
+
+Events = list[dict[str, Any]]
+RunList = list["RunInfo"]
 
 
 def chunk_name(n: int) -> str:
@@ -201,10 +205,10 @@ def _info(flow: Flow, code: dict[str, Any] | None = None) -> RunInfo:
 class CodeRunner:
     """Runs code workflows durably on an engine, and is their client.
 
-        runner = CodeRunner(engine)             # the workflows registered with @workflow
-        await runner.start(order_flow, "order-1", {"id": 1})
-        async with runner.running():            # a worker (and its waker) in the background
-            print(await runner.result("order-1"))
+    runner = CodeRunner(engine)             # the workflows registered with @workflow
+    await runner.start(order_flow, "order-1", {"id": 1})
+    async with runner.running():            # a worker (and its waker) in the background
+        print(await runner.result("order-1"))
     """
 
     def __init__(
@@ -242,9 +246,9 @@ class CodeRunner:
             engine, type=flow_type, initial_state=READY, states={READY: state, WAITING: state}
         )
         self._threads = trio.CapacityLimiter(activity_threads)
-        self._cache: OrderedDict[str, tuple[int, list[dict[str, Any]]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[int, Events]] = OrderedDict()
         self._cache_runs = cache_runs
-        self._committing: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        self._committing: dict[str, tuple[int, Events]] = {}
         self._watch: dict[str, tuple[str, Any]] = {}
         self._ended: dict[str, trio.Event] = {}
         self._workers: set[Worker] = set()
@@ -329,9 +333,7 @@ class CodeRunner:
 
     async def _wake(self, run_id: str) -> None:
         with contextlib.suppress(WrongState, FlowTerminal, FlowNotFound):
-            await self.engine.signal(
-                run_id, "code.wake", if_state=(WAITING,), transition_to=READY
-            )
+            await self.engine.signal(run_id, "code.wake", if_state=(WAITING,), transition_to=READY)
             self.counts["wakes"] += 1
         for worker in self._workers:
             worker.wake()
@@ -381,9 +383,7 @@ class CodeRunner:
         return await self.describe(run_id)
 
     async def describe(self, run_id: str) -> RunInfo:
-        flow = await self.engine.get(
-            run_id, payload=True, values=("code", "parked", "continued")
-        )
+        flow = await self.engine.get(run_id, payload=True, values=("code", "parked", "continued"))
         if flow is None:
             raise FlowNotFound(f"no run {run_id!r}")
         code = _values.decode(flow.values["code"]) if "code" in flow.values else None
@@ -410,7 +410,7 @@ class CodeRunner:
             with trio.move_on_after(self.poll_ms / 1000):
                 await event.wait()
 
-    async def history(self, run_id: str) -> list[dict[str, Any]]:
+    async def history(self, run_id: str) -> Events:
         """The run's journal, oldest event first (see `_replay` for the vocabulary)."""
         flow = await self.engine.get(run_id)
         if flow is None:
@@ -420,14 +420,16 @@ class CodeRunner:
 
     async def list(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 1000
-    ) -> list[RunInfo]:
+    ) -> RunList:
         """Runs (of `workflow`, in `status`), up to `limit`."""
         if status is not None and status not in STATUS_STATES:
             raise InvalidArgument(f"status must be one of {sorted(STATUS_STATES)}")
-        states = STATUS_STATES[status] if status else tuple(
-            s for group in STATUS_STATES.values() for s in group
+        states = (
+            STATUS_STATES[status]
+            if status
+            else tuple(s for group in STATUS_STATES.values() for s in group)
         )
-        out: list[RunInfo] = []
+        out: RunList = []
         for state in states:
             cursor: str | None = None
             while len(out) < limit:
@@ -442,13 +444,13 @@ class CodeRunner:
                 cursor = page.cursor
         return out[:limit]
 
-    async def parked(self, reason: str | None = None) -> list[RunInfo]:
+    async def parked(self, reason: str | None = None) -> RunList:
         """Parked runs (with `reason`: "nondeterminism", "suspend_leak", "version" or
         "unknown_workflow")."""
         runs = await self.list(status="parked")
         return [r for r in runs if reason is None or (r.parked or {}).get("reason") == reason]
 
-    async def version_mismatches(self) -> list[RunInfo]:
+    async def version_mismatches(self) -> RunList:
         """Runs waiting for the code version they started on."""
         return await self.parked("version")
 
@@ -545,7 +547,7 @@ class CodeRunner:
             except FlowError:
                 pass  # the recheck will find it
 
-    def _remember(self, run_id: str, entry: tuple[int, list[dict[str, Any]]]) -> None:
+    def _remember(self, run_id: str, entry: tuple[int, Events]) -> None:
         self._cache[run_id] = entry
         self._cache.move_to_end(run_id)
         while len(self._cache) > self._cache_runs:
@@ -553,10 +555,10 @@ class CodeRunner:
 
     # -- one step -------------------------------------------------------------------------
 
-    async def _journal(self, flow: Flow) -> tuple[list[dict[str, Any]], int]:
+    async def _journal(self, flow: Flow) -> tuple[Events, int]:
         names = sorted(n for n in flow.value_sizes if n.startswith(CHUNK))
         cached = self._cache.get(flow.id)
-        start, events = 0, []
+        start, events = 0, cast(Events, [])
         if cached is not None and cached[0] <= len(names):
             start, events = cached[0], cached[1]
         if start < len(names):
@@ -613,8 +615,10 @@ class CodeRunner:
             outcome = await self._drive(flow, params, replay, events, nchunks)
         finally:
             replay.close()
-        if replay.drift is not None and isinstance(outcome, Transition) and (
-            outcome.to_state != PARKED
+        if (
+            replay.drift is not None
+            and isinstance(outcome, Transition)
+            and (outcome.to_state != PARKED)
         ):  # closing the suspended coroutine showed that it swallows its suspension
             self._committing.pop(flow.id, None)
             self._watch.pop(flow.id, None)
@@ -622,7 +626,7 @@ class CodeRunner:
         return outcome
 
     def _commit_values(
-        self, flow: Flow, replay: Replay, events: list[dict[str, Any]], nchunks: int
+        self, flow: Flow, replay: Replay, events: Events, nchunks: int
     ) -> dict[str, bytes] | None:
         if not replay.new_events:
             return None
@@ -634,7 +638,7 @@ class CodeRunner:
         flow: Flow,
         params: dict[str, Any],
         replay: Replay,
-        events: list[dict[str, Any]],
+        events: Events,
         nchunks: int,
     ) -> EngineOutcome:
         fed = False  # an outcome was fed in this claim: later outside effects wait
@@ -648,8 +652,10 @@ class CodeRunner:
             if out.status == "drift":
                 replay.close()
                 err = out.error
-                reason = "suspend_leak" if type(err).__name__ == "SuspendLeakError" else (
-                    "nondeterminism"
+                reason = (
+                    "suspend_leak"
+                    if type(err).__name__ == "SuspendLeakError"
+                    else ("nondeterminism")
                 )
                 return self._park(
                     reason,
@@ -683,9 +689,10 @@ class CodeRunner:
                     _values.encode(error_of(out.error)),
                     self._commit_values(flow, replay, events, nchunks),
                 )
-            eff = replay.blocked
-            if eff is None:  # suspended on nothing: drift was handled above
+            blocked = replay.blocked
+            if blocked is None:  # suspended on nothing: drift was handled above
                 return commit(READY)
+            eff = blocked
             now = self.engine.now_ms()
             if eff.kind in ("activity", "compensate"):
                 if eff.retry_at is not None and eff.retry_at > now:
@@ -902,4 +909,3 @@ class CodeRunner:
         for worker in self._workers:
             worker.wake()
         return successor
-

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -143,10 +144,8 @@ def _qualify(obj: Any) -> str | None:
 
 def _resolver(fn: Callable[..., Any], node: ast.AST) -> Callable[[list[str]], str | None]:
     scope: dict[str, Any] = dict(getattr(fn, "__globals__", {}))
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         scope.update(inspect.getclosurevars(fn).nonlocals)
-    except (TypeError, ValueError):
-        pass
     imported = _imports(node)
     local = _local_names(node) - set(imported)
 
@@ -169,9 +168,7 @@ def _resolver(fn: Callable[..., Any], node: ast.AST) -> Callable[[list[str]], st
     return resolve
 
 
-def scan(
-    fn: Callable[..., Any], trusted: Iterable[str] = ()
-) -> list[tuple[int, str, str]]:
+def scan(fn: Callable[..., Any], trusted: Iterable[str] = ()) -> list[tuple[int, str, str]]:
     """(line, qualified name, hint) for every denylisted name `fn` reads."""
     node = _function_node(fn)
     resolve = _resolver(fn, node)
