@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import heapq
 import inspect
 import math
 import uuid
@@ -218,7 +219,7 @@ class CodeRunner:
         *,
         flow_type: str = FLOW_TYPE,
         lease_ms: int = 60_000,
-        recheck_ms: int = 60_000,
+        recheck_ms: int = 300_000,
         activity_threads: int = 16,
         poll_ms: int = 500,
         cache_runs: int = 10_000,
@@ -253,6 +254,8 @@ class CodeRunner:
         self._ended: dict[str, trio.Event] = {}
         self._workers: set[Worker] = set()
         self._wake_send, self._wake_recv = trio.open_memory_channel[tuple[str, str]](math.inf)
+        self._alarms: list[int] = []  # due times of runs this process left waiting (a heap)
+        self._alarm_changed = trio.Event()
         self.counts = dict.fromkeys(
             ("steps", "replays", "activities_run", "commits", "parked", "wakes"), 0
         )
@@ -479,6 +482,7 @@ class CodeRunner:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._waker)
+                nursery.start_soon(self._alarm)
                 await worker.run(task_status=task_status)
                 nursery.cancel_scope.cancel()
         finally:
@@ -525,6 +529,9 @@ class CodeRunner:
             return
         if committed is not None:
             self._remember(flow.id, committed)
+        if flow.state == WAITING and flow.next_run_at_ms is not None:
+            heapq.heappush(self._alarms, flow.next_run_at_ms)
+            self._alarm_changed.set()
         watch = self._watch.pop(flow.id, None)
         if watch is None or flow.state != WAITING:
             return
@@ -546,6 +553,25 @@ class CodeRunner:
                         await self._wake(run_id)
             except FlowError:
                 pass  # the recheck will find it
+
+    async def _alarm(self) -> None:
+        """Wake the workers when a run this process left waiting comes due, so an idle
+        worker need not poll often to fire timers on time."""
+        while True:
+            if self._alarm_changed.is_set():
+                self._alarm_changed = trio.Event()
+            if not self._alarms:
+                await self._alarm_changed.wait()
+                continue
+            delay_ms = self._alarms[0] - self.engine.now_ms()
+            if delay_ms <= 0:
+                while self._alarms and self._alarms[0] <= self.engine.now_ms():
+                    heapq.heappop(self._alarms)
+                for worker in self._workers:
+                    worker.wake()
+                continue
+            with trio.move_on_after(delay_ms / 1000):
+                await self._alarm_changed.wait()
 
     def _remember(self, run_id: str, entry: tuple[int, Events]) -> None:
         self._cache[run_id] = entry
