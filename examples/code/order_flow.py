@@ -68,9 +68,8 @@ async def main(runner: CodeRunner) -> None:
         for n in (1, 2, 3):
             print(f"order-{n}:", await runner.result(f"order-{n}"))
     retries = [e for e in await runner.history("order-1") if e["type"] == "attempt_failed"]
-    print(
-        f"order-1 charge retried {len(retries)} times, waits {[e['retry_at'] - e['at'] for e in retries]} ms"
-    )
+    waits = [e["retry_at"] - e["at"] for e in retries]
+    print(f"order-1 charge retried {len(retries)} times, waits {waits} ms")
 
 
 if __name__ == "__main__":
