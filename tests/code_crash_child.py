@@ -29,7 +29,7 @@ async def three(ctx: Context, n: int) -> int:
 
 async def main(data_dir: str, n: int) -> None:
     async with fa.open_engine(data_dir, shards=2) as engine:
-        runner = CodeRunner(engine, REG, lease_ms=500, recheck_ms=500)
+        runner = CodeRunner(engine, REG, lease_ms=2_000, recheck_ms=500)
         for i in range(n):
             await runner.start(three, f"w{i}", i)
             print(f"started w{i}", flush=True)

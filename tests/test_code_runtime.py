@@ -264,3 +264,29 @@ async def test_list_by_workflow_and_status(
         info = await r.cancel("l1")
         assert info.status == "cancelled"
         assert [i.run_id for i in await r.list(status="cancelled")] == ["l1"]
+
+
+@workflow(check=False)
+async def many_steps(ctx: Context, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await ctx.activity(double, i)
+        await ctx.timer(10)
+    return total
+
+
+async def test_a_kept_replay_resumes_without_replaying_and_journals_the_same(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    reg = registry(many_steps)
+    async with code_runner(tmp_path / "a", reg) as kept:
+        assert await kept.execute(many_steps, "m", 20) == 380
+        assert kept.counts["replays"] == 1 and kept.counts["steps"] > 20
+        journal_kept = await kept.history("m")
+    async with code_runner(tmp_path / "b", reg, sticky_runs=0) as fresh:
+        assert await fresh.execute(many_steps, "m", 20) == 380
+        assert fresh.counts["replays"] == fresh.counts["steps"]
+        journal_fresh = await fresh.history("m")
+    timeless = ("at", "fire_at")
+    strip = [{k: v for k, v in e.items() if k not in timeless} for e in journal_kept]
+    assert strip == [{k: v for k, v in e.items() if k not in timeless} for e in journal_fresh]

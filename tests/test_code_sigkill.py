@@ -1,7 +1,7 @@
 """A real SIGKILL of a process running code workflows: kill it at random moments, start it
 again on the same data directory, and finally let it finish. Every run ends with the
-right result, no journal holds two outcomes for one position, and every result a killed
-process reported is kept."""
+right result, no journal holds two outcomes for one position, every activity ran, and
+every result a killed process reported is kept."""
 
 from __future__ import annotations
 
@@ -87,5 +87,7 @@ def test_sigkill_of_a_workflow_process_loses_nothing(
             ran[rest[0]] += 1
     assert sorted(reported) == sorted(f"w{i}" for i in range(RUNS))
     assert all(reported[f"w{i}"] == str(i + 3) for i in range(RUNS))
-    assert len(ran) == 3 * RUNS and max(ran.values()) <= kills + 1
+    # At least once each (more when a kill or an expired lease interrupted a step); the
+    # journal holds each result once whatever the count (checked by `verify`).
+    assert len(ran) == 3 * RUNS
     trio.run(verify, data)

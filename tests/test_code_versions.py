@@ -37,7 +37,9 @@ async def test_drift_parks_the_run_visibly_and_resume_moves_it_on(
     reg = Registry()
     define(reg)
     MODE["branch"] = "a"
-    async with code_runner(tmp_path, reg) as r, r.running():
+    # sticky_runs=0: every wake replays from the top, as on another worker or after a
+    # restart (a worker that keeps the suspended coroutine would not re-run the code).
+    async with code_runner(tmp_path, reg, sticky_runs=0) as r, r.running():
         await r.start("flow", "d1", None)
         await trio.sleep(1)
         MODE["branch"] = "b"
@@ -109,7 +111,7 @@ async def test_a_swallowed_suspension_parks_the_run(
 ) -> None:
     reg = Registry()
     reg.add(leaky)
-    async with code_runner(tmp_path, reg) as r, r.running():
+    async with code_runner(tmp_path, reg, sticky_runs=0) as r, r.running():
         await r.start(leaky, "l1", None)
         await trio.sleep(1)
         info = await r.describe("l1")

@@ -430,6 +430,13 @@ class Replay:
         self._coro = cast(Coroutine[Any, Any, Any], workflow.fn(self.ctx, input))
         self._finished = False
 
+    def rebase(self, now_ms: int) -> None:
+        """Reuse this suspended replay for the next wake (its journal was committed and
+        nobody else moved the run): the coroutine resumes where it stopped, no replay."""
+        self.new_events = []
+        self.stored = len(self.effects)
+        self.now_ms = now_ms
+
     def emit(self, event: dict[str, Any]) -> None:
         event["at"] = self.now_ms
         self.new_events.append(event)

@@ -53,7 +53,7 @@ import inspect
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -61,6 +61,7 @@ import trio
 
 from flowactors import (
     Complete,
+    CreateSpec,
     Engine,
     ExceptionPolicy,
     Fail,
@@ -71,6 +72,7 @@ from flowactors import (
     FlowTerminal,
     IdempotencyConflict,
     InvalidArgument,
+    ItemResult,
     RetryPolicy,
     StaleLease,
     State,
@@ -223,6 +225,7 @@ class CodeRunner:
         activity_threads: int = 16,
         poll_ms: int = 500,
         cache_runs: int = 10_000,
+        sticky_runs: int = 2_000,
     ) -> None:
         self.engine = engine
         if workflows is None:
@@ -250,6 +253,11 @@ class CodeRunner:
         self._cache: OrderedDict[str, tuple[int, Events]] = OrderedDict()
         self._cache_runs = cache_runs
         self._committing: dict[str, tuple[int, Events]] = {}
+        # Suspended replays kept after their step committed (see `_advance`): run id ->
+        # (chunks once committed, replay, events); pending until the commit is acked.
+        self._sticky: OrderedDict[str, tuple[int, Replay, Events]] = OrderedDict()
+        self._sticky_pending: dict[str, tuple[int, Replay, Events]] = {}
+        self._sticky_runs = sticky_runs
         self._watch: dict[str, tuple[str, Any]] = {}
         self._ended: dict[str, trio.Event] = {}
         self._workers: set[Worker] = set()
@@ -295,6 +303,27 @@ class CodeRunner:
             retention_ms=wf.retention_ms,
         )
         return _info(flow, {"h": wf.code_hash, "v": wf.version})
+
+    async def start_many(
+        self, workflow: WorkflowDef | str, items: Sequence[tuple[str, Any]]
+    ) -> list[ItemResult]:
+        """Start many runs of one workflow from (run id, input) pairs in one `create_many`
+        (atomic per shard; idempotent per item, as `start`)."""
+        wf = self.registry.resolve(workflow)
+        code = self._code(wf)
+        specs = []
+        for run_id, data in items:
+            _values.check(data, f"input of {run_id!r}")
+            specs.append(
+                CreateSpec(
+                    run_id,
+                    payload=self._payload(wf, data),
+                    values={"code": code},
+                    attributes={"workflow": wf.name},
+                    correlation_id=run_id,
+                )
+            )
+        return await self.workflow.create_many(specs, idempotent=True)
 
     async def _tip(self, run_id: str) -> Flow:
         """The live end of `run_id`'s continue-as-new chain (or its last run)."""
@@ -518,6 +547,15 @@ class CodeRunner:
     def _acked(self, flow: Flow) -> None:
         self.counts["commits"] += 1
         committed = self._committing.pop(flow.id, None)
+        kept = self._sticky_pending.pop(flow.id, None)
+        if kept is not None:
+            if flow.terminal or flow.state not in (READY, WAITING):
+                kept[1].close()
+            else:
+                self._sticky[flow.id] = kept
+                self._sticky.move_to_end(flow.id)
+                while len(self._sticky) > self._sticky_runs:
+                    self._sticky.popitem(last=False)[1][1].close()
         if flow.terminal:
             self._cache.pop(flow.id, None)
             self._watch.pop(flow.id, None)
@@ -603,6 +641,9 @@ class CodeRunner:
         except _LOST:
             job.settled = True  # someone else owns the run now: acknowledge nothing
             self._committing.pop(job.flow.id, None)
+            kept = self._sticky_pending.pop(job.flow.id, None)
+            if kept is not None:
+                kept[1].close()
             self._watch.pop(job.flow.id, None)
             return None
 
@@ -628,20 +669,40 @@ class CodeRunner:
                     current=self.registry.latest(name).code_hash,
                 )
             return self._park("unknown_workflow", f"no workflow named {name!r} is registered")
-        events, nchunks = await self._journal(flow)
-        if nchunks == 0 and flow.parent_id is not None:
-            parent = await self.engine.get(flow.parent_id)
-            if parent is not None and parent.state == "cancelled":
-                return Fail(_values.encode({"type": "cancelled", "message": "parent cancelled"}))
-        self.counts["replays"] += 1
-        replay = Replay(
-            wf, flow.id, params["i"], fold(events), self.engine.now_ms(), self.registry.resolve
-        )
+        nchunks_now = sum(1 for n in flow.value_sizes if n.startswith(CHUNK))
+        sticky = self._sticky.pop(flow.id, None)
+        if sticky is not None and sticky[0] == nchunks_now:
+            nchunks, replay, events = sticky
+            replay.rebase(self.engine.now_ms())
+        else:
+            if sticky is not None:
+                sticky[1].close()
+            events, nchunks = await self._journal(flow)
+            if nchunks == 0 and flow.parent_id is not None:
+                parent = await self.engine.get(flow.parent_id)
+                if parent is not None and parent.state == "cancelled":
+                    error = {"type": "cancelled", "message": "parent cancelled"}
+                    return Fail(_values.encode(error))
+            self.counts["replays"] += 1
+            replay = Replay(
+                wf, flow.id, params["i"], fold(events), self.engine.now_ms(), self.registry.resolve
+            )
+        keep = False
         try:
             outcome = await self._drive(flow, params, replay, events, nchunks)
+            keep = (
+                self._sticky_runs > 0
+                and replay.drift is None
+                and isinstance(outcome, Transition)
+                and outcome.to_state in (READY, WAITING)
+            )
         finally:
-            replay.close()
-        if (
+            if not keep:
+                replay.close()
+        if keep:
+            after = nchunks + 1 if replay.new_events else nchunks
+            self._sticky_pending[flow.id] = (after, replay, events + replay.new_events)
+        elif (
             replay.drift is not None
             and isinstance(outcome, Transition)
             and (outcome.to_state != PARKED)
