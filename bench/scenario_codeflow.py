@@ -29,7 +29,7 @@ import flowactors
 from flowactors.code import CodeRunner, Context, Registry, Replay, fold, workflow
 from flowactors.code._values import decode, encode
 
-from ._engine_util import fsyncs, frozen_inputs
+from ._engine_util import frozen_inputs, fsyncs
 from ._registry import register
 from ._session import Floor, Metric, Session
 

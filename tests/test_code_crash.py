@@ -21,7 +21,7 @@ import contextlib
 import random
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 import trio.testing
@@ -38,7 +38,7 @@ PATH = "/data/engine"
 class World:
     """The outside services: they remember every call, across crashes."""
 
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
 
 
 async def act(tag: int) -> int:
@@ -76,7 +76,7 @@ async def program(ctx: Context, steps: list[list[Any]]) -> list[Any]:
         elif kind == "child":
             out.append(await ctx.child(kid, arg, id=f"k{len(out)}"))
         elif kind == "side":
-            out.append(ctx.side_effect(lambda: arg))
+            out.append(ctx.side_effect(lambda value=arg: value))
     out.append(await ctx.compensate_all())
     return out
 

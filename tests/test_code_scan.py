@@ -47,7 +47,23 @@ REFUSED = [
     ("trio.sleep(1)", "trio.sleep", "ctx.timer"),
 ]
 
+SWALLOWING = [
+    "try:\n    await ctx.timer(1)\nexcept BaseException:\n    pass",
+    "try:\n    await ctx.timer(1)\nexcept:\n    pass",
+    "try:\n    await ctx.timer(1)\nexcept (ValueError, GeneratorExit):\n    pass",
+]
+
+
+@pytest.mark.parametrize("snippet", SWALLOWING)
+def test_handlers_that_can_swallow_the_suspension_are_refused(snippet: str, tmp_path: Path) -> None:
+    fn = compile_snippet(snippet, tmp_path)
+    with pytest.raises(DeterminismViolation, match="catch Exception"):
+        workflow(registry=Registry())(fn)
+
+
 ALLOWED = [
+    "try:\n    await ctx.timer(1)\nexcept BaseException:\n    raise",
+    "try:\n    await ctx.timer(1)\nexcept Exception:\n    pass",
     "await ctx.activity(len, [1, 2])",
     "ctx.now()",
     "sorted({'a': 1}.items())",

@@ -194,8 +194,37 @@ def scan(fn: Callable[..., Any], trusted: Iterable[str] = ()) -> list[tuple[int,
             if qualified == prefix.rstrip(".") or qualified.startswith(prefix):
                 findings.append((sub.lineno + offset, qualified, hint))
                 break
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.ExceptHandler) and _swallows(sub, resolve):
+            findings.append(
+                (
+                    sub.lineno + offset,
+                    "except BaseException",
+                    "catch Exception (ActivityError, ChildFailed, ...) instead: a handler "
+                    "for BaseException or GeneratorExit that does not re-raise can swallow "
+                    "the workflow's suspension",
+                )
+            )
     findings.sort()
     return findings
+
+
+def _swallows(handler: ast.ExceptHandler, resolve: Callable[[list[str]], str | None]) -> bool:
+    """A bare `except:` or `except (Base)Exception-of-everything` without a bare `raise`."""
+    if handler.type is None:
+        broad = True
+    else:
+        types_ = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        names = []
+        for t in types_:
+            parts = _chain(t)
+            names.append(resolve(parts) if parts else None)
+        broad = any(n in ("builtins.BaseException", "builtins.GeneratorExit") for n in names)
+    if not broad:
+        return False
+    return not any(
+        isinstance(s, ast.Raise) and s.exc is None for s in ast.walk(ast.Module(handler.body, []))
+    )
 
 
 def check(fn: Callable[..., Any], what: str, trusted: Iterable[str] = ()) -> None:
