@@ -323,7 +323,12 @@ class CodeRunner:
                     correlation_id=run_id,
                 )
             )
-        return await self.workflow.create_many(specs, idempotent=True)
+        results = await self.engine.create_many(
+            self.flow_type, specs, state=READY, idempotent=True, retention_ms=wf.retention_ms
+        )
+        for worker in self._workers:
+            worker.wake()
+        return results
 
     async def _tip(self, run_id: str) -> Flow:
         """The live end of `run_id`'s continue-as-new chain (or its last run)."""
@@ -847,20 +852,31 @@ class CodeRunner:
         failed: BaseException | None = None
         result: Any = None
         deadline = t0 + call.timeout_ms / 1000 if call.timeout_ms else math.inf
+        limited = call.timeout_ms is not None or call.heartbeat_ms is not None
+        scope = trio.CancelScope(deadline=deadline)
+
+        async def invoke() -> Any:
+            if _is_async(fn):
+                return await fn(*call.args, **call.kwargs)
+            info.heartbeat = lambda: trio.from_thread.run_sync(beat)
+            return await trio.to_thread.run_sync(
+                functools.partial(fn, *call.args, **call.kwargs),
+                limiter=self._threads,
+                abandon_on_cancel=True,
+            )
+
         token = _ACTIVITY.set(info)
         try:
-            with trio.move_on_at(deadline) as scope, beats:
+            if limited:  # cancel scopes cost a little: only for activities with limits
+                with scope, beats:
+                    try:
+                        result = await invoke()
+                    except Exception as exc:  # the activity's failure is its outcome
+                        failed = exc
+            else:
                 try:
-                    if _is_async(fn):
-                        result = await fn(*call.args, **call.kwargs)
-                    else:
-                        info.heartbeat = lambda: trio.from_thread.run_sync(beat)
-                        result = await trio.to_thread.run_sync(
-                            functools.partial(fn, *call.args, **call.kwargs),
-                            limiter=self._threads,
-                            abandon_on_cancel=True,
-                        )
-                except Exception as exc:  # the activity's failure is its outcome
+                    result = await invoke()
+                except Exception as exc:
                     failed = exc
         finally:
             _ACTIVITY.reset(token)
