@@ -290,3 +290,43 @@ async def test_a_kept_replay_resumes_without_replaying_and_journals_the_same(
     timeless = ("at", "fire_at")
     strip = [{k: v for k, v in e.items() if k not in timeless} for e in journal_kept]
     assert strip == [{k: v for k, v in e.items() if k not in timeless} for e in journal_fresh]
+
+
+async def returns_a_set() -> Any:
+    return {1, 2}
+
+
+async def slow(beat: bool) -> str:
+    for _ in range(10):
+        await trio.sleep(1)
+        if beat:
+            activity_info().heartbeat()
+    return "finished"
+
+
+@workflow(check=False)
+async def limits(ctx: Context, _: None) -> list[str]:
+    out = []
+    for call in (
+        ctx.activity(returns_a_set),
+        ctx.activity(slow, True, timeout=seconds(3)),
+        ctx.activity(slow, False, heartbeat_timeout=seconds(2)),
+        ctx.activity(slow, True, heartbeat_timeout=seconds(2)),
+    ):
+        try:
+            out.append(str(await call))
+        except ActivityError as exc:
+            out.append(exc.type)
+    return out
+
+
+async def test_unstorable_results_and_time_limits_fail_the_activity(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with code_runner(tmp_path, registry(limits)) as r:
+        assert await r.execute(limits, "lim", None) == [
+            "UnstorableValue",
+            "ActivityTimeout",
+            "ActivityHeartbeatTimeout",
+            "finished",
+        ]

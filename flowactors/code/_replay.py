@@ -306,8 +306,8 @@ class Context:
     async def signal(self, name: str, timeout: int | None = None) -> Any:
         """The next signal `name` sent to this run (kept if it came first), or Timeout()
         if `timeout` ms passed first. The race is decided once, in the journal."""
-        if not isinstance(name, str) or not name:
-            raise ValueError("a signal name is a non-empty str")
+        if not isinstance(name, str) or not name or ":" in name:
+            raise ValueError("a signal name is a non-empty str without ':'")
         until = None if timeout is None else self._r.now_ms + int(timeout)
         eff = self._enter("signal", name, _values.digest(timeout), {"until": until})
         eff = await self._wait(eff)

@@ -87,13 +87,14 @@ from flowactors import Outcome as EngineOutcome
 
 from . import _values
 from ._define import REGISTRY, ContinueAsNew, Registry, WorkflowDef
-from ._errors import NonRetryable, RunCancelled, WorkflowFailed
+from ._errors import NonRetryable, RunCancelled, UnstorableValue, WorkflowFailed
 from ._replay import ActivityCall, Effect, Replay, error_of, fold
 
 FLOW_TYPE = "code"
 READY, WAITING, PARKED = "ready", "waiting", "parked"
 LIVE_STATES = (READY, WAITING, "running")
 CHUNK, SIG = "j:", "sig:"
+MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
 MAX_FEEDS = 1000  # outcomes fed in one claim before it commits anyway (tight loops)
 NO_RETRY = RetryPolicy(max_retries=0, backoff="none", jitter_pct=0)
 _LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
@@ -361,10 +362,11 @@ class CodeRunner:
         key = f"{SIG}{name}:{delivery}"
         if len(key.encode()) > 250 or "\x00" in key:
             raise InvalidArgument("signal name and delivery id are too long together")
+        data = _values.encode([name, value, delivery])
+        if len(data) > MAX_RESULT_BYTES:
+            raise UnstorableValue(f"signal {name!r} value is over {MAX_RESULT_BYTES} bytes")
         tip = (await self._tip(run_id)).id
-        await self.engine.signal(
-            tip, key, values={key: _values.encode([name, value, delivery])}, idempotency_key=key
-        )
+        await self.engine.signal(tip, key, values={key: data}, idempotency_key=key)
         await self._wake(tip)
         return delivery
 
@@ -893,6 +895,12 @@ class CodeRunner:
         else:
             try:
                 _values.check(result, f"activity {eff.name} result")
+                size = len(_values.encode(result))
+                if size > MAX_RESULT_BYTES:
+                    raise UnstorableValue(
+                        f"activity {eff.name} result is {size} bytes; the limit is "
+                        f"{MAX_RESULT_BYTES} (store big data elsewhere, return a reference)"
+                    )
             except FlowError as exc:
                 error, retryable = error_of(exc), False
         if error is None:
