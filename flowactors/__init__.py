@@ -64,6 +64,11 @@ from .sdk._outcomes import (
 from .sdk._worker import Worker, WorkerStatistics
 from .sdk._workflow import Context, State, Workflow
 
+# isort: split
+# Code-first workflows (issue 17) import the names above from this package: they come last.
+from . import code
+from .code import workflow
+
 __all__ = [
     "Ack",
     "ChildSpec",
@@ -111,6 +116,7 @@ __all__ = [
     "WorkerStatistics",
     "Workflow",
     "WrongState",
+    "code",
     "backoff_delay_ms",
     "complete",
     "fail",
@@ -122,4 +128,5 @@ __all__ = [
     "transition",
     "trio_clock_ms",
     "wall_clock_ms",
+    "workflow",
 ]

@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Headline keys per scenario (a scenario not listed here gets the generic checks only).
 EXPECTED = {
+    "codeflow": [
+        "codeflow_workflows_per_s",
+        "codeflow_activities_per_s",
+        "codeflow_replay_10_us",
+        "codeflow_replay_100_us",
+        "codeflow_replay_1000_us",
+        "codeflow_replay_1000_cold_us",
+    ],
     "wal": [
         "wal_single_writer_records_per_s",
         "wal_group_commit_10_writers_records_per_s",

@@ -37,3 +37,31 @@ def test_example_runs(name: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert EXAMPLES[name] in done.stdout
+
+
+CODE_EXAMPLES = {
+    "order_flow": "order-3: {'review': 'timeout', 'shipped': 'trk-order-3'}",
+    "saga": "ledger: ['book flight', 'book hotel', 'cancel hotel-t1', 'cancel flight-t1']",
+    "monthly_billing": "chain of 12 runs: cust-7 .. cust-7~12",
+    "seed001_patterns": "fanout: ['d1: updated', 'd2: updated', 'd3: updated']",
+}
+
+
+def test_every_code_example_is_listed() -> None:
+    shipped = {
+        p.stem for p in (ROOT / "examples" / "code").glob("*.py") if not p.stem.startswith("_")
+    }
+    assert shipped == set(CODE_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", list(CODE_EXAMPLES))
+def test_code_example_runs(name: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "code" / f"{name}.py"), str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert CODE_EXAMPLES[name] in done.stdout

@@ -40,3 +40,32 @@ def test_the_engine_api_surface_is_pinned() -> None:
         "list_flows", "by_parent", "by_root", "by_correlation", "stuck", "terminals",
         "retention_cleanup", "compact", "settle", "statistics", "aclose",
     }  # fmt: skip
+
+
+def test_the_code_workflow_surface_is_pinned() -> None:
+    from flowactors import code
+
+    assert fa.workflow is code.workflow
+    for name in code.__all__:
+        assert hasattr(code, name), name
+        assert not name.startswith("_")
+    assert {
+        "workflow", "pure", "CodeRunner", "Context", "Timeout", "ActivityRef", "ChildHandle",
+        "NonDeterminismError", "SuspendLeakError", "DeterminismViolation", "ActivityError",
+        "ChildFailed", "ChildCancelled", "ChildIdCollision", "WorkflowFailed", "RunCancelled",
+        "UnknownWorkflow", "UnstorableValue", "VersionMismatch", "NonRetryable", "RunInfo",
+        "activity_info", "seconds", "minutes", "hours", "days",
+    } <= set(code.__all__)  # fmt: skip
+    errors = [
+        getattr(code, n)
+        for n in code.__all__
+        if isinstance(getattr(code, n), type) and issubclass(getattr(code, n), Exception)
+    ]
+    assert len(errors) >= 13
+    for error in errors:
+        assert issubclass(error, fa.FlowError), error
+    public = {n for n in dir(code.CodeRunner) if not n.startswith("_")}
+    assert public >= {
+        "start", "signal", "cancel", "result", "describe", "history", "list", "parked",
+        "version_mismatches", "resume", "worker", "run", "running", "execute", "stop",
+    }  # fmt: skip

@@ -1,0 +1,1022 @@
+# The durable host of code workflows: runs as engine flows, driven by the SDK worker; and
+# the client API (start, signal, cancel, result, describe, history, list).
+#
+# Storage. One run is one flow of type "code" whose id is the run id. Its payload, CBOR
+# {w: workflow name, i: input, g: generation in its continue-as-new chain}, is what an
+# idempotent start compares (the same start again is a no-op; another input under the same
+# id is an IdempotencyConflict). Its named values:
+#   code              CBOR {h: code hash, v: declared version}, written at start
+#   j:000001 ...      journal chunks: CBOR lists of journal events (see `_replay`), one
+#                     chunk per step, written by the command that ends the step
+#   sig:<name>:<id>   the mailbox: CBOR [name, value, delivery id], one per delivery
+#   parked            CBOR {reason, message, ...} when the run is parked
+#   continued         the successor's run id, when the run continued as new
+# Its correlation id is the chain's first run id; children carry parent_id/root_id.
+# Nothing else is stored anywhere: recovery needs no registry.
+#
+# Flow states: ready (due now), waiting (due at a timer, a signal timeout, an activity's
+# retry time, or a recheck), parked (non-determinism, a swallowed suspension, an unknown
+# code version: claimed by nobody until `resume`); then completed / failed / cancelled.
+#
+# One claim, one step. A worker claims a run, folds its journal (cached per run, so a wake
+# reads only the chunks it has not seen) and replays the workflow from the top. When the
+# coroutine suspends, the host answers what it waits for, in the same claim when it can:
+# a due timer fires, a kept signal is consumed, a finished child's outcome is taken, a
+# child to start is created, an activity runs. Then the coroutine resumes (no second
+# replay). The claim ends with ONE engine command carrying the step's new events as the
+# next chunk: complete / fail (the run ended), transition to ready (more to do now),
+# waiting (due when something can change), or parked. A stale worker's command is refused
+# by the fencing token, so its results are never journaled.
+#
+# The rule that makes this crash-safe: an effect outside the run (an activity, a child's
+# creation, a successor's creation) is performed only when everything it derives from is
+# durable - the stored journal, input and mailbox. Once a claim has fed an activity's
+# result, the next activity or child waits for the commit (ready, due now, claimed again).
+# So an activity runs at least once (a crash after it ran and before its step was stored
+# runs it again), its result is journaled exactly once, and no effect ever derives from a
+# result the journal does not hold. Timers, signals and children's outcomes need no such
+# care: deciding them has no effect outside the run.
+#
+# Wakes. A signal is stored in the mailbox (a passive engine signal, idempotent by its
+# delivery id), then the run is woken if waiting (a transitioning signal). A run that
+# commits "waiting for a signal/child" checks, once its command is durable, whether one
+# arrived meanwhile (the acknowledged flow lists its mailbox) and wakes itself; a finished
+# child wakes its parent. Every waiting run is also due at a recheck (`recheck_ms`), so a
+# wake lost to a crash delays a run, never strands it.
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import heapq
+import inspect
+import math
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import trio
+
+from flowactors import (
+    Complete,
+    CreateSpec,
+    Engine,
+    ExceptionPolicy,
+    Fail,
+    Flow,
+    FlowError,
+    FlowExists,
+    FlowNotFound,
+    FlowTerminal,
+    IdempotencyConflict,
+    InvalidArgument,
+    ItemResult,
+    RetryPolicy,
+    StaleLease,
+    State,
+    Transition,
+    Worker,
+    Workflow,
+    WrongState,
+    backoff_delay_ms,
+)
+from flowactors import Context as Job
+from flowactors import Outcome as EngineOutcome
+
+from . import _values
+from ._define import REGISTRY, ContinueAsNew, Registry, WorkflowDef
+from ._errors import NonRetryable, RunCancelled, UnstorableValue, WorkflowFailed
+from ._replay import ActivityCall, Effect, Replay, error_of, fold
+
+FLOW_TYPE = "code"
+READY, WAITING, PARKED = "ready", "waiting", "parked"
+LIVE_STATES = (READY, WAITING, "running")
+CHUNK, SIG = "j:", "sig:"
+MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
+MAX_FEEDS = 1000  # outcomes fed in one claim before it commits anyway (tight loops)
+NO_RETRY = RetryPolicy(max_retries=0, backoff="none", jitter_pct=0)
+_LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
+
+STATUS_STATES = {
+    "running": (READY, WAITING, "running"),
+    "parked": (PARKED,),
+    "completed": ("completed",),
+    "failed": ("failed",),
+    "cancelled": ("cancelled",),
+}
+
+
+Events = list[dict[str, Any]]
+RunList = list["RunInfo"]
+
+
+def chunk_name(n: int) -> str:
+    return f"{CHUNK}{n:06d}"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as `describe` sees it. `status`: running, parked, completed, failed or
+    cancelled. `result` when completed; `error` ({type, message}) when failed or
+    cancelled; `parked` ({reason, message, ...}) when parked; `continued_as`: the
+    successor's id when the run continued as new."""
+
+    run_id: str
+    workflow: str
+    status: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+    parked: dict[str, Any] | None = None
+    continued_as: str | None = None
+    code_hash: str = ""
+    version: int = 0
+    parent_id: str | None = None
+    correlation_id: str | None = None
+    flow_state: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+
+
+@dataclass
+class ActivityInfo:
+    """What a running activity can learn about itself: `activity_info()`."""
+
+    run_id: str
+    activity: str
+    position: int
+    attempt: int
+    idempotency_key: str
+    heartbeat: Callable[[], None]
+
+
+_ACTIVITY: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar("flowactors_activity")
+
+
+def activity_info() -> ActivityInfo:
+    """Inside an activity: its run, position, attempt, idempotency key (stable across its
+    retries and re-executions) and `heartbeat()`. LookupError elsewhere."""
+    return _ACTIVITY.get()
+
+
+def _is_async(fn: Any) -> bool:
+    inner = getattr(fn, "func", fn)
+    return inspect.iscoroutinefunction(inner) or inspect.iscoroutinefunction(
+        getattr(inner, "__call__", None)  # noqa: B004
+    )
+
+
+def _info(flow: Flow, code: dict[str, Any] | None = None) -> RunInfo:
+    params = _values.decode(flow.payload) if flow.payload else {}
+    status = {"ready": "running", "waiting": "running", "running": "running"}.get(
+        flow.state, flow.state
+    )
+    result = error = parked = continued = None
+    if flow.state == "completed":
+        result = _values.decode(flow.result)
+        if "continued" in flow.value_sizes and isinstance(result, dict):
+            continued = result.get("continued")
+    elif flow.state in ("failed", "cancelled"):
+        try:
+            error = _values.decode(flow.error)
+        except Exception:
+            error = None
+        if not isinstance(error, dict):
+            text = (flow.error or b"").decode("utf-8", "replace")
+            error = {"type": flow.state, "message": text}
+    if flow.state == PARKED and "parked" in flow.values:
+        parked = _values.decode(flow.values["parked"])
+    code = code or {}
+    return RunInfo(
+        flow.id,
+        str(params.get("w", "")) if isinstance(params, dict) else "",
+        status,
+        result,
+        error,
+        parked,
+        continued,
+        str(code.get("h", "")),
+        int(code.get("v", 0)),
+        flow.parent_id,
+        flow.correlation_id,
+        flow.state,
+        flow.created_at_ms,
+        flow.updated_at_ms,
+    )
+
+
+class CodeRunner:
+    """Runs code workflows durably on an engine, and is their client.
+
+    runner = CodeRunner(engine)             # the workflows registered with @workflow
+    await runner.start(order_flow, "order-1", {"id": 1})
+    async with runner.running():            # a worker (and its waker) in the background
+        print(await runner.result("order-1"))
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        workflows: Iterable[WorkflowDef] | Registry | None = None,
+        *,
+        flow_type: str = FLOW_TYPE,
+        lease_ms: int = 60_000,
+        recheck_ms: int = 300_000,
+        activity_threads: int = 16,
+        poll_ms: int = 500,
+        cache_runs: int = 10_000,
+        sticky_runs: int = 2_000,
+    ) -> None:
+        self.engine = engine
+        if workflows is None:
+            self.registry = REGISTRY
+        elif isinstance(workflows, Registry):
+            self.registry = workflows
+        else:
+            self.registry = Registry()
+            for wf in workflows:
+                self.registry.add(wf)
+        self.flow_type = flow_type
+        self.recheck_ms = recheck_ms
+        self.poll_ms = poll_ms
+        state = State(
+            lease_ms=lease_ms,
+            claim_payload=True,
+            claim_values=("code",),
+            exception_policy=ExceptionPolicy.RAISE,
+            handler=self._step,
+        )
+        self.workflow = Workflow(
+            engine, type=flow_type, initial_state=READY, states={READY: state, WAITING: state}
+        )
+        self._threads = trio.CapacityLimiter(activity_threads)
+        self._cache: OrderedDict[str, tuple[int, Events]] = OrderedDict()
+        self._cache_runs = cache_runs
+        self._committing: dict[str, tuple[int, Events]] = {}
+        # Suspended replays kept after their step committed (see `_advance`): run id ->
+        # (chunks once committed, replay, events); pending until the commit is acked.
+        self._sticky: OrderedDict[str, tuple[int, Replay, Events]] = OrderedDict()
+        self._sticky_pending: dict[str, tuple[int, Replay, Events]] = {}
+        self._sticky_runs = sticky_runs
+        self._watch: dict[str, tuple[str, Any]] = {}
+        self._ended: dict[str, trio.Event] = {}
+        self._workers: set[Worker] = set()
+        self._wake_send, self._wake_recv = trio.open_memory_channel[tuple[str, str]](math.inf)
+        self._alarms: list[int] = []  # due times of runs this process left waiting (a heap)
+        self._alarm_changed = trio.Event()
+        self.counts = dict.fromkeys(
+            ("steps", "replays", "activities_run", "commits", "parked", "wakes"), 0
+        )
+
+    # -- the client API -------------------------------------------------------------------
+
+    def _payload(self, wf: WorkflowDef, input: Any, generation: int = 1) -> bytes:
+        return _values.encode({"w": wf.name, "i": input, "g": generation})
+
+    def _code(self, wf: WorkflowDef) -> bytes:
+        return _values.encode({"h": wf.code_hash, "v": wf.version})
+
+    async def start(
+        self,
+        workflow: WorkflowDef | str,
+        run_id: str,
+        input: Any = None,
+        *,
+        idempotent: bool = True,
+        correlation_id: str | None = None,
+        delay_ms: int | None = None,
+    ) -> RunInfo:
+        """Start run `run_id` of `workflow` on `input` (due at once, or after `delay_ms`).
+        The same start again is a no-op; another input under the same id raises
+        IdempotencyConflict (FlowExists with `idempotent=False`). Nothing is written when
+        the workflow is unknown or the input cannot be stored."""
+        wf = self.registry.resolve(workflow)
+        _values.check(input, "input")
+        flow = await self.workflow.create(
+            run_id,
+            payload=self._payload(wf, input),
+            values={"code": self._code(wf)},
+            attributes={"workflow": wf.name},
+            idempotent=idempotent,
+            correlation_id=correlation_id or run_id,
+            delay_ms=delay_ms,
+            retention_ms=wf.retention_ms,
+        )
+        return _info(flow, {"h": wf.code_hash, "v": wf.version})
+
+    async def start_many(
+        self, workflow: WorkflowDef | str, items: Sequence[tuple[str, Any]]
+    ) -> list[ItemResult]:
+        """Start many runs of one workflow from (run id, input) pairs in one `create_many`
+        (atomic per shard; idempotent per item, as `start`)."""
+        wf = self.registry.resolve(workflow)
+        code = self._code(wf)
+        specs = []
+        for run_id, data in items:
+            _values.check(data, f"input of {run_id!r}")
+            specs.append(
+                CreateSpec(
+                    run_id,
+                    payload=self._payload(wf, data),
+                    values={"code": code},
+                    attributes={"workflow": wf.name},
+                    correlation_id=run_id,
+                )
+            )
+        results = await self.engine.create_many(
+            self.flow_type, specs, state=READY, idempotent=True, retention_ms=wf.retention_ms
+        )
+        for worker in self._workers:
+            worker.wake()
+        return results
+
+    async def _tip(self, run_id: str) -> Flow:
+        """The live end of `run_id`'s continue-as-new chain (or its last run)."""
+        flow = await self.engine.get(run_id, values=("continued",))
+        if flow is None:
+            raise FlowNotFound(f"no run {run_id!r}")
+        for _ in range(10_000):
+            nxt = flow.values.get("continued")
+            if flow.state != "completed" or nxt is None:
+                return flow
+            following = await self.engine.get(nxt.decode(), values=("continued",))
+            if following is None:
+                return flow
+            flow = following
+        return flow
+
+    async def signal(
+        self, run_id: str, name: str, value: Any = None, *, delivery_id: str | None = None
+    ) -> str:
+        """Deliver signal `name` to the run (to the live end of its continue-as-new chain).
+        It is kept until the workflow waits for it; the same `delivery_id` again is a
+        no-op (exactly once), another value under it an IdempotencyConflict. FlowTerminal
+        when the run has ended. Returns the delivery id."""
+        if not isinstance(name, str) or not name or ":" in name:
+            raise InvalidArgument("a signal name is a non-empty str without ':'")
+        _values.check(value, f"signal {name!r} value")
+        delivery = delivery_id if delivery_id is not None else uuid.uuid4().hex
+        if not isinstance(delivery, str) or not delivery:
+            raise InvalidArgument("delivery_id must be a non-empty str")
+        key = f"{SIG}{name}:{delivery}"
+        if len(key.encode()) > 250 or "\x00" in key:
+            raise InvalidArgument("signal name and delivery id are too long together")
+        data = _values.encode([name, value, delivery])
+        if len(data) > MAX_RESULT_BYTES:
+            raise UnstorableValue(f"signal {name!r} value is over {MAX_RESULT_BYTES} bytes")
+        tip = (await self._tip(run_id)).id
+        await self.engine.signal(tip, key, values={key: data}, idempotency_key=key)
+        await self._wake(tip)
+        return delivery
+
+    async def _wake(self, run_id: str) -> None:
+        with contextlib.suppress(WrongState, FlowTerminal, FlowNotFound):
+            await self.engine.signal(run_id, "code.wake", if_state=(WAITING,), transition_to=READY)
+            self.counts["wakes"] += 1
+        for worker in self._workers:
+            worker.wake()
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> RunInfo:
+        """Cancel the run (the live end of its chain) and, recursively, its live children.
+        A worker holding it loses its claim; an ended run is left as it is."""
+        flow = await self._tip(run_id)
+        if not flow.terminal:
+            with contextlib.suppress(FlowTerminal):
+                await self.engine.cancel(
+                    flow.id,
+                    force=True,
+                    reason=_values.encode({"type": "cancelled", "message": reason}),
+                )
+            await self._cancel_children(flow.id, reason)
+        self._ended.pop(flow.id, trio.Event()).set()
+        return await self.describe(flow.id)
+
+    async def _cancel_children(self, parent_id: str, reason: str) -> None:
+        cursor: str | None = None
+        while True:
+            page = await self.engine.by_parent(parent_id, limit=100, cursor=cursor)
+            for child in page.items:
+                if child.type != self.flow_type:
+                    continue
+                if not child.terminal:
+                    with contextlib.suppress(FlowTerminal):
+                        await self.engine.cancel(
+                            child.id,
+                            force=True,
+                            reason=_values.encode(
+                                {"type": "cancelled", "message": f"parent cancelled: {reason}"}
+                            ),
+                        )
+                await self._cancel_children(child.id, reason)
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    async def resume(self, run_id: str) -> RunInfo:
+        """Move a parked run back to work (after fixing its code or registering the
+        version it started on). WrongState if it is not parked."""
+        await self.engine.signal(run_id, "code.resume", if_state=(PARKED,), transition_to=READY)
+        for worker in self._workers:
+            worker.wake()
+        return await self.describe(run_id)
+
+    async def describe(self, run_id: str) -> RunInfo:
+        flow = await self.engine.get(run_id, payload=True, values=("code", "parked", "continued"))
+        if flow is None:
+            raise FlowNotFound(f"no run {run_id!r}")
+        code = _values.decode(flow.values["code"]) if "code" in flow.values else None
+        return _info(flow, code)
+
+    async def result(self, run_id: str, *, follow: bool = True) -> Any:
+        """Wait until the run ended; its result. WorkflowFailed / RunCancelled otherwise.
+        With `follow`, a run that continued as new is followed to its chain's end."""
+        while True:
+            event = self._ended.setdefault(run_id, trio.Event())
+            info = await self.describe(run_id)
+            if info.continued_as is not None and follow:
+                run_id = info.continued_as
+                continue
+            if info.status == "completed":
+                self._ended.pop(run_id, None)
+                return info.result
+            if info.status in ("failed", "cancelled"):
+                self._ended.pop(run_id, None)
+                err = info.error or {}
+                if info.status == "cancelled":
+                    raise RunCancelled(f"run {run_id} was cancelled: {err.get('message', '')}")
+                raise WorkflowFailed(run_id, str(err.get("type")), str(err.get("message")))
+            with trio.move_on_after(self.poll_ms / 1000):
+                await event.wait()
+
+    async def history(self, run_id: str) -> Events:
+        """The run's journal, oldest event first (see `_replay` for the vocabulary)."""
+        flow = await self.engine.get(run_id)
+        if flow is None:
+            raise FlowNotFound(f"no run {run_id!r}")
+        events, _n = await self._journal(flow)
+        return [dict(e) for e in events]
+
+    async def list(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> RunList:
+        """Runs (of `workflow`, in `status`), up to `limit`."""
+        if status is not None and status not in STATUS_STATES:
+            raise InvalidArgument(f"status must be one of {sorted(STATUS_STATES)}")
+        states = (
+            STATUS_STATES[status]
+            if status
+            else tuple(s for group in STATUS_STATES.values() for s in group)
+        )
+        out: RunList = []
+        for state in states:
+            cursor: str | None = None
+            while len(out) < limit:
+                page = await self.engine.list_flows(
+                    self.flow_type, state, limit=min(1000, limit), cursor=cursor
+                )
+                for flow in page.items:
+                    if workflow is None or flow.attributes.get("workflow") == workflow:
+                        out.append(await self.describe(flow.id))
+                if page.cursor is None:
+                    break
+                cursor = page.cursor
+        return out[:limit]
+
+    async def parked(self, reason: str | None = None) -> RunList:
+        """Parked runs (with `reason`: "nondeterminism", "suspend_leak", "version" or
+        "unknown_workflow")."""
+        runs = await self.list(status="parked")
+        return [r for r in runs if reason is None or (r.parked or {}).get("reason") == reason]
+
+    async def version_mismatches(self) -> RunList:
+        """Runs waiting for the code version they started on."""
+        return await self.parked("version")
+
+    # -- workers ------------------------------------------------------------------------
+
+    def worker(self, **options: Any) -> Worker:
+        """An SDK Worker for code runs (options as for `flowactors.Worker`). Run it with
+        `run()` / `running()`, which also run the waker."""
+        user_ack = options.pop("on_ack", None)
+
+        def on_ack(flow: Flow) -> None:
+            self._acked(flow)
+            if user_ack is not None:
+                user_ack(flow)
+
+        options.setdefault("concurrency", 64)
+        worker = Worker(self.workflow, on_ack=on_ack, **options)
+        return worker
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED, **options: Any
+    ) -> None:
+        """Run a worker (and the waker) until cancelled or `stop()`."""
+        worker = self.worker(**options)
+        self._workers.add(worker)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._waker)
+                nursery.start_soon(self._alarm)
+                await worker.run(task_status=task_status)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._workers.discard(worker)
+
+    def stop(self) -> None:
+        for worker in list(self._workers):
+            worker.stop()
+
+    @contextlib.asynccontextmanager
+    async def running(self, **options: Any) -> AsyncIterator[CodeRunner]:
+        """`async with runner.running():` a worker runs in the background meanwhile."""
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(self.run, **options))
+            try:
+                yield self
+            except Exception as exc:  # re-raised as itself, not in an exception group
+                failure = exc
+            finally:
+                self.stop()
+        if failure is not None:
+            raise failure
+
+    async def execute(
+        self, workflow: WorkflowDef | str, run_id: str, input: Any = None, **options: Any
+    ) -> Any:
+        """Start a run and work until it ended; its result (as `result`)."""
+        await self.start(workflow, run_id, input)
+        async with self.running(**options):
+            return await self.result(run_id)
+
+    def _acked(self, flow: Flow) -> None:
+        self.counts["commits"] += 1
+        committed = self._committing.pop(flow.id, None)
+        kept = self._sticky_pending.pop(flow.id, None)
+        if kept is not None:
+            if flow.terminal or flow.state not in (READY, WAITING):
+                kept[1].close()
+            else:
+                self._sticky[flow.id] = kept
+                self._sticky.move_to_end(flow.id)
+                while len(self._sticky) > self._sticky_runs:
+                    self._sticky.popitem(last=False)[1][1].close()
+        if flow.terminal:
+            self._cache.pop(flow.id, None)
+            self._watch.pop(flow.id, None)
+            event = self._ended.pop(flow.id, None)
+            if event is not None:
+                event.set()
+            if flow.parent_id is not None:
+                self._wake_send.send_nowait(("wake", flow.parent_id))
+            return
+        if committed is not None:
+            self._remember(flow.id, committed)
+        if flow.state == WAITING and flow.next_run_at_ms is not None:
+            heapq.heappush(self._alarms, flow.next_run_at_ms)
+            self._alarm_changed.set()
+        watch = self._watch.pop(flow.id, None)
+        if watch is None or flow.state != WAITING:
+            return
+        kind, data = watch
+        if kind == "signal":
+            if any(n.startswith(SIG) and n not in data for n in flow.value_sizes):
+                self._wake_send.send_nowait(("wake", flow.id))
+        else:
+            self._wake_send.send_nowait(("child", f"{flow.id}\x00{data}"))
+
+    async def _waker(self) -> None:
+        async for kind, target in self._wake_recv:
+            try:
+                if kind == "wake":
+                    await self._wake(target)
+                else:
+                    run_id, child_id = target.split("\x00", 1)
+                    if await self._child_outcome(child_id) is not None:
+                        await self._wake(run_id)
+            except FlowError:
+                pass  # the recheck will find it
+
+    async def _alarm(self) -> None:
+        """Wake the workers when a run this process left waiting comes due, so an idle
+        worker need not poll often to fire timers on time."""
+        while True:
+            if self._alarm_changed.is_set():
+                self._alarm_changed = trio.Event()
+            if not self._alarms:
+                await self._alarm_changed.wait()
+                continue
+            delay_ms = self._alarms[0] - self.engine.now_ms()
+            if delay_ms <= 0:
+                while self._alarms and self._alarms[0] <= self.engine.now_ms():
+                    heapq.heappop(self._alarms)
+                for worker in self._workers:
+                    worker.wake()
+                continue
+            with trio.move_on_after(delay_ms / 1000):
+                await self._alarm_changed.wait()
+
+    def _remember(self, run_id: str, entry: tuple[int, Events]) -> None:
+        self._cache[run_id] = entry
+        self._cache.move_to_end(run_id)
+        while len(self._cache) > self._cache_runs:
+            self._cache.popitem(last=False)
+
+    # -- one step -------------------------------------------------------------------------
+
+    async def _journal(self, flow: Flow) -> tuple[Events, int]:
+        names = sorted(n for n in flow.value_sizes if n.startswith(CHUNK))
+        cached = self._cache.get(flow.id)
+        start, events = 0, cast(Events, [])
+        if cached is not None and cached[0] <= len(names):
+            start, events = cached[0], cached[1]
+        if start < len(names):
+            got = await self.engine.get_values(
+                flow.id, names[start:], partition_key=flow.partition_key
+            )
+            events = list(events)
+            for n in names[start:]:
+                events.extend(_values.decode(got[n]))
+            self._remember(flow.id, (len(names), events))
+        return events, len(names)
+
+    async def _step(self, job: Job) -> EngineOutcome | None:
+        try:
+            return await self._advance(job)
+        except _LOST:
+            job.settled = True  # someone else owns the run now: acknowledge nothing
+            self._committing.pop(job.flow.id, None)
+            kept = self._sticky_pending.pop(job.flow.id, None)
+            if kept is not None:
+                kept[1].close()
+            self._watch.pop(job.flow.id, None)
+            return None
+
+    def _park(self, reason: str, message: str, **extra: Any) -> Transition:
+        self.counts["parked"] += 1
+        doc = {"reason": reason, "message": message, **extra}
+        return Transition(PARKED, values={"parked": _values.encode(doc)})
+
+    async def _advance(self, job: Job) -> EngineOutcome | None:
+        self.counts["steps"] += 1
+        flow = job.flow
+        params = _values.decode(flow.payload)
+        code = _values.decode(flow.values.get("code")) or {}
+        name, code_hash = params["w"], code.get("h", "")
+        wf = self.registry.find(name, code_hash)
+        if wf is None:
+            if name in self.registry.versions:
+                return self._park(
+                    "version",
+                    f"run {flow.id} started on {name} code {code_hash[:12]}, which is not "
+                    "registered here (register that version, then resume the run)",
+                    stored=code_hash,
+                    current=self.registry.latest(name).code_hash,
+                )
+            return self._park("unknown_workflow", f"no workflow named {name!r} is registered")
+        nchunks_now = sum(1 for n in flow.value_sizes if n.startswith(CHUNK))
+        sticky = self._sticky.pop(flow.id, None)
+        if sticky is not None and sticky[0] == nchunks_now:
+            nchunks, replay, events = sticky
+            replay.rebase(self.engine.now_ms())
+        else:
+            if sticky is not None:
+                sticky[1].close()
+            events, nchunks = await self._journal(flow)
+            if nchunks == 0 and flow.parent_id is not None:
+                parent = await self.engine.get(flow.parent_id)
+                if parent is not None and parent.state == "cancelled":
+                    error = {"type": "cancelled", "message": "parent cancelled"}
+                    return Fail(_values.encode(error))
+            self.counts["replays"] += 1
+            replay = Replay(
+                wf, flow.id, params["i"], fold(events), self.engine.now_ms(), self.registry.resolve
+            )
+        keep = False
+        try:
+            outcome = await self._drive(flow, params, replay, events, nchunks)
+            keep = (
+                self._sticky_runs > 0
+                and replay.drift is None
+                and isinstance(outcome, Transition)
+                and outcome.to_state in (READY, WAITING)
+            )
+        finally:
+            if not keep:
+                replay.close()
+        if keep:
+            after = nchunks + 1 if replay.new_events else nchunks
+            self._sticky_pending[flow.id] = (after, replay, events + replay.new_events)
+        elif (
+            replay.drift is not None
+            and isinstance(outcome, Transition)
+            and (outcome.to_state != PARKED)
+        ):  # closing the suspended coroutine showed that it swallows its suspension
+            self._committing.pop(flow.id, None)
+            self._watch.pop(flow.id, None)
+            return self._park("suspend_leak", str(replay.drift))
+        return outcome
+
+    def _commit_values(
+        self, flow: Flow, replay: Replay, events: Events, nchunks: int
+    ) -> dict[str, bytes] | None:
+        if not replay.new_events:
+            return None
+        self._committing[flow.id] = (nchunks + 1, events + replay.new_events)
+        return {chunk_name(nchunks + 1): _values.encode(replay.new_events)}
+
+    async def _drive(
+        self,
+        flow: Flow,
+        params: dict[str, Any],
+        replay: Replay,
+        events: Events,
+        nchunks: int,
+    ) -> EngineOutcome:
+        fed = False  # an outcome was fed in this claim: later outside effects wait
+
+        def commit(state: str, run_at: int | None = None) -> Transition:
+            values = self._commit_values(flow, replay, events, nchunks)
+            return Transition(state, run_at_ms=run_at, values=values)
+
+        for _ in range(MAX_FEEDS):
+            out = replay.advance()
+            if out.status == "drift":
+                replay.close()
+                err = out.error
+                reason = (
+                    "suspend_leak"
+                    if type(err).__name__ == "SuspendLeakError"
+                    else ("nondeterminism")
+                )
+                return self._park(
+                    reason,
+                    str(err),
+                    expected=getattr(err, "expected", None),
+                    got=getattr(err, "got", None),
+                    position=getattr(err, "position", -1),
+                )
+            pending = [c for c in replay.pending_children.values() if not c[0].done]
+            if pending:
+                if fed:
+                    return commit(READY)
+                for eff, child_wf, child_input in pending:
+                    await self._create_child(flow, replay, eff, child_wf, child_input)
+            replay.pending_children.clear()
+            if out.status == "returned":
+                value = out.value
+                if isinstance(value, ContinueAsNew):
+                    if fed:
+                        return commit(READY)
+                    successor = await self._continue(flow, params, value.input, replay)
+                    values = self._commit_values(flow, replay, events, nchunks) or {}
+                    values["continued"] = successor.encode()
+                    return Complete(_values.encode({"continued": successor}), values)
+                return Complete(
+                    _values.encode(value), self._commit_values(flow, replay, events, nchunks)
+                )
+            if out.status == "raised":
+                assert out.error is not None
+                return Fail(
+                    _values.encode(error_of(out.error)),
+                    self._commit_values(flow, replay, events, nchunks),
+                )
+            blocked = replay.blocked
+            if blocked is None:  # suspended on nothing: drift was handled above
+                return commit(READY)
+            eff = blocked
+            now = self.engine.now_ms()
+            if eff.kind in ("activity", "compensate"):
+                if eff.retry_at is not None and eff.retry_at > now:
+                    return commit(WAITING, eff.retry_at)
+                if fed:
+                    return commit(READY)
+                assert replay.call is not None
+                await self._run_activity(flow, replay, eff, replay.call)
+                fed = True
+            elif eff.kind == "timer":
+                fire_at = int(eff.extra.get("fire_at") or 0)
+                if fire_at > now:
+                    return commit(WAITING, fire_at)
+                replay.resolve(eff, None)
+            elif eff.kind == "signal":
+                if not await self._take_signal(flow, replay, eff):
+                    until = eff.extra.get("until")
+                    if until is not None and until <= now:
+                        replay.resolve(eff, {"timeout": True})
+                    else:
+                        seen = {n for n in flow.value_sizes if n.startswith(SIG)}
+                        self._watch[flow.id] = ("signal", seen)
+                        due = now + self.recheck_ms
+                        return commit(WAITING, due if until is None else min(until, due))
+            elif eff.kind == "join":
+                outcome = await self._child_outcome(eff.name)
+                if outcome is None:
+                    self._watch[flow.id] = ("child", eff.name)
+                    return commit(WAITING, now + self.recheck_ms)
+                ok, value = outcome
+                if ok:
+                    replay.resolve(eff, value)
+                else:
+                    replay.fail(eff, value)
+            else:
+                raise AssertionError(f"unknown blocking effect {eff.kind}")
+        return commit(READY)
+
+    # -- answering effects ----------------------------------------------------------------
+
+    async def _run_activity(
+        self, flow: Flow, replay: Replay, eff: Effect, call: ActivityCall
+    ) -> None:
+        self.counts["activities_run"] += 1
+        policy = call.retry if isinstance(call.retry, RetryPolicy) else NO_RETRY
+        attempt = eff.attempts + 1
+        t0 = trio.current_time()
+        beats = trio.CancelScope(
+            deadline=t0 + call.heartbeat_ms / 1000 if call.heartbeat_ms else math.inf
+        )
+
+        def beat() -> None:
+            if call.heartbeat_ms:
+                beats.deadline = trio.current_time() + call.heartbeat_ms / 1000
+
+        info = ActivityInfo(
+            flow.id,
+            eff.name,
+            eff.pos,
+            attempt,
+            call.idempotency_key or f"{flow.id}:{eff.pos}",
+            beat,
+        )
+        fn = call.fn
+        failed: BaseException | None = None
+        result: Any = None
+        deadline = t0 + call.timeout_ms / 1000 if call.timeout_ms else math.inf
+        limited = call.timeout_ms is not None or call.heartbeat_ms is not None
+        scope = trio.CancelScope(deadline=deadline)
+
+        async def invoke() -> Any:
+            if _is_async(fn):
+                return await fn(*call.args, **call.kwargs)
+            info.heartbeat = lambda: trio.from_thread.run_sync(beat)
+            return await trio.to_thread.run_sync(
+                functools.partial(fn, *call.args, **call.kwargs),
+                limiter=self._threads,
+                abandon_on_cancel=True,
+            )
+
+        token = _ACTIVITY.set(info)
+        try:
+            if limited:  # cancel scopes cost a little: only for activities with limits
+                with scope, beats:
+                    try:
+                        result = await invoke()
+                    except Exception as exc:  # the activity's failure is its outcome
+                        failed = exc
+            else:
+                try:
+                    result = await invoke()
+                except Exception as exc:
+                    failed = exc
+        finally:
+            _ACTIVITY.reset(token)
+        error: dict[str, Any] | None = None
+        retryable = True
+        if beats.cancelled_caught:
+            error = {"type": "ActivityHeartbeatTimeout",
+                     "message": f"no heartbeat within {call.heartbeat_ms} ms"}  # fmt: skip
+        elif scope.cancelled_caught:
+            error = {"type": "ActivityTimeout", "message": f"no result within {call.timeout_ms} ms"}
+        elif failed is not None:
+            error = error_of(failed)
+            retryable = not isinstance(failed, NonRetryable)
+        else:
+            try:
+                _values.check(result, f"activity {eff.name} result")
+                size = len(_values.encode(result))
+                if size > MAX_RESULT_BYTES:
+                    raise UnstorableValue(
+                        f"activity {eff.name} result is {size} bytes; the limit is "
+                        f"{MAX_RESULT_BYTES} (store big data elsewhere, return a reference)"
+                    )
+            except FlowError as exc:
+                error, retryable = error_of(exc), False
+        if error is None:
+            replay.resolve(eff, result)
+        elif not retryable or attempt > policy.max_retries:
+            replay.fail(eff, error, attempt)
+        else:
+            delay = backoff_delay_ms(policy, f"{flow.id}:{eff.pos}", attempt)
+            replay.attempt_failed(eff, error, self.engine.now_ms() + delay)
+
+    async def _create_child(
+        self, flow: Flow, replay: Replay, eff: Effect, wf: WorkflowDef, input: Any
+    ) -> None:
+        child_id = str(eff.extra["child"])
+        try:
+            await self.engine.create(
+                child_id,
+                self.flow_type,
+                state=READY,
+                payload=self._payload(wf, input),
+                values={"code": self._code(wf)},
+                attributes={"workflow": wf.name},
+                parent_id=flow.id,
+                root_id=flow.root_id or flow.id,
+                correlation_id=child_id,
+                idempotent=True,
+                retention_ms=wf.retention_ms,
+            )
+        except (IdempotencyConflict, FlowExists, InvalidArgument) as exc:
+            replay.fail(eff, {"type": "ChildIdCollision",
+                              "message": f"child id {child_id!r}: {exc}"})  # fmt: skip
+            return
+        replay.resolve(eff, child_id)
+        for worker in self._workers:
+            worker.wake()
+
+    async def _child_outcome(self, child_id: str) -> tuple[bool, Any] | None:
+        """(True, result) / (False, error) once the child (followed along its chain)
+        ended; None while it runs."""
+        for _ in range(10_000):
+            child = await self.engine.get(child_id, values=("continued",))
+            if child is None:
+                return False, {"type": "ChildMissing", "message": f"no run {child_id!r}"}
+            if not child.terminal:
+                return None
+            if child.state == "completed":
+                nxt = child.values.get("continued")
+                if nxt is not None:
+                    child_id = nxt.decode()
+                    continue
+                return True, _values.decode(child.result)
+            info = _info(child)
+            err = dict(info.error or {})
+            if child.state == "cancelled":
+                err["type"] = "cancelled"
+            return False, err
+        return None
+
+    async def _take_signal(self, flow: Flow, replay: Replay, eff: Effect) -> bool:
+        prefix = f"{SIG}{eff.name}:"
+        names = [n for n in flow.value_sizes if n.startswith(prefix)]
+        if not names:
+            return False
+        consumed = {
+            e.value.get("delivery")
+            for e in replay.effects
+            if e.kind == "signal" and e.done and isinstance(e.value, dict)
+        }
+        fresh = [n for n in names if n[len(prefix) :] not in consumed]
+        if not fresh:
+            return False
+        if len(fresh) > 1:  # arrival order, from the flow's history
+            order = {
+                e.meta.get("signal"): e.version
+                for e in await self.engine.history(flow.id, partition_key=flow.partition_key)
+                if e.name == "signaled"
+            }
+            fresh.sort(key=lambda n: (order.get(n, math.inf), n))
+        got = await self.engine.get_values(flow.id, [fresh[0]], partition_key=flow.partition_key)
+        _name, value, delivery = _values.decode(got[fresh[0]])
+        replay.resolve(eff, {"delivery": delivery, "value": value})
+        return True
+
+    async def _continue(
+        self, flow: Flow, params: dict[str, Any], input: Any, replay: Replay
+    ) -> str:
+        wf = self.registry.latest(params["w"])
+        generation = int(params.get("g", 1)) + 1
+        chain = flow.correlation_id or flow.id
+        successor = f"{chain}~{generation}"
+        consumed = {
+            e.value.get("delivery")
+            for e in replay.effects
+            if e.kind == "signal" and e.done and isinstance(e.value, dict)
+        }
+        left = [
+            n for n in flow.value_sizes if n.startswith(SIG) and n.split(":", 2)[2] not in consumed
+        ]
+        carried = (
+            await self.engine.get_values(flow.id, left, partition_key=flow.partition_key)
+            if left
+            else {}
+        )
+        await self.engine.create(
+            successor,
+            self.flow_type,
+            state=READY,
+            payload=self._payload(wf, input, generation),
+            values={"code": self._code(wf), **carried},
+            attributes={"workflow": wf.name},
+            parent_id=flow.parent_id,
+            root_id=flow.root_id if flow.parent_id is not None else None,
+            correlation_id=chain,
+            idempotent=True,
+            retention_ms=wf.retention_ms,
+        )
+        for worker in self._workers:
+            worker.wake()
+        return successor

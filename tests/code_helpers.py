@@ -1,0 +1,27 @@
+"""Shared by the code-workflow tests: a CodeRunner on an engine in Trio's virtual time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sdk_helpers import trio_engine
+
+from flowactors.code import CodeRunner, Registry, WorkflowDef
+
+
+def registry(*workflows: WorkflowDef) -> Registry:
+    reg = Registry()
+    for wf in workflows:
+        reg.add(wf)
+    return reg
+
+
+@asynccontextmanager
+async def code_runner(
+    path: str | os.PathLike[str], workflows: Iterable[WorkflowDef] | Registry, **options: Any
+) -> AsyncIterator[CodeRunner]:
+    async with trio_engine(path) as engine:
+        yield CodeRunner(engine, workflows, **options)

@@ -1,0 +1,213 @@
+"""Children, sagas and continue-as-new, end to end on the engine in virtual time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from code_helpers import code_runner, registry
+
+from flowactors.code import (
+    ActivityError,
+    ChildCancelled,
+    ChildFailed,
+    ChildIdCollision,
+    Context,
+    RunCancelled,
+    workflow,
+)
+
+LOG: list[str] = []
+
+
+async def record(what: str) -> str:
+    LOG.append(what)
+    return what
+
+
+async def refund(charge: str) -> str:
+    LOG.append(f"refund {charge}")
+    return f"refunded {charge}"
+
+
+async def release(item: str) -> str:
+    LOG.append(f"release {item}")
+    raise RuntimeError("warehouse down")
+
+
+async def explode(_: str) -> None:
+    raise RuntimeError("shipping failed")
+
+
+@workflow(check=False)
+async def leaf(ctx: Context, n: int) -> int:
+    if n < 0:
+        raise ValueError("negative")
+    await ctx.timer(n)
+    return n * 10
+
+
+@workflow(check=False)
+async def parent(ctx: Context, ns: list[int]) -> dict[str, Any]:
+    handles = [ctx.start_child(leaf, n, id=f"leaf-{i}") for i, n in enumerate(ns)]
+    await ctx.activity(record, "parent works meanwhile")
+    results: list[Any] = []
+    for h in handles:
+        try:
+            results.append(await ctx.await_child(h))
+        except ChildFailed as exc:
+            results.append(exc.type)
+    direct = await ctx.child(leaf, 1)
+    return {"results": results, "direct": direct, "ids": [h.run_id for h in handles]}
+
+
+@workflow(check=False)
+async def waits_forever(ctx: Context, _: None) -> None:
+    await ctx.signal("never")
+
+
+@workflow(check=False)
+async def grand(ctx: Context, _: None) -> Any:
+    try:
+        return await ctx.child(waits_forever, None, id="kid")
+    except ChildCancelled:
+        return "kid cancelled"
+
+
+@workflow(check=False)
+async def collide(ctx: Context, _: None) -> Any:
+    a = ctx.start_child(leaf, 1, id="same")
+    b = ctx.start_child(leaf, 2, id="same")
+    first = await ctx.await_child(a)
+    try:
+        await ctx.await_child(b)
+    except ChildIdCollision:
+        return [first, "collision"]
+    return [first]
+
+
+@workflow(check=False)
+async def saga(ctx: Context, fail_ship: bool) -> Any:
+    charge = await ctx.activity(record, "charge", compensate=refund)
+    await ctx.activity(record, "reserve", compensate=release)
+    try:
+        await ctx.activity(explode if fail_ship else record, "ship")
+    except ActivityError:
+        undone = await ctx.compensate_all()
+        return {"compensated": [str(u) for u in undone], "charge": charge.result}
+    return "shipped"
+
+
+@workflow(check=False)
+async def single_comp(ctx: Context, _: None) -> Any:
+    ref = await ctx.activity(record, "c1", compensate=refund)
+    first = await ctx.compensate(ref)
+    again = await ctx.compensate(ref)  # already compensated: nothing runs
+    rest = await ctx.compensate_all()
+    return [first, again, rest]
+
+
+@workflow(check=False)
+async def billing(ctx: Context, state: dict[str, int]) -> Any:
+    await ctx.activity(record, f"charge cycle {state['n']}")
+    await ctx.timer(1000)
+    if state["n"] >= 3:
+        return {"done": state["n"], "note": await ctx.signal("note", timeout=10)}
+    return ctx.continue_as_new({"n": state["n"] + 1})
+
+
+REG = registry(leaf, parent, waits_forever, grand, collide, saga, single_comp, billing)
+
+
+async def test_children_start_deterministically_and_report_outcomes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with code_runner(tmp_path, REG) as r:
+        out = await r.execute(parent, "p1", [5, -1, 7])
+        assert out["results"] == [50, "ValueError", 70]
+        assert out["direct"] == 10
+        assert out["ids"] == ["p1/leaf-0", "p1/leaf-1", "p1/leaf-2"]
+        child = await r.describe("p1/leaf-0")
+        assert child.parent_id == "p1" and child.status == "completed"
+
+
+async def test_a_child_id_collision_is_a_typed_error(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with code_runner(tmp_path, REG) as r:
+        assert await r.execute(collide, "c1", None) == [10, "collision"]
+
+
+async def test_cancelling_a_parent_cascades_to_live_descendants(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with code_runner(tmp_path, REG) as r, r.running():
+        await r.start(grand, "g1", None)
+        while (await r.engine.get("g1/kid")) is None or (await r.describe("g1/kid")).status != (
+            "running"
+        ):
+            await trio.sleep(0.1)
+        await trio.sleep(1)
+        await r.cancel("g1")
+        assert (await r.describe("g1")).status == "cancelled"
+        assert (await r.describe("g1/kid")).status == "cancelled"
+        with pytest.raises(RunCancelled):
+            await r.result("g1")
+
+
+async def test_a_cancelled_child_raises_in_its_parent(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with code_runner(tmp_path, REG) as r, r.running():
+        await r.start(grand, "g2", None)
+        while (await r.engine.get("g2/kid")) is None:
+            await trio.sleep(0.1)
+        await r.cancel("g2/kid")
+        assert await r.result("g2") == "kid cancelled"
+
+
+async def test_compensate_all_runs_each_compensation_once_newest_first(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    LOG.clear()
+    async with code_runner(tmp_path, REG) as r:
+        out = await r.execute(saga, "s1", True)
+        assert LOG == ["charge", "reserve", "release reserve", "refund charge"]
+        assert out["charge"] == "charge"
+        assert out["compensated"][1] == "refunded charge"
+        assert "warehouse down" in out["compensated"][0]  # a failed one is journaled, run goes on
+        LOG.clear()
+        assert await r.execute(saga, "s2", False) == "shipped"
+        assert LOG == ["charge", "reserve", "ship"]
+        history = await r.history("s1")
+        comps = [e for e in history if e["type"] == "scheduled" and e["kind"] == "compensate"]
+        assert [e["name"] for e in comps] == ["release", "refund"]
+
+
+async def test_compensate_one_removes_it_from_the_pending_set(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    LOG.clear()
+    async with code_runner(tmp_path, REG) as r:
+        assert await r.execute(single_comp, "s3", None) == ["refunded c1", None, []]
+        assert LOG == ["c1", "refund c1"]
+
+
+async def test_continue_as_new_chains_runs_and_moves_signals(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    LOG.clear()
+    async with code_runner(tmp_path, REG) as r:
+        await r.start(billing, "bill", {"n": 1})
+        await r.signal("bill", "note", "kept across runs")
+        async with r.running():
+            assert await r.result("bill") == {"done": 3, "note": "kept across runs"}
+        assert LOG == ["charge cycle 1", "charge cycle 2", "charge cycle 3"]
+        first = await r.describe("bill")
+        assert first.result == {"continued": "bill~2"} and first.continued_as == "bill~2"
+        chain = [f.id for f in (await r.engine.by_correlation("bill")).items]
+        assert chain == ["bill", "bill~2", "bill~3"]
+        assert await r.result("bill", follow=False) == {"continued": "bill~2"}
