@@ -175,6 +175,9 @@ class LogStatistics:
     batch_frames_histogram: dict[int, int]  # power-of-two bucket -> commits
     merges: int
     broken: bool
+    # fdatasync latency of commits: power-of-two microsecond bucket -> syncs, and the sum.
+    sync_micros_histogram: dict[int, int] = field(default_factory=dict)
+    sync_seconds_total: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,8 @@ class _Counters:
     max_batch: int = 0
     histogram: dict[int, int] = field(default_factory=dict)
     merges: int = 0
+    sync_histogram: dict[int, int] = field(default_factory=dict)  # micros bucket -> syncs
+    sync_ns: int = 0
 
 
 class Log:
@@ -243,6 +248,7 @@ class Log:
         self._leader_active = False
         self._unsynced = False
         self._last_sync_ms = 0
+        self._last_sync_ns = 0  # the worker thread's last fdatasync, taken by `_commit`
         # Hint entries of the active segment, appended as commits publish: sealing a
         # segment at rotation or close then only writes them out.
         self._hint_body = bytearray()
@@ -786,6 +792,12 @@ class Log:
         if sync:
             self._last_sync_ms = now
             self._counters.fsyncs += 1
+            if self._last_sync_ns:
+                ns, self._last_sync_ns = self._last_sync_ns, 0
+                self._counters.sync_ns += ns
+                bucket = 1 << max(ns // 1000 - 1, 0).bit_length()
+                hist = self._counters.sync_histogram
+                hist[bucket] = hist.get(bucket, 0) + 1
         self._next_seq = seq
         # Publish: the bytes are on disk (or in the page cache, per the sync mode).
         records = 0
@@ -887,7 +899,9 @@ class Log:
             handle.append(blob)
             self._unsynced = True
         if sync and self._unsynced:
+            started = time.perf_counter_ns()
             handle.sync()
+            self._last_sync_ns = time.perf_counter_ns() - started
             self._unsynced = False
         return new_handle
 
@@ -1159,6 +1173,8 @@ class Log:
             batch_frames_histogram=dict(sorted(c.histogram.items())),
             merges=c.merges,
             broken=self._broken is not None,
+            sync_micros_histogram=dict(sorted(c.sync_histogram.items())),
+            sync_seconds_total=c.sync_ns / 1e9,
         )
 
     def _check(self) -> None:

@@ -70,7 +70,13 @@ class Engine(Commands, Coordination, Reads):
     (`_coordination`), reads and maintenance (`_reads`); shard lifecycle here."""
 
     def statistics(self) -> dict[str, Any]:
-        """Per-shard counters and log statistics (for monitoring and benchmarks)."""
+        """Per-shard counters and log statistics (for monitoring and benchmarks).
+
+        Besides the flow, request and commit counts: `queue_depth` (requests waiting in
+        the shard's channel), `outbox` (cross-shard messages not yet delivered),
+        `commands` ({(command name, error name or "ok"): count}; a batch of items counts
+        once, under its first item's command; queries are "Query"), `events` (history
+        events applied, by name) and `maintenance` (retention passes and their work)."""
         return {
             "shards": [
                 {
@@ -79,6 +85,17 @@ class Engine(Commands, Coordination, Reads):
                     "requests": s.requests,
                     "commits": s.commits,
                     "broken": s.broken is not None,
+                    "queue_depth": s.send.statistics().current_buffer_used,
+                    "outbox": len(s.outbox),
+                    "commands": {
+                        (
+                            "Query" if kind is None else kind.__name__,
+                            "ok" if error is None else error.__name__,
+                        ): n
+                        for (kind, error), n in list(s.command_counts.items())
+                    },
+                    "events": dict(s.event_counts),
+                    "maintenance": dict(s.maintenance),
                     "log": s.log.statistics(),
                 }
                 for s in self._shards

@@ -201,6 +201,12 @@ class Shard:
         self.maintenance_ms: int | None = None
         self.next_maintenance = 0
         self.maintenance = {"passes": 0, "active_timeouts": 0, "deleted": 0}
+        # Monitoring counters, read by Engine.statistics() (flowactors.ops turns them into
+        # metrics at scrape time): requests answered by (command class, error class or
+        # None) - the class of a batch's first item, None for queries - and history
+        # events applied by name (counted when applied; a failed commit breaks the shard).
+        self.command_counts: dict[tuple[type | None, type | None], int] = {}
+        self.event_counts: dict[str, int] = {}
 
     # -- opening ------------------------------------------------------------------------
 
@@ -316,6 +322,7 @@ class Shard:
             del batch[0]
             self._swept(sweep, now)
         self.requests += len(batch)
+        counts = self.command_counts
         for req in batch:
             if self.broken is not None and req.error is None:
                 req.error = self.broken
@@ -325,6 +332,12 @@ class Shard:
                 except FlowError as exc:
                     req.error = exc
             req.done.set()
+            cmd = req.command
+            key = (
+                type(cmd) if cmd is not None else type(req.items[0]) if req.items else None,
+                None if req.error is None else type(req.error),
+            )
+            counts[key] = counts.get(key, 0) + 1
 
     def _execute_one(self, req: Request, now: int, frames: list[wal.Columns]) -> None:
         try:
@@ -580,6 +593,7 @@ class Shard:
         put = self.state.put
         opened = self.state.open_outcomes
         keys, values = frame.keys, frame.values
+        events = self.event_counts
         for mut in mutations:
             if type(mut) is not m.Write:
                 if type(mut) is m.Writes:
@@ -589,6 +603,7 @@ class Shard:
                 continue
             rec = mut.record
             put(rec)
+            events[mut.event] = events.get(mut.event, 0) + 1
             if mut.open:
                 self._apply_open(mut, frame)
                 continue
@@ -610,6 +625,7 @@ class Shard:
             for r in records:
                 opened.pop(r[ID], None)
         event = run.event
+        self.event_counts[event] = self.event_counts.get(event, 0) + len(records)
         frame.keys += [history_key(r[ID], r[VERSION]) for r in records]
         if run.blobs is None:
             frame.values += encode_run(records, event, run.meta, run.metas)
