@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "bench", help="the benchmark harness (see: flowactors bench --help)", add_help=False
     )
+    from .ops import _cli as ops_cli
+
+    ops_cli.add_parsers(sub)
     return parser
 
 
@@ -82,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             from .ops._inspect import run_inspect
 
             run_inspect(args.data_dir, args.flow, args.partition_key, console)
+        else:
+            from .ops import _cli as ops_cli
+
+            return ops_cli.run(args, console)
     except (FlowError, OSError) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the error holds
         print(f"flowactors: {type(exc).__name__}: {message}", file=sys.stderr)
