@@ -142,3 +142,17 @@ def test_help_lists_operator_commands() -> None:
         "dashboard",
     ):
         assert command in done.stdout
+
+
+def test_flow_data_is_not_rich_markup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "d")
+
+    async def fill() -> None:
+        async with fa.open_engine(path, shards=1) as engine:
+            await engine.create("[/bold]x", "t[red]", state="[/]", attributes={"a": "[b]"})
+
+    trio.run(fill)
+    for argv in (["show", path, "[/bold]x"], ["flows", path, "--type", "t[red]"], ["stats", path]):
+        assert main(argv) == 0, argv
+        out = capsys.readouterr().out
+        assert "[/]" in out or "[/bold]x" in out, argv

@@ -20,6 +20,7 @@ import trio
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from .. import DataDirLocked, Engine, Flow, InvalidArgument, open_engine
 from . import _commands, _read
@@ -124,6 +125,11 @@ async def _with_engine(
         ) from None
 
 
+def _row(table: Table, *cells: object) -> None:
+    """A table row of plain text: flow data is never read as rich markup."""
+    table.add_row(*(Text(str(c)) for c in cells))
+
+
 def _print_json(console: Console, data: Any) -> None:
     console.print_json(json.dumps(data, default=repr), highlight=False)
 
@@ -133,12 +139,13 @@ def _ms(ms: int | None) -> str:
 
 
 def _flows_table(title: str, flows: list[Flow]) -> Table:
-    table = Table(title=title)
+    table = Table(title=Text(title))
     for column in ("id", "type", "state", "attempts", "updated ms", "due ms", "parent"):
         table.add_column(column, justify="right" if column in ("attempts",) else "left")
     for f in flows:
         state = f.state + (f" ({f.run_state})" if f.run_state else "")
-        table.add_row(
+        _row(
+            table,
             f.id,
             f.type,
             state,
@@ -172,7 +179,7 @@ async def _flows(engine: Engine, args: argparse.Namespace, console: Console) -> 
         return 0
     console.print(_flows_table(f"flows in {args.data_dir}", listing.flows))
     if listing.note:
-        console.print(f"[dim]{listing.note}[/dim]", highlight=False)
+        console.print(listing.note, style="dim", highlight=False, markup=False)
     if listing.cursor:
         console.print(f"next page: --cursor {listing.cursor}", highlight=False, markup=False)
     return 0
@@ -184,7 +191,7 @@ async def _show(engine: Engine, args: argparse.Namespace, console: Console) -> i
         _print_json(console, detail.as_json())
         return 0
     f = detail.flow
-    record = Table(title=f"flow {f.id}", show_header=False)
+    record = Table(title=Text(f"flow {f.id}"), show_header=False)
     record.add_column("field", style="dim")
     record.add_column("value")
     for name, value in _read.flow_json(f).items():
@@ -192,13 +199,14 @@ async def _show(engine: Engine, args: argparse.Namespace, console: Console) -> i
             continue
         if isinstance(value, dict) and "text" in value:
             value = f"{value['kind']}, {value['size']} bytes: {value['text'][:200]}"
-        record.add_row(name, str(value))
+        _row(record, name, str(value))
     console.print(record)
     history = Table(title=f"history ({len(detail.history)} events)")
     for column in ("version", "event", "at ms", "state", "attempts", "fencing", "details"):
         history.add_column(column)
     for e in detail.history:
-        history.add_row(
+        _row(
+            history,
             str(e.version),
             e.name,
             str(e.at_ms),
@@ -213,7 +221,7 @@ async def _show(engine: Engine, args: argparse.Namespace, console: Console) -> i
         values.add_column("name")
         values.add_column("bytes", justify="right")
         for name, size in sorted(f.value_sizes.items()):
-            values.add_row(name, str(size))
+            _row(values, name, str(size))
         console.print(values)
     if detail.children:
         children = Table(title="children")
@@ -221,7 +229,7 @@ async def _show(engine: Engine, args: argparse.Namespace, console: Console) -> i
             children.add_column(column)
         for ch in detail.children:
             state = detail.child_flows[ch.id].state if ch.id in detail.child_flows else "?"
-            children.add_row(ch.id, ch.group_id, ch.type, state, ch.state)
+            _row(children, ch.id, ch.group_id, ch.type, state, ch.state)
         console.print(children)
     if detail.asl_steps:
         steps = Table(title="ASL steps")
@@ -230,7 +238,8 @@ async def _show(engine: Engine, args: argparse.Namespace, console: Console) -> i
         for n, step in enumerate(detail.asl_steps, 1):
             for event in step.events:
                 rest = {k: v for k, v in event.items() if k not in ("id", "type", "timestamp")}
-                steps.add_row(
+                _row(
+                    steps,
                     str(n),
                     str(event.get("id", "")),
                     str(event.get("type", "")),
@@ -342,20 +351,21 @@ async def _stats(engine: Engine, args: argparse.Namespace, console: Console) -> 
     for column in columns:
         table.add_column(column.replace("_", " "), justify="right")
     for s in shards:
-        table.add_row(
+        _row(
+            table,
             *(
                 f"{s[c]:,}" if isinstance(s[c], int) and not isinstance(s[c], bool) else str(s[c])
                 for c in columns
-            )
+            ),
         )
     console.print(table)
     per = Table(title="flows by type and state")
     states = sorted({s for p in counts.values() for s in p})
     per.add_column("type")
     for state in states:
-        per.add_column(state, justify="right")
+        per.add_column(Text(state), justify="right")
     for flow_type, p in counts.items():
-        per.add_row(flow_type, *(f"{p.get(s, 0):,}" for s in states))
+        _row(per, flow_type, *(f"{p.get(s, 0):,}" for s in states))
     if not counts:
         per.caption = "no flows"
     console.print(per)
