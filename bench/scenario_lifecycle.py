@@ -19,7 +19,7 @@ fsync-equivalent.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,10 +135,18 @@ def _measure_bulk(session: Session, n: int) -> None:
     )
 
 
-async def _bulk(path: Path, batches: Sequence[Sequence[CreateSpec]]) -> Bulk:
+async def _bulk(
+    path: Path,
+    batches: Sequence[Sequence[CreateSpec]],
+    alongside: Callable[[flowactors.Engine, trio.Nursery], Awaitable[None]] | None = None,
+) -> Bulk:
+    """The bulk run; `alongside(engine, nursery)` may start tasks that run meanwhile
+    (the dashboard scenario's poller), cancelled when the run ends."""
     clock = time.perf_counter
     n = sum(len(b) for b in batches)
-    async with flowactors.open_engine(path) as engine:
+    async with flowactors.open_engine(path) as engine, trio.open_nursery() as nursery:
+        if alongside is not None:
+            await alongside(engine, nursery)
         before = fsyncs(engine)
         started = clock()
         for batch in batches:
@@ -161,6 +169,7 @@ async def _bulk(path: Path, batches: Sequence[Sequence[CreateSpec]]) -> Bulk:
         info = await engine.info(FLOW_TYPE)
         if info != {"completed": n}:
             raise RuntimeError(f"engine holds {info}, expected {n:,} completed flows")
+        nursery.cancel_scope.cancel()
     return Bulk(n, created_at - started, finished - created_at, synced)
 
 

@@ -87,8 +87,9 @@ STATE_CLASSES = {
 }
 
 
-def badge(state: str | None) -> Html:
+def badge(state: str | None, text: str | None = None) -> Html:
+    """A state as a coloured pill (`text` instead of the state's name if given)."""
     if not state:
         return Html("")
     kind = STATE_CLASSES.get(state, "live")
-    return html('<span class="badge {}">{}</span>', kind, state)
+    return html('<span class="badge {}">{}</span>', kind, state if text is None else text)

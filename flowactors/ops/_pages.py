@@ -190,7 +190,7 @@ def shards_table(shards: Sequence[Mapping[str, Any]]) -> Html:
             s["outbox"],
             size(s["log_bytes"]),
             s["segments"],
-            badge("failed") if s["broken"] else badge("completed"),
+            badge("failed", "broken") if s["broken"] else badge("completed", "healthy"),
         )
         for s in shards
     )
@@ -402,7 +402,7 @@ def flow_page(
     ) or Html('<p class="empty">No payload, result or error.</p>')
     body = html(
         """<p class="sub"><a href="/flows">Flows</a> &rsaquo; <a href="{}">{}</a></p>
-<h1>Flow <span class="id">{}</span></h1>{}
+<h1>Flow <span class="id">{}</span> {}</h1>{}
 {}
 <div class="grid two">
 <div class="panel"><h2>Record</h2>{}</div>
@@ -421,6 +421,7 @@ def flow_page(
         url("/flows", {"type": f.type, "state": f.state}),
         f.type,
         f.id,
+        badge(f.state),
         flash(message, ok),
         "" if chrome.read_only else actions_panel(f, d.history),
         record,
@@ -467,7 +468,8 @@ def actions_panel(f: Flow, history: Sequence[HistoryEvent]) -> Html:
         buttons.append(link("cancel", "Cancel…", "danger"))
     if f.state == "failed" and latest_live_event(history) is not None:
         buttons.append(link("retry", "Retry…", ""))
-    buttons.append(link("signal", "Send a signal…"))
+    if not f.terminal:
+        buttons.append(link("signal", "Send a signal…"))
     note = Html('<span class="muted">Rewind: choose an event in the history.</span>')
     return html(
         '<div class="panel"><h2>Actions</h2><div class="actions">{} {}</div></div>',
@@ -667,6 +669,8 @@ def confirm_page(
     body = html(
         """<p class="sub"><a href="{}">← back to the flow</a></p>
 <div class="panel confirm"><h1>Confirm: {}</h1><p class="what">{}</p>
+<p class="muted">Sent as an ordinary engine command, fenced by what this page shows: if
+the flow moved on meanwhile, the engine refuses it and nothing changes.</p>
 <form method="post" action="/action" class="grid" id="confirm-form">{}{}
 <div class="actions"><button type="submit" class="{}" id="confirm">{}</button>
 <a class="button ghost" href="{}">Keep it as it is</a></div></form></div>""",

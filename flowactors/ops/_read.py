@@ -209,8 +209,23 @@ async def overview(engine: Engine, *, stuck_limit: int = 10, failure_limit: int 
     stuck.sort(key=lambda f: f.lease_deadline_ms or 0)
     failures.sort(key=lambda f: f.updated_at_ms, reverse=True)
     return Overview(
-        now, counts, states, totals, shards, stuck[:stuck_limit], failures[:failure_limit]
+        now,
+        counts,
+        states,
+        totals,
+        shards,
+        stuck[:stuck_limit],
+        await _with_errors(engine, failures[:failure_limit]),
     )
+
+
+async def _with_errors(engine: Engine, flows: list[Flow]) -> list[Flow]:
+    """The flows again with their error bytes (pages carry no outcome bytes)."""
+    out = []
+    for f in flows:
+        full = await engine.get(f.id, partition_key=f.partition_key)
+        out.append(full if full is not None else f)
+    return out
 
 
 async def recent_failures(engine: Engine, flow_type: str, now: int, limit: int) -> list[Flow]:

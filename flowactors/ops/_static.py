@@ -32,10 +32,12 @@ header.top .where { margin-left: auto; font-family: var(--mono); font-size: 12px
 main { max-width: 1280px; margin: 0 auto; padding: 24px 28px 60px; }
 h1 { font-size: 22px; margin: 4px 0 18px; font-weight: 650; }
 h1 .id { font-family: var(--mono); font-weight: 600; word-break: break-all; }
+h1 .badge { font-size: 13px; vertical-align: middle; }
 h2 { font-size: 15px; margin: 0 0 12px; font-weight: 650; }
 .sub { color: var(--muted); font-size: 13px; margin: -12px 0 18px; }
 .grid { display: grid; gap: 16px; }
-.cards { grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); margin-bottom: 18px; }
+.cards { grid-template-columns: repeat(4, 1fr); margin-bottom: 18px; }
+@media (max-width: 900px) { .cards { grid-template-columns: repeat(2, 1fr); } }
 .card { background: var(--panel); border: 1px solid var(--line); border-radius: 10px;
   padding: 14px 16px; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .4px; }
