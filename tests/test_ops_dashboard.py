@@ -194,3 +194,46 @@ async def test_bad_requests_are_pages_not_crashes(tmp_path: Path) -> None:
         assert "c-1" in lineage.text and "c-2" in lineage.text
         corr = await arequest(url, "/flows?correlation=batch-7")
         assert "o-failed" in corr.text
+
+
+async def test_asl_execution_has_a_step_view(tmp_path: Path) -> None:
+    from flowactors.asl import AslRunner
+
+    definition = {
+        "StartAt": "Add",
+        "States": {
+            "Add": {"Type": "Task", "Resource": "add", "Next": "Done"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    async with served(tmp_path) as (engine, url):
+        runner = AslRunner(engine, {"add": lambda x: {"sum": x["a"] + x["b"]}})
+        await runner.execute("exec-1", definition, {"a": 1, "b": 2})
+        page = (await arequest(url, "/flow?id=exec-1")).text
+        assert "ASL steps" in page
+        for event in ("ExecutionStarted", "TaskScheduled", "TaskSucceeded", "ExecutionSucceeded"):
+            assert event in page
+        steps = (await arequest(url, "/api/flow?id=exec-1")).json()["asl_steps"]
+        assert steps and steps[0]["chunk"] == "ev:000001"
+        assert steps[-1]["events"][-1]["type"] == "ExecutionSucceeded"
+
+
+async def test_overview_json_and_paging(tmp_path: Path) -> None:
+    async with served(tmp_path) as (engine, url):
+        await engine.create_many("bulk", [fa.CreateSpec(f"b-{i:03d}") for i in range(7)])
+        data = (await arequest(url, "/api/overview")).json()
+        assert data["counts"]["bulk"] == {"queued": 7}
+        assert data["totals"]["flows"] == 7 and len(data["shards"]) == 2
+        seen: list[str] = []
+        path = "/api/flows?type=bulk&state=queued&limit=3"
+        while True:
+            page = (await arequest(url, path)).json()
+            seen += [f["id"] for f in page["flows"]]
+            if not page["cursor"]:
+                break
+            path = "/api/flows?" + urlencode(
+                {"type": "bulk", "state": "queued", "limit": 3, "cursor": page["cursor"]}
+            )
+        assert sorted(seen) == [f"b-{i:03d}" for i in range(7)]
+        html_page = (await arequest(url, "/flows?type=bulk&state=queued&limit=3")).text
+        assert "Next page" in html_page

@@ -243,7 +243,7 @@ async def _show(engine: Engine, args: argparse.Namespace, console: Console) -> i
                     str(n),
                     str(event.get("id", "")),
                     str(event.get("type", "")),
-                    json.dumps(rest, default=repr)[:120],
+                    _read.json_text(rest)[:120],
                 )
         console.print(steps)
     return 0

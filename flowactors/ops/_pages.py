@@ -21,6 +21,7 @@ from ._read import (
     FlowList,
     Overview,
     Preview,
+    json_text,
     latest_live_event,
     preview,
 )
@@ -588,7 +589,7 @@ def asl_panel(d: FlowDetail) -> Html:
                     event.get("id", ""),
                     event.get("type", ""),
                     when(event["timestamp"]) if isinstance(event.get("timestamp"), int) else "",
-                    json.dumps(details, default=repr)[:400] if details else "",
+                    json_text(details)[:400] if details else "",
                 )
             )
     return html(

@@ -14,6 +14,7 @@
 # HTML layer decides how to show that text (escaped).
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ PREVIEW_BYTES = 4096
 ASL_TYPE = "asl"
 ASL_CHUNK_PREFIX = "ev:"
 MAX_ASL_CHUNKS = 200
-RECENT_WINDOWS_MS = (60_000, 3_600_000, 86_400_000, None)  # widened until enough failures
+RECENT_WINDOWS_MS = (1_000, 10_000, 60_000, 3_600_000, 86_400_000, None)  # widened as needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +61,24 @@ def preview(data: bytes | None, cap: int = PREVIEW_BYTES, size: int | None = Non
     if text is not None:
         return Preview("text", text, total, truncated)
     if not truncated:
+        stream = io.BytesIO(head)
         try:
-            value = cbor2.loads(head)
+            value = cbor2.CBORDecoder(stream).decode()
         except Exception:  # any bytes: "not CBOR" is an answer, not an error
             pass
         else:
-            return Preview("cbor", json.dumps(value, default=repr, indent=1), total, False)
+            if stream.tell() == len(head):  # one whole CBOR item, nothing after it
+                return Preview("cbor", json_text(value, indent=1), total, False)
     return Preview("hex", head.hex(" ", 2), total, truncated)
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """Decoded data as JSON text for people; repr where JSON has no form for it (a map
+    with non-string keys, say)."""
+    try:
+        return json.dumps(value, default=repr, indent=indent, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _as_text(head: bytes, truncated: bool) -> str | None:
@@ -230,8 +242,8 @@ async def _with_errors(engine: Engine, flows: list[Flow]) -> list[Flow]:
 
 async def recent_failures(engine: Engine, flow_type: str, now: int, limit: int) -> list[Flow]:
     """The newest failed flows of a type: `terminals` answers oldest first, so the window
-    is widened (a minute, an hour, a day, all time) until it holds `limit` of them, and the
-    newest of the first page are kept."""
+    is widened (a second, ten, a minute, an hour, a day, all time) until it holds `limit`
+    of them, and the newest of its first page (500) are kept."""
     found: list[Flow] = []
     for window in RECENT_WINDOWS_MS:
         from_ms = None if window is None else max(now - window, 0)
