@@ -25,6 +25,7 @@ def test_find_a_failed_flow_and_rewind_it(tmp_path: Path) -> None:
         assert page.locator("#live-status").inner_text() in ("live", "disconnected")
         expect(page.locator("#fig-rps")).not_to_have_text("-")  # a second poll came
         assert page.locator("text=Recent failures").count() == 1
+        assert page.locator("#live-new").is_hidden()  # every count has its cell
 
         page.click("header nav >> text=Flows")
         page.select_option("#f-type", "order")

@@ -86,7 +86,6 @@ def flash(message: str | None, ok: bool = True) -> Html:
 
 def overview_page(chrome: Chrome, ov: Overview) -> Html:
     t = ov.totals
-    shape = json.dumps([[k, list(v)] for k, v in ov.counts.items()], separators=(",", ":"))
     cards = join(
         html(
             '<div class="card"><div class="label">{}</div><div class="value" id="{}">{}</div>'
@@ -108,10 +107,10 @@ def overview_page(chrome: Chrome, ov: Overview) -> Html:
         )
     )
     body = html(
-        """<div data-live="{}" data-shape="{}">
+        """<div data-live="{}">
 <h1>Overview</h1>
 <p class="sub"><span class="live-dot"></span><span id="live-status">live</span> · updated every
-{} s · engine time {}</p>
+{} s · engine time {} <a href="/" id="live-new" hidden>· new types or states: reload</a></p>
 <div class="grid cards">{}</div>
 <div class="panel"><h2>Throughput</h2><canvas id="spark" class="spark"></canvas></div>
 <div class="panel"><h2>Flows by type and state</h2>{}</div>
@@ -123,7 +122,6 @@ def overview_page(chrome: Chrome, ov: Overview) -> Html:
 <div class="panel"><h2>Shards</h2>{}</div>
 </div>""",
         chrome.refresh_ms,
-        shape,
         f"{chrome.refresh_ms / 1000:g}",
         when(ov.now_ms),
         cards,
@@ -153,7 +151,7 @@ def counts_table(counts: Mapping[str, Mapping[str, int]], states: Sequence[str])
                 html(
                     '<td class="num {}" data-count="{}"><a href="{}">{}</a></td>',
                     "" if n else "zero",
-                    json.dumps([flow_type, state]),
+                    json.dumps([flow_type, state], separators=(",", ":"), ensure_ascii=False),
                     link,
                     f"{n:,}" if n else "·",
                 )
@@ -250,7 +248,7 @@ def _cell(f: Flow, column: str, now_ms: int) -> Html:
     if column == "owner":
         return html("<td class=mono>{}</td>", f.lease_owner or "")
     if column == "error":
-        text = preview(f.error, cap=120).text if f.error is not None else ""
+        text = preview(f.error, cap=90).text if f.error is not None else ""
         return html('<td class="mono">{}</td>', text)
     if column == "parent":
         return html("<td class=id>{}</td>", flow_link(f.parent_id) if f.parent_id else "")

@@ -54,6 +54,7 @@ td.num, th.num { text-align: right; }
 tr:last-child td { border-bottom: none; }
 tbody tr:hover { background: #fafbfd; }
 .mono, td.id { font-family: var(--mono); font-size: 12.5px; word-break: break-all; }
+table.flows td.id, table.flows time { white-space: nowrap; }
 .muted { color: var(--muted); }
 .zero { color: #c3c8d4; }
 .badge { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 12px;
@@ -165,10 +166,12 @@ JS = r"""
         const per = data.counts[cell.dataset.total] || {};
         setText(cell, fmt.format(Object.values(per).reduce((a, b) => a + b, 0)));
       }
-      const shape = JSON.stringify(Object.keys(data.counts).map(k => [k, Object.keys(data.counts[k])]));
-      if (live.dataset.shape && live.dataset.shape !== shape) {
-        setText(document.getElementById("live-status"), "new types or states: reload");
-      }
+      // A count with no cell (a new type or state) needs a reload to be shown.
+      const shown = new Set(Array.from(document.querySelectorAll("[data-count]"), c => c.dataset.count));
+      const unseen = Object.entries(data.counts).some(([type, per]) =>
+        Object.entries(per).some(([state, n]) => n && !shown.has(JSON.stringify([type, state]))));
+      const note = document.getElementById("live-new");
+      if (note) note.hidden = !unseen;
     }
     function bytes(n) {
       const u = ["B", "KiB", "MiB", "GiB", "TiB"];
