@@ -26,7 +26,6 @@ from .. import DataDirLocked, Engine, Flow, InvalidArgument, open_engine
 from . import _commands, _read
 from ._serve import DEFAULT_PORT, serve_dashboard
 
-COMMANDS = ("flows", "show", "cancel", "rewind", "signal", "retry", "compact", "stats", "dashboard")
 TOKEN_ENV = "FLOWACTORS_DASHBOARD_TOKEN"
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from .. import Flow, HistoryEvent
 from ._html import Html, badge, html, join, size, url, when
 from ._read import (
-    TERMINAL_STATES,
     FlowDetail,
     FlowList,
     Overview,
@@ -697,13 +696,3 @@ def error_page(chrome: Chrome, status: int, title: str, message: str) -> Html:
     )
     return page(chrome, title, "", body)
 
-
-__all__ = [
-    "TERMINAL_STATES",
-    "Chrome",
-    "confirm_page",
-    "error_page",
-    "flow_page",
-    "list_page",
-    "overview_page",
-]
