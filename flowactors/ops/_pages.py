@@ -695,4 +695,3 @@ def error_page(chrome: Chrome, status: int, title: str, message: str) -> Html:
         message,
     )
     return page(chrome, title, "", body)
-
