@@ -5,6 +5,7 @@ the directory."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 import trio
-from ops_helpers import seed
+from ops_helpers import request, seed
 
 import flowactors as fa
 from flowactors.__main__ import main
@@ -156,3 +157,32 @@ def test_flow_data_is_not_rich_markup(tmp_path: Path, capsys: pytest.CaptureFixt
         assert main(argv) == 0, argv
         out = capsys.readouterr().out
         assert "[/]" in out or "[/bold]x" in out, argv
+
+
+def test_dashboard_command_serves_until_interrupted(tmp_path: Path) -> None:
+    path, ids = _seeded(tmp_path)
+    with subprocess.Popen(
+        [sys.executable, "-m", "flowactors", "dashboard", path, "--port", "0", "--read-only"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"},
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "(read-only)" in line, line
+            url = line.split(" at ")[1].split()[0]
+            page = request(url, "/flow?id=" + ids["failed"])
+            assert page.status == 200 and "read-only" in page.text
+            refused = subprocess.run(
+                [sys.executable, "-m", "flowactors", "stats", path],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+            assert refused.returncode == 1 and "DataDirLocked" in refused.stderr
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0

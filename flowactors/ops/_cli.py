@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -373,24 +374,29 @@ async def _stats(engine: Engine, args: argparse.Namespace, console: Console) -> 
 
 async def _dashboard(engine: Engine, args: argparse.Namespace, console: Console) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(
-            lambda task_status: serve_dashboard(
-                engine,
-                args.host,
-                args.port,
-                token=token,
-                read_only=args.read_only,
-                data_dir=args.data_dir,
-                task_status=task_status,
+    # Ctrl-C or SIGTERM stops the server and closes the engine cleanly (exit 0).
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(
+                lambda task_status: serve_dashboard(
+                    engine,
+                    args.host,
+                    args.port,
+                    token=token,
+                    read_only=args.read_only,
+                    data_dir=args.data_dir,
+                    task_status=task_status,
+                )
             )
-        )
-        mode = " (read-only)" if args.read_only else ""
-        console.print(
-            f"dashboard for {args.data_dir}{mode} at {url}  (Ctrl-C stops it)",
-            highlight=False,
-            markup=False,
-        )
+            mode = " (read-only)" if args.read_only else ""
+            console.print(
+                f"dashboard for {args.data_dir}{mode} at {url}  (Ctrl-C stops it)",
+                highlight=False,
+                markup=False,
+            )
+            async for _signum in signals:
+                nursery.cancel_scope.cancel()
+                break
     return 0
 
 
