@@ -57,6 +57,18 @@ def test_flows_filters_and_pages(tmp_path: Path, capsys: pytest.CaptureFixture[s
         capsys, "flows", path, "--type", "mail", "--state", "queued", "--cursor", page["cursor"]
     )
     assert page["flows"][0]["id"] not in {f["id"] for f in rest["flows"]}
+    ended = _json(
+        capsys,
+        "flows",
+        path,
+        "--type",
+        "order",
+        "--state",
+        "terminal",
+        "--from",
+        "2000-01-01T00:00",
+    )
+    assert {f["id"] for f in ended["flows"]} == {ids["failed"], ids["done"]}
     assert main(["flows", path, "--type", "order", "--state", "failed"]) == 0
     assert ids["failed"] in capsys.readouterr().out
 

@@ -190,6 +190,11 @@ async def test_bad_requests_are_pages_not_crashes(tmp_path: Path) -> None:
         assert (await arequest(url, "/api/flow?id=nope")).status == 404
         listing = await arequest(url, "/flows?type=order&state=terminal")
         assert listing.status == 200 and "o-done" in listing.text
+        since = await arequest(url, "/flows?type=order&state=terminal&from_ms=2000-01-01")
+        assert "o-done" in since.text and "o-failed" in since.text
+        before = await arequest(url, "/flows?type=order&state=terminal&to_ms=2000-01-01")
+        assert "o-done" not in before.text and "No flows match" in before.text
+        assert (await arequest(url, "/flows?type=order&from_ms=soon")).status == 400
         lineage = await arequest(url, "/flows?parent=p-1")
         assert "c-1" in lineage.text and "c-2" in lineage.text
         corr = await arequest(url, "/flows?correlation=batch-7")
@@ -237,3 +242,11 @@ async def test_overview_json_and_paging(tmp_path: Path) -> None:
         assert sorted(seen) == [f"b-{i:03d}" for i in range(7)]
         html_page = (await arequest(url, "/flows?type=bulk&state=queued&limit=3")).text
         assert "Next page" in html_page
+
+
+async def test_without_a_token_only_loopback_host_names_are_served(tmp_path: Path) -> None:
+    async with served(tmp_path) as (_engine, url):
+        for host in ("127.0.0.1:8642", "localhost", "[::1]:8642"):
+            assert (await arequest(url, "/", headers={"host": host})).status == 200, host
+        for host in ("evil.example", "evil.example:8642", "127.0.0.1.evil.example"):
+            assert (await arequest(url, "/", headers={"host": host})).status == 403, host

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from flowactors import ops
+import pytest
+
+from flowactors import InvalidArgument, ops
 from flowactors.ops._html import Html, escape, html, relative, url
-from flowactors.ops._read import preview
+from flowactors.ops._read import parse_time_ms, preview
 
 PACKAGE = Path(ops.__file__).parent
 
@@ -65,3 +67,12 @@ def test_preview_never_trusts_bytes() -> None:
     assert odd.kind == "cbor" and "(1, 2)" in odd.text
     big = preview(b"x" * 10_000)
     assert big.truncated and big.size == 10_000 and len(big.text) == 4096
+
+
+def test_time_bounds_are_ms_or_iso() -> None:
+    assert parse_time_ms("1500", "t") == 1500
+    assert parse_time_ms("1970-01-01T00:00:02", "t") == 2000  # naive: UTC
+    assert parse_time_ms("1970-01-01T01:00:02+01:00", "t") == 2000
+    assert parse_time_ms("  ", "t") is None and parse_time_ms(None, "t") is None
+    with pytest.raises(InvalidArgument, match="ISO time"):
+        parse_time_ms("yesterday", "t")

@@ -12,7 +12,9 @@
 # - `TokenGate` (only when a token is configured, which `serve_dashboard` demands for any
 #   non-loopback bind): the token may come as `Authorization: Bearer`, as a cookie set on
 #   first visit, or once as `?token=` (which sets the cookie and redirects it away).
-#   Compared with hmac.compare_digest; anything else gets 401.
+#   Compared with hmac.compare_digest; anything else gets 401. Without a token,
+#   `LoopbackHostGate` answers only requests whose Host is a loopback name (against DNS
+#   rebinding: a foreign page whose domain resolves to 127.0.0.1).
 # - read-only: /confirm and /action answer 403 and no action control is rendered.
 # - CSRF: /action needs the per-app random token embedded in the confirmation form.
 # - Every response carries a Content-Security-Policy allowing only this origin's script
@@ -301,10 +303,6 @@ def _int(text: str | None, what: str) -> int:
         raise InvalidArgument(f"{what} must be an integer") from None
 
 
-def _optional_int(text: str | None, what: str) -> int | None:
-    return None if not text else _int(text, what)
-
-
 def _filter(request: Request) -> _read.ListFilter:
     q = request.query_params
     limit = _int(q.get("limit") or "50", "limit")
@@ -316,8 +314,8 @@ def _filter(request: Request) -> _read.ListFilter:
         parent=q.get("parent", ""),
         root=q.get("root", ""),
         correlation=q.get("correlation", ""),
-        from_ms=_optional_int(q.get("from_ms"), "from_ms"),
-        to_ms=_optional_int(q.get("to_ms"), "to_ms"),
+        from_ms=_read.parse_time_ms(q.get("from_ms"), "from_ms"),
+        to_ms=_read.parse_time_ms(q.get("to_ms"), "to_ms"),
         limit=limit,
         cursor=q.get("cursor") or None,
     )
@@ -347,6 +345,32 @@ def _values(text: str) -> dict[str, bytes] | None:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise InvalidArgument("named values must be a JSON object of strings")
     return {str(k): v.encode() for k, v in data.items()}
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class LoopbackHostGate:
+    """ASGI middleware for a dashboard without a token: the Host header must name a
+    loopback address, so a web page whose domain resolves to 127.0.0.1 (DNS rebinding)
+    cannot read the dashboard or drive it from the user's browser."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Request(scope).headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.lower() not in LOOPBACK_NAMES:
+                response = Response(
+                    "403: this dashboard answers only to a loopback host name\n",
+                    403,
+                    media_type="text/plain; charset=utf-8",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TokenGate:
@@ -395,11 +419,12 @@ def dashboard_app(
     data_dir: str | None = None,
 ) -> ASGIApp:
     """The dashboard's ASGI app for `engine` (serve it with `serve_dashboard`, or mount
-    it in an ASGI server of your own that runs on Trio)."""
+    it in an ASGI server of your own that runs on Trio). Without a token it answers only
+    requests addressed to a loopback host name."""
     dash = Dashboard(engine, read_only=read_only, refresh_ms=refresh_ms, data_dir=data_dir)
     app: ASGIApp = Starlette(routes=dash.routes())
-    if token is not None:
-        if not token:
-            raise InvalidArgument("the dashboard token must not be empty")
-        app = TokenGate(app, token)
-    return app
+    if token is None:
+        return LoopbackHostGate(app)
+    if not token:
+        raise InvalidArgument("the dashboard token must not be empty")
+    return TokenGate(app, token)

@@ -50,8 +50,18 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--parent", default="", metavar="ID", help="children of this flow")
     p.add_argument("--root", default="", metavar="ID", help="descendants of this root")
     p.add_argument("--correlation", default="", metavar="ID", help="flows of this correlation id")
-    p.add_argument("--from-ms", type=int, help="updated / ended at or after (engine ms)")
-    p.add_argument("--to-ms", type=int, help="updated / ended at or before (engine ms)")
+    p.add_argument(
+        "--from",
+        dest="from_ms",
+        metavar="TIME",
+        help="updated / ended at or after (engine ms, or ISO time, UTC)",
+    )
+    p.add_argument(
+        "--to",
+        dest="to_ms",
+        metavar="TIME",
+        help="updated / ended at or before (engine ms, or ISO time, UTC)",
+    )
     p.add_argument("--limit", type=int, default=50, help="page size (1..500)")
     p.add_argument("--cursor", help="the cursor a previous page printed")
     flow_ref(command("show", "one flow: record, history, values, children, ASL steps"))
@@ -166,8 +176,8 @@ async def _flows(engine: Engine, args: argparse.Namespace, console: Console) -> 
         parent=args.parent,
         root=args.root,
         correlation=args.correlation,
-        from_ms=args.from_ms,
-        to_ms=args.to_ms,
+        from_ms=_read.parse_time_ms(args.from_ms, "--from"),
+        to_ms=_read.parse_time_ms(args.to_ms, "--to"),
         limit=args.limit,
         cursor=args.cursor,
     )

@@ -282,8 +282,9 @@ def list_page(chrome: Chrome, fl: FlowList, now_ms: int, error: str | None = Non
 <label>parent id<input name="parent" value="{}"></label>
 <label>root id<input name="root" value="{}"></label>
 <label>correlation id<input name="correlation" value="{}"></label>
-<label>ended after (ms)<input name="from_ms" value="{}" inputmode="numeric"></label>
-<label>ended before (ms)<input name="to_ms" value="{}" inputmode="numeric"></label>
+<label>updated from (UTC or ms)<input name="from_ms" value="{}"
+ placeholder="2026-12-03T08:00"></label>
+<label>updated until (UTC or ms)<input name="to_ms" value="{}"></label>
 <button type="submit" id="f-apply">Filter</button>
 <a class="button ghost" href="/flows">Reset</a>
 </form>

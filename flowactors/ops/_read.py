@@ -18,6 +18,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import cbor2
@@ -372,6 +373,27 @@ async def _lineage_page(engine: Engine, flt: ListFilter) -> Page:
     if flt.root:
         return await engine.by_root(flt.root, limit=flt.limit, cursor=flt.cursor)
     return await engine.by_correlation(flt.correlation, limit=flt.limit, cursor=flt.cursor)
+
+
+def parse_time_ms(text: str | None, what: str) -> int | None:
+    """A time bound as engine ms: an integer, or an ISO 8601 date / time (UTC unless it
+    names its offset); None for an empty one."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(
+            f"{what} must be engine ms or an ISO time like 2026-12-03T08:00, not {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def _in_time(flow: Flow, flt: ListFilter) -> bool:
