@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -316,19 +316,19 @@ async def _retry(engine: Engine, args: argparse.Namespace, console: Console) -> 
 
 async def _compact(engine: Engine, args: argparse.Namespace, console: Console) -> int:
     before = sum(s["log"].total_bytes for s in engine.statistics()["shards"])
+    # One engine call merges every shard: the bar shows it running, then done.
     progress = Progress(
-        TextColumn("merging shards"),
+        SpinnerColumn(),
+        TextColumn(f"merging {engine.shard_count} shards"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
         console=console,
         disable=args.json,
-        transient=False,
     )
     with progress:
-        task = progress.add_task("merge", total=engine.shard_count)
-        report = await engine.compact(
-            progress=lambda done, _total: progress.update(task, completed=done)
-        )
+        task = progress.add_task("merge", total=1)
+        report = await engine.compact()
+        progress.update(task, completed=1)
     after = sum(s["log"].total_bytes for s in engine.statistics()["shards"])
     result = {"bytes_before": before, "bytes_after": after, **report}
     if args.json:
