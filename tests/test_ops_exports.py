@@ -26,7 +26,11 @@ def test_public_surface() -> None:
 
 
 def test_imports_only_the_public_engine_api() -> None:
+    # The dashboard, metrics, actions and operator CLI; the demo and the inspector
+    # (_demo, _inspect) are older neighbours with their own rules.
     for module in PACKAGE.glob("*.py"):
+        if module.name in ("_demo.py", "_inspect.py"):
+            continue
         tree = ast.parse(module.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 2:
