@@ -1,4 +1,4 @@
-"""Engine: bad input raises InvalidArgument and writes nothing (README "Limits")."""
+"""Engine: bad input raises InvalidArgument and writes nothing (docs/engine.md "Limits")."""
 
 from __future__ import annotations
 
