@@ -242,16 +242,18 @@ async def _show(engine: Engine, args: argparse.Namespace, console: Console) -> i
             _row(children, ch.id, ch.group_id, ch.type, state, ch.state)
         console.print(children)
     if detail.asl_steps:
-        steps = Table(title="ASL steps")
-        for column in ("step", "event", "type", "details"):
+        code = detail.steps_of == "code"
+        id_key, time_key = ("pos", "at") if code else ("id", "timestamp")
+        steps = Table(title="Code workflow journal" if code else "ASL steps")
+        for column in ("step", "position" if code else "event", "type", "details"):
             steps.add_column(column)
         for n, step in enumerate(detail.asl_steps, 1):
             for event in step.events:
-                rest = {k: v for k, v in event.items() if k not in ("id", "type", "timestamp")}
+                rest = {k: v for k, v in event.items() if k not in (id_key, "type", time_key)}
                 _row(
                     steps,
                     str(n),
-                    str(event.get("id", "")),
+                    str(event.get(id_key, "")),
                     str(event.get("type", "")),
                     _read.json_text(rest)[:120],
                 )

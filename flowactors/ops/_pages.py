@@ -570,31 +570,37 @@ def children_panel(d: FlowDetail) -> Html:
 
 
 def asl_panel(d: FlowDetail) -> Html:
+    """The step view: an ASL execution's step chunks, or a code workflow's journal."""
     steps = d.asl_steps or []
+    code = d.steps_of == "code"
+    title = "Code workflow journal" if code else "ASL steps"
     if not steps:
-        return Html(
-            '<div class="panel"><h2>ASL steps</h2><p class="empty">No step stored yet.</p></div>'
+        return html(
+            '<div class="panel"><h2>{}</h2><p class="empty">No step stored yet.</p></div>', title
         )
+    id_key, time_key = ("pos", "at") if code else ("id", "timestamp")
     rows = []
     for n, step in enumerate(steps, 1):
         for i, event in enumerate(step.events):
-            details = {k: v for k, v in event.items() if k not in ("id", "type", "timestamp")}
+            details = {k: v for k, v in event.items() if k not in (id_key, "type", time_key)}
             rows.append(
                 html(
                     "<tr><td class=num>{}</td><td class=num>{}</td><td>{}</td><td>{}</td>"
                     '<td class="mono">{}</td></tr>',
                     n if i == 0 else "",
-                    event.get("id", ""),
+                    event.get(id_key, ""),
                     event.get("type", ""),
-                    when(event["timestamp"]) if isinstance(event.get("timestamp"), int) else "",
+                    when(event[time_key]) if isinstance(event.get(time_key), int) else "",
                     json_text(details)[:400] if details else "",
                 )
             )
     return html(
-        '<div class="panel"><h2>ASL steps <span class="muted">({} steps, one chunk each)</span>'
-        "</h2><table><thead><tr><th class=num>step</th><th class=num>event</th><th>type</th>"
+        '<div class="panel"><h2>{} <span class="muted">({} steps, one chunk each)</span>'
+        "</h2><table><thead><tr><th class=num>step</th><th class=num>{}</th><th>type</th>"
         "<th>at</th><th>details</th></tr></thead><tbody>{}</tbody></table></div>",
+        title,
         len(steps),
+        "position" if code else "event",
         join(rows),
     )
 

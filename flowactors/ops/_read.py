@@ -29,6 +29,8 @@ TERMINAL_STATES = ("cancelled", "completed", "failed")
 PREVIEW_BYTES = 4096
 ASL_TYPE = "asl"
 ASL_CHUNK_PREFIX = "ev:"
+CODE_TYPE = "code"  # a code workflow run (flowactors.code): its journal in `j:NNNNNN` values
+CODE_CHUNK_PREFIX = "j:"
 MAX_ASL_CHUNKS = 200
 RECENT_WINDOWS_MS = (1_000, 10_000, 60_000, 3_600_000, 86_400_000, None)  # widened as needed
 
@@ -429,6 +431,7 @@ class FlowDetail:
     children: list[ChildStatus]
     child_flows: dict[str, Flow]
     asl_steps: list[AslStep] | None
+    steps_of: str | None = None  # "asl" or "code": whose step chunks `asl_steps` holds
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -463,16 +466,19 @@ async def flow_detail(
     if children:
         page = await engine.by_parent(flow_id, limit=500)
         child_flows = {f.id: f for f in page.items}
-    steps = None
+    steps, steps_of = None, None
     if flow.type == ASL_TYPE:
-        steps = await asl_steps(engine, flow)
-    return FlowDetail(flow, history, children, child_flows, steps)
+        steps, steps_of = await asl_steps(engine, flow), "asl"
+    elif flow.type == CODE_TYPE:
+        steps, steps_of = await asl_steps(engine, flow, CODE_CHUNK_PREFIX), "code"
+    return FlowDetail(flow, history, children, child_flows, steps, steps_of)
 
 
-async def asl_steps(engine: Engine, flow: Flow) -> list[AslStep]:
+async def asl_steps(engine: Engine, flow: Flow, prefix: str = ASL_CHUNK_PREFIX) -> list[AslStep]:
     """An ASL execution's steps: its `ev:NNNNNN` named values, each a CBOR list of the
-    interpreter's event dicts (one chunk per step), newest MAX_ASL_CHUNKS."""
-    names = sorted(n for n in flow.value_sizes if n.startswith(ASL_CHUNK_PREFIX))
+    interpreter's event dicts (one chunk per step), newest MAX_ASL_CHUNKS. A code
+    workflow's journal has the same shape under `j:` (events keyed pos / at)."""
+    names = sorted(n for n in flow.value_sizes if n.startswith(prefix))
     names = names[-MAX_ASL_CHUNKS:]
     if not names:
         return []
