@@ -9,33 +9,14 @@ process holds is refused with DataDirLocked, and damage is reported as CorruptLo
 
 from __future__ import annotations
 
-import json
-import os
-
 import trio
 from rich.console import Console
 from rich.table import Table
 
 from ..engine._engine import open_engine
-from ..engine._errors import FlowNotFound, InvalidArgument
-from ..engine._layout import ENGINE_FILE
+from ..engine._errors import FlowNotFound
 from ..engine._types import Flow, HistoryEvent
-
-
-def engine_shards(data_dir: str) -> int:
-    """The shard count recorded in DATA_DIR/ENGINE (InvalidArgument if it is not one)."""
-    path = os.path.join(data_dir, ENGINE_FILE)
-    if not os.path.isdir(data_dir):
-        raise InvalidArgument(f"{data_dir} does not exist")
-    try:
-        with open(path, "rb") as f:
-            return int(json.loads(f.read())["shards"])
-    except FileNotFoundError:
-        raise InvalidArgument(
-            f"{data_dir} is not a flowactors data directory (no ENGINE file)"
-        ) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument(f"{path} is damaged: {exc}") from None
+from ._cli import engine_shards
 
 
 def run_inspect(
