@@ -11,15 +11,12 @@ Default run: 10 kills. `scripts/test --long`: 100 kills (about 1.1 s each).
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import trio
+from sigkill_helpers import run_until_killed
 from sizing import examples
 
 import flowactors as fa
@@ -28,32 +25,7 @@ CHILD = Path(__file__).with_name("crash_child.py")
 
 
 def _run_until_killed(data_dir: Path, prefix: str, rng: random.Random) -> list[str]:
-    env = dict(os.environ, PYTHONPATH=str(CHILD.parent.parent))
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(data_dir), prefix],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    assert child.stdout is not None
-    lines: list[str] = []
-    target = rng.randint(1, 400)
-    try:
-        while len(lines) < target:
-            line = child.stdout.readline()
-            if not line:
-                break
-            lines.append(line.decode())
-        child.send_signal(signal.SIGKILL)
-        rest, err = child.communicate(timeout=30)
-        lines.extend(rest.decode().splitlines(keepends=True))
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == -signal.SIGKILL, err.decode()[-2000:]
-    # A line cut by the kill was never fully reported: drop it.
-    return [line for line in lines if line.endswith("\n")]
+    return run_until_killed(CHILD, data_dir, prefix, rng.randint(1, 400))
 
 
 async def _verify(data_dir: Path, created: set[str], completed: set[str]) -> int:

@@ -10,16 +10,13 @@ this process drains the queue: every job ever acknowledged as created gets compl
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from ferricstore import FlowClient, QueueClient
+from sigkill_helpers import run_until_killed
 
 import flowactors.ferric as ferric
 
@@ -27,31 +24,7 @@ CHILD = Path(__file__).with_name("ferric_crash_child.py")
 
 
 def _run_until_killed(data_dir: Path, prefix: str, rng: random.Random) -> list[str]:
-    env = dict(os.environ, PYTHONPATH=str(CHILD.parent.parent))
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(data_dir), prefix],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    assert child.stdout is not None
-    lines: list[str] = []
-    target = rng.randint(20, 400)
-    try:
-        while len(lines) < target:
-            line = child.stdout.readline()
-            if not line:
-                break
-            lines.append(line.decode())
-        child.send_signal(signal.SIGKILL)
-        rest, err = child.communicate(timeout=30)
-        lines.extend(rest.decode().splitlines(keepends=True))
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == -signal.SIGKILL, err.decode()[-2000:]
-    return [line for line in lines if line.endswith("\n")]  # a cut line was never reported
+    return run_until_killed(CHILD, data_dir, prefix, rng.randint(20, 400))
 
 
 def _verify(data_dir: Path, created: set[str], completed: set[str]) -> None:
