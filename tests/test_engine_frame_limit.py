@@ -181,7 +181,7 @@ async def _one_batch(shard: Any, *commands: Any) -> list[Any]:
     for request in requests:
         shard.send.send_nowait(request)
     for request in requests:
-        await request.done.wait()
+        await request.wait()
     return [r.error if r.error is not None else r.result for r in requests]
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import trio
+
 from . import _machine as m
 from ._errors import (
+    EngineClosed,
     FlowError,
     InvalidArgument,
 )
@@ -297,14 +300,32 @@ class Commands(Routing):
         if partition_key is not None:
             m.check_name(partition_key, "partition_key")
         n = len(self._shards)
+        # Only shards whose indexes show something due of this type are asked (a shard's
+        # state is read here, never changed; it may run ahead of its log, which only
+        # means the claim is decided after what it saw is durable). Nothing due anywhere
+        # answers at once, after a checkpoint: a polling worker still yields.
+        self._claim_cursor = (self._claim_cursor + 1) % n
+        now = self._clock()
+        order = [
+            i
+            for k in range(n)
+            if self._shards[i := (self._claim_cursor + k) % n].state.may_claim(
+                type, wanted, reclaim, only_expired, priority, now
+            )
+            or self._shards[i].broken is not None
+        ]
+        if not order:
+            if self._closed:
+                raise EngineClosed("the engine is closed")
+            await trio.lowlevel.checkpoint()
+            return []
         # Exact shares that add up to `limit`, the remainder rotating between calls, so a
         # claim never takes more than `limit` flows; then shards that filled their share
         # (or had none) are asked, one by one, for whatever is still missing.
-        self._claim_cursor = (self._claim_cursor + 1) % n
-        order = [(self._claim_cursor + k) % n for k in range(n)]
+        asked = len(order)
         shares = [0] * n
         for k, i in enumerate(order):
-            shares[i] = limit // n + (1 if k < limit % n else 0)
+            shares[i] = limit // asked + (1 if k < limit % asked else 0)
 
         def command(count: int) -> Request:
             return Request(

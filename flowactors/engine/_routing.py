@@ -239,19 +239,27 @@ class Routing:
     async def _call(self, shard: Shard, req: Request) -> Any:
         if self._closed:
             raise EngineClosed("the engine is closed")
+        # A caller already cancelled sends nothing. Then the request goes straight onto
+        # the channel when there is room (the common case: no extra schedule point), and
+        # the caller parks until the actor answers (`Request.wait`).
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            if self._queue_timeout is None:
-                await shard.send.send(req)
-            else:
-                with trio.move_on_after(self._queue_timeout) as scope:
+            try:
+                shard.send.send_nowait(req)
+            except trio.WouldBlock:
+                if self._queue_timeout is None:
                     await shard.send.send(req)
-                if scope.cancelled_caught:
-                    raise Overloaded(
-                        f"shard {shard.index} stayed full for {self._queue_timeout * 1000:.0f} ms"
-                    )
+                else:
+                    with trio.move_on_after(self._queue_timeout) as scope:
+                        await shard.send.send(req)
+                    if scope.cancelled_caught:
+                        raise Overloaded(
+                            f"shard {shard.index} stayed full for "
+                            f"{self._queue_timeout * 1000:.0f} ms"
+                        ) from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise EngineClosed("the engine is closed") from None
-        await req.done.wait()
+        await req.wait()
         if req.error is not None:
             raise req.error
         return req.result

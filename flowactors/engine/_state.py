@@ -96,6 +96,7 @@ class ShardState:
         "counts",
         "deadlines",
         "due",
+        "due_types",
         "foreign",
         "index",
         "noted",
@@ -115,6 +116,10 @@ class ShardState:
         self.route: Callable[[str], int] = route or (lambda key: 0)
         self.records: dict[str, Record] = {}
         self.due: dict[tuple[str, str], SortedIndex] = {}
+        # The same sorted indexes by type, then state: which states of a type have due
+        # entries, without a scan of every key (claims ask it; so does the engine's
+        # routing of a claim, `may_claim`, to skip shards with nothing to give).
+        self.due_types: dict[str, dict[str, SortedIndex]] = {}
         self.counts: dict[tuple[str, str], int] = {}
         self.children: dict[str, set[str]] = {}
         self.by_root: dict[str, set[str]] = {}
@@ -244,10 +249,14 @@ class ShardState:
                 sl = index.get(key)
                 if sl is None:
                     sl = index[key] = SortedIndex()
+                    if index is self.due:
+                        self.due_types.setdefault(key[0], {})[key[1]] = sl
                 sl.add_all(entries)
             for key in gone:
                 if key in index and not index[key]:
                     del index[key]
+                    if index is self.due:
+                        self._forget_due(key)
             gone.clear()
             join[name].clear()
         if leave_retention:
@@ -282,6 +291,9 @@ class ShardState:
                     sl.update(entries)
         self.retention.update(bulk[3])
         self.deadlines.update(bulk[4])
+        self.due_types.clear()
+        for (flow_type, st), sl in self.due.items():
+            self.due_types.setdefault(flow_type, {})[st] = sl
 
     def remove(self, flow_id: str) -> None:
         old = self.records.pop(flow_id, None)
@@ -295,6 +307,7 @@ class ShardState:
             sl = self.due.get(key)
             if sl is None:
                 sl = self.due[key] = self._sorted_list()
+                self.due_types.setdefault(key[0], {})[key[1]] = sl
             sl.add((-r[PRIORITY], r[NEXT_RUN_AT], r[ID]))
         elif r[STATE] in TERMINAL:
             sl = self.terminal.get(key)
@@ -336,6 +349,7 @@ class ShardState:
             sl.remove((-r[PRIORITY], r[NEXT_RUN_AT], r[ID]))
             if not sl:
                 del self.due[key]
+                self._forget_due(key)
         elif r[STATE] in TERMINAL:
             sl = self.terminal[key]
             sl.remove((r[UPDATED_AT], r[ID]))
@@ -374,9 +388,51 @@ class ShardState:
         kids = self.noted.get(parent_id)
         return kids is not None and child_id in kids
 
+    def _forget_due(self, key: tuple[str, str]) -> None:
+        states = self.due_types[key[0]]
+        del states[key[1]]
+        if not states:
+            del self.due_types[key[0]]
+
     def due_states(self, flow_type: str) -> list[str]:
         """States of `flow_type` that have due entries (running excluded)."""
-        return [s for (t, s) in self.due if t == flow_type and s != "running"]
+        states = self.due_types.get(flow_type)
+        if states is None:
+            return []
+        return [s for s in states if s != "running"]
+
+    def may_claim(
+        self,
+        flow_type: str,
+        states: tuple[str, ...] | None,
+        reclaim: bool,
+        only_expired: bool,
+        priority: int | None,
+        now: int,
+    ) -> bool:
+        """Whether a claim of `flow_type` with these filters could take anything here:
+        some due entry (or, with `reclaim`, an expired lease) of a wanted state is due at
+        `now`. Never False when the claim would take a flow (partition filters and
+        policies are not looked at: True may still claim nothing). Read by the engine,
+        outside the actor, to send a claim only where there is work."""
+        by_state = self.due_types.get(flow_type)
+        if by_state is None:
+            return False
+        bands = (2, 1, 0) if priority is None else (priority,)
+        for st, sl in by_state.items():
+            if st == "running":
+                if not reclaim:
+                    continue
+            elif only_expired or (states is not None and st not in states):
+                continue
+            for p in bands:
+                # The first entry of band -p is its earliest due time.
+                i = sl.bisect_left((-p,))
+                if i < len(sl):
+                    entry = sl[i]
+                    if entry[0] == -p and entry[1] <= now:
+                        return True
+        return False
 
     def iter_due(
         self, flow_type: str, state: str, now: int, priority: int | None = None
@@ -441,6 +497,14 @@ class ShardState:
         }, "due index drifted"
         for sl in self.due.values():
             sl._check()
+        by_type: dict[str, dict[str, SortedIndex]] = {}
+        for (flow_type, st), sl in self.due.items():
+            by_type.setdefault(flow_type, {})[st] = sl
+        assert by_type.keys() == self.due_types.keys(), "due types drifted"
+        for flow_type, by_state in by_type.items():
+            held = self.due_types[flow_type]
+            assert held.keys() == by_state.keys(), f"due states of {flow_type!r} drifted"
+            assert all(held[st] is sl for st, sl in by_state.items()), "due types drifted"
         assert children == self.children, "children index drifted"
         assert by_root == self.by_root, "root index drifted"
         assert by_corr == self.by_correlation, "correlation index drifted"
