@@ -300,32 +300,6 @@ class Commands(Routing):
         if partition_key is not None:
             m.check_name(partition_key, "partition_key")
         n = len(self._shards)
-        # Only shards whose indexes show something due of this type are asked (a shard's
-        # state is read here, never changed; it may run ahead of its log, which only
-        # means the claim is decided after what it saw is durable). Nothing due anywhere
-        # answers at once, after a checkpoint: a polling worker still yields.
-        self._claim_cursor = (self._claim_cursor + 1) % n
-        now = self._clock()
-        order = [
-            i
-            for k in range(n)
-            if self._shards[i := (self._claim_cursor + k) % n].state.may_claim(
-                type, wanted, reclaim, only_expired, priority, now
-            )
-            or self._shards[i].broken is not None
-        ]
-        if not order:
-            if self._closed:
-                raise EngineClosed("the engine is closed")
-            await trio.lowlevel.checkpoint()
-            return []
-        # Exact shares that add up to `limit`, the remainder rotating between calls, so a
-        # claim never takes more than `limit` flows; then shards that filled their share
-        # (or had none) are asked, one by one, for whatever is still missing.
-        asked = len(order)
-        shares = [0] * n
-        for k, i in enumerate(order):
-            shares[i] = limit // asked + (1 if k < limit % asked else 0)
 
         def command(count: int) -> Request:
             return Request(
@@ -344,16 +318,50 @@ class Commands(Routing):
                 hydrate=hyd,
             )
 
+        # Only shards whose indexes show something due of this type are asked (a shard's
+        # state is read here, never changed; it may run ahead of its log, which only
+        # means the claim is decided after what it saw is durable). Nothing due anywhere
+        # answers at once, after a checkpoint: a polling worker still yields.
+        now = self._clock()
         if partition_key is not None:  # a partition lives on one shard
-            one: list[Flow] = await self._call(
-                self._shards[self._slot_table[slot_of(partition_key)]], command(limit)
-            )
+            candidates = [self._slot_table[slot_of(partition_key)]]
+        else:
+            self._claim_cursor = (self._claim_cursor + 1) % n
+            candidates = [(self._claim_cursor + k) % n for k in range(n)]
+        order = [
+            i
+            for i in candidates
+            if (shard := self._shards[i]).broken is not None
+            or shard.state.may_claim(type, wanted, reclaim, only_expired, priority, now)
+        ]
+        if not order:
+            if self._closed:
+                raise EngineClosed("the engine is closed")
+            await trio.lowlevel.checkpoint()
+            return []
+        if partition_key is not None:
+            one: list[Flow] = await self._call(self._shards[order[0]], command(limit))
             return one
-
+        if limit == 1 or len(order) == 1:
+            # The common single claim (or one shard with work): ask the candidates in
+            # turn until they have given `limit` flows.
+            claimed: list[Flow] = []
+            for i in order:
+                claimed += await self._call(self._shards[i], command(limit - len(claimed)))
+                if len(claimed) >= limit:
+                    break
+            return claimed
+        # Exact shares that add up to `limit`, the remainder rotating between calls, so a
+        # claim never takes more than `limit` flows; then shards that filled their share
+        # (or had none) are asked, one by one, for whatever is still missing.
+        asked = len(order)
+        shares = [0] * n
+        for k, i in enumerate(order):
+            shares[i] = limit // asked + (1 if k < limit % asked else 0)
         results = await self._each_shard(
             lambda shard: command(shares[shard.index]) if shares[shard.index] else None
         )
-        claimed: list[Flow] = []
+        claimed = []
         for i in order:
             got = results[i] or []
             claimed.extend(got)

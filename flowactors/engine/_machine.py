@@ -27,6 +27,7 @@ import xxhash
 
 from . import _lifecycle as lifecycle
 from ._errors import (
+    FlowError,
     FlowExists,
     FlowNotFound,
     FlowTerminal,
@@ -806,6 +807,40 @@ def _created(state: ShardState, c: Create, now: int) -> Record | None:
         None,  # ext
     )
     return record
+
+
+def decide_create_run(
+    state: ShardState, items: Sequence[Create], now: int
+) -> tuple[list[Record | FlowError], Writes | None]:
+    """Single creates that arrived together (`Shard` coalesces them), decided as each would
+    be alone, in order: `results[i]` is the new record, the existing one (an idempotent
+    repeat, nothing written) or the item's FlowError (only that item fails). The new
+    records travel as one `Writes` run. The caller guarantees distinct ids, no named
+    values, no parent and no installed policy, so no item can see another's effect and
+    nothing needs coordination (tests compare this with `decide_create`)."""
+    results: list[Record | FlowError] = []
+    run: list[Record] = []
+    blobs: list[dict[str, bytes] | None] = []
+    any_blob = False
+    for item in items:
+        try:
+            record = _created(state, item, now)
+        except FlowError as exc:
+            results.append(exc)
+            continue
+        if record is None:  # an idempotent repeat
+            results.append(state.records[item.id])
+            continue
+        results.append(record)
+        run.append(record)
+        if item.payload is None:
+            blobs.append(None)
+        else:
+            blobs.append({"p": item.payload})
+            any_blob = True
+    if not run:
+        return results, None
+    return results, Writes(run, "created", None, None, blobs if any_blob else None)
 
 
 def decide_create_many(

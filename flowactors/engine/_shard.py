@@ -56,11 +56,14 @@ from ._errors import (
     translate,
 )
 from ._record import (
+    ACTIVE_DEADLINE,
     ATTEMPTS,
     ATTRIBUTES,
     COMPLETED,
     CORRELATION_ID,
     ERROR_VER,
+    EXT,
+    FAILED,
     FENCING,
     HIST_FLOOR,
     ID,
@@ -74,6 +77,7 @@ from ._record import (
     ROOT_ID,
     RUN_STATE,
     STATE,
+    TYPE,
     UPDATED_AT,
     VALUES,
     VERSION,
@@ -200,6 +204,20 @@ class Request:
             trio.lowlevel.reschedule(task)
 
 
+class _Run:
+    """Requests of one kind decided together (see `Shard._plan`): the ids they touch, and
+    what the requests they passed over touch (ids, and types claimed)."""
+
+    __slots__ = ("crossed_ids", "crossed_types", "ids", "kind", "members")
+
+    def __init__(self, kind: str, first: Request, flow_id: str) -> None:
+        self.kind = kind
+        self.members = [first]
+        self.ids = {flow_id}
+        self.crossed_ids: set[str] = set()
+        self.crossed_types: set[str] = set()
+
+
 class Shard:
     def __init__(
         self,
@@ -235,6 +253,10 @@ class Shard:
         self._open_ops: dict[str, int] = {}
         self._open_at: list[int] = []
         self._unsending: list[str] = []
+        # The batch's shared frame: its size in the log's terms, and where the entries of
+        # the request being decided start (see `_frame`, `_account`).
+        self._frame_size = 0
+        self._frame_start = 0
         # Maintenance rides on traffic: the first batch after this engine time carries
         # a bounded retention / max_active_ms pass (see `_process`).
         self.maintenance_ms: int | None = None
@@ -343,11 +365,18 @@ class Shard:
             # First in the batch, so every answer of the batch sees the state after it.
             sweep = Request(c.Cleanup(MAINTENANCE_LIMIT))
             batch.insert(0, sweep)
-        for req in batch:
-            if self.broken is not None:
-                req.error = self.broken
+        units = self._plan(batch) if len(batch) > 1 and not self.config.installed else batch
+        for unit in units:
+            if isinstance(unit, _Run):
+                if self.broken is None:
+                    self._execute_run(unit, now, frames)
                 continue
-            self._execute_one(req, now, frames)
+            if self.broken is not None:
+                unit.error = self.broken
+                continue
+            self._execute_one(unit, now, frames)
+        if frames and not frames[-1].keys:
+            frames.pop()  # (a shared frame opened by requests that wrote nothing)
         if frames and self.broken is None:
             try:
                 await self._write(frames)
@@ -387,6 +416,111 @@ class Shard:
             self.broken = StorageError(f"shard {self.index} hit an internal error: {exc!r}")
             self.broken.__cause__ = exc
             req.error = self.broken
+        if frames:
+            self._account(frames)
+
+    def _plan(self, batch: list[Request]) -> list[Request | _Run]:
+        """The order in which to decide a batch: its requests as they came, except that
+        single creates, and single completes / fails, join an earlier one of their kind
+        into a run (`_Run`) decided as one, when they commute with every request they
+        pass over. Requests in one batch all wait at once, so any order of them is one
+        the callers could have seen; moving only commuting requests keeps every answer,
+        record and history what deciding them as they came would give (the two-engine
+        equivalence tests check it).
+
+        Commuting, judged from what each request can touch: a plain create touches its
+        id; a complete / fail of a flow with no coordination data or active deadline
+        touches that flow; a claim of type T touches flows of type T (it may claim, reclaim
+        or time them out). A request joins a run unless a request it passes touches its
+        id or claims its type; anything else (queries, batches, other commands, installed
+        policies) is a barrier that nothing passes."""
+        units: list[Request | _Run] = []
+        runs: dict[str, _Run] = {}
+        records = self.state.records
+        for req in batch:
+            cmd = req.command
+            if isinstance(cmd, m.Claim):
+                for run in runs.values():
+                    run.crossed_types.add(cmd.type)
+                units.append(req)
+                continue
+            if isinstance(cmd, m.Create) and not cmd.values and cmd.parent_id is None:
+                key, fid, ftype = "created", cmd.id, cmd.type
+            elif isinstance(cmd, (m.Complete, m.Fail)) and not cmd.values:
+                fid = cmd.id
+                r = records.get(fid)
+                if r is None or r[EXT] is not None or r[ACTIVE_DEADLINE] is not None:
+                    runs.clear()
+                    units.append(req)
+                    continue
+                key, ftype = (COMPLETED if type(cmd) is m.Complete else FAILED), r[TYPE]
+            else:
+                runs.clear()
+                units.append(req)
+                continue
+            joined = runs.get(key)
+            if (
+                joined is not None
+                and fid not in joined.ids
+                and fid not in joined.crossed_ids
+                and ftype not in joined.crossed_types
+            ):
+                run = joined
+                run.members.append(req)
+                run.ids.add(fid)
+            else:
+                run = runs[key] = _Run(key, req, fid)
+                units.append(run)
+            for other in runs.values():
+                if other is not run:
+                    other.crossed_ids.add(fid)
+        return units
+
+    def _execute_run(self, run: _Run, now: int, frames: list[wal.Columns]) -> None:
+        """A run of single creates, or of single completes / fails, decided together: one
+        `Writes` run for the items the batch path takes, the others decided alone after
+        it (as `_run_many` does), each request answered as if decided alone."""
+        members = run.members
+        if len(members) == 1:
+            self._execute_one(members[0], now, frames)
+            return
+        slow: list[int] = []
+        try:
+            if run.kind == "created":
+                creates = [req.command for req in members if isinstance(req.command, m.Create)]
+                results, writes = m.decide_create_run(self.state, creates, now)
+                if writes is not None:
+                    self._apply_run(writes, self._frame(frames))
+                for req, res in zip(members, results, strict=True):
+                    if isinstance(res, FlowError):
+                        req.error = res
+                    else:
+                        req.result = res
+            else:
+                items = [
+                    (cmd.id, cmd.lease_token, cmd.fencing, cmd.result)
+                    if isinstance(cmd, m.Complete)
+                    else (cmd.id, cmd.lease_token, cmd.fencing, cmd.error)
+                    for req in members
+                    if isinstance(cmd := req.command, (m.Complete, m.Fail))
+                ]
+                fm = m.FinishMany(run.kind, items)
+                outcomes, writes, slow = m.decide_finish_run(self.state, fm, now, self.config)
+                if writes is not None:
+                    self._apply_run(writes, self._frame(frames))
+                for req, out in zip(members, outcomes, strict=True):
+                    if out is not None:
+                        req.result = out[1]
+        except Exception as exc:  # a bug: the state may be half-applied
+            self.broken = StorageError(f"shard {self.index} hit an internal error: {exc!r}")
+            self.broken.__cause__ = exc
+            for req in members:
+                req.error = self.broken
+            return
+        if frames:
+            self._account(frames)
+        for i in slow:
+            self._execute_one(members[i], now, frames)
 
     async def _write(self, frames: list[wal.Columns]) -> None:
         """Write a batch's frames in one commit, or, when together they exceed what one
@@ -441,7 +575,7 @@ class Shard:
             self._execute_one(req, now, frames)
             if self.broken is not None:
                 return
-            if not frames:
+            if not frames or not frames[-1].keys:
                 continue
             try:
                 await self.log.write_frames(frames)
@@ -514,11 +648,9 @@ class Shard:
             return
         if req.items is not None:
             # Independent items: each succeeds or fails alone, all share one frame.
-            frame = wal.Columns()
+            frame = self._frame(frames)
             req.result = [self._decide_item(item, now, frame) for item in req.items]
-            if frame.keys:
-                self._seal(frame)
-                frames.append(frame)
+            self._seal(frame)
             return
         assert req.command is not None
         if type(req.command) is m.FinishMany or type(req.command) is m.TransitionMany:
@@ -528,14 +660,50 @@ class Shard:
             self._load_rewind(req.command)
         result, mutations = c.decide(self.state, req.command, now, self.config)
         if mutations:
-            frame = wal.Columns()
+            frame = self._frame(frames)
             self._apply(mutations, frame)
             self._seal(frame)
-            frames.append(frame)
         if isinstance(result, FlowError):  # e.g. a timeout failure: written, then raised
             req.error = result
         else:
             req.result = result
+
+    def _frame(self, frames: list[wal.Columns]) -> wal.Columns:
+        """The frame a request writes into: the batch's one frame, shared by all its
+        requests (a batch of small commands costs one frame to build, checksum and index,
+        not one each). Sharing changes nothing a caller sees: nobody is answered before
+        the batch's commit, and a torn frame loses only unanswered requests. Each request
+        still seals its own events (`_seal`), so histories do not depend on batching; and
+        `_account` moves a request's entries to a frame of their own when the shared one
+        would outgrow what the log takes."""
+        if frames:
+            return frames[-1]
+        frame = wal.Columns()
+        frames.append(frame)
+        self._frame_size = self._frame_start = 0
+        return frame
+
+    def _account(self, frames: list[wal.Columns]) -> None:
+        """After a request: count what it added to the shared frame (the log's own size
+        rule: a header per entry, its key, its value), splitting it off into a new frame
+        when the two would not fit one frame together, as frames of their own fit."""
+        frame = frames[-1]
+        keys = frame.keys
+        start = self._frame_start
+        if start == len(keys):
+            return
+        values = frame.values
+        size = wal_format.ENTRY_HEADER_SIZE * (len(keys) - start)
+        size += sum([len(k) for k in keys[start:]])
+        size += sum([len(v) for v in values[start:] if v is not None])
+        if start and self._frame_size + size > wal_format.MAX_BODY_BYTES:
+            frames.append(wal.Columns(keys[start:], values[start:]))
+            del keys[start:]
+            del values[start:]
+            self._frame_size = size
+        else:
+            self._frame_size += size
+        self._frame_start = len(frames[-1].keys)
 
     def _decide_item(
         self, item: c.AnyCommand, now: int, frame: wal.Columns
@@ -574,14 +742,12 @@ class Shard:
             slow_item = lambda item: m.Transition(  # noqa: E731
                 item[0], frm, to, item[2], item[1], run_at
             )
-        frame = wal.Columns()
+        frame = self._frame(frames)
         if run is not None:
             self._apply_run(run, frame)
         for i in slow:
             results[i] = self._decide_item(slow_item(cmd.items[i]), now, frame)
-        if frame.keys:
-            self._seal(frame)
-            frames.append(frame)
+        self._seal(frame)
         req.result = results
 
     def _load_rewind(self, cmd: c.Rewind) -> None:
