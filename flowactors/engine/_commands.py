@@ -327,13 +327,16 @@ class Commands(Routing):
             candidates = [self._slot_table[slot_of(partition_key)]]
         else:
             self._claim_cursor = (self._claim_cursor + 1) % n
-            candidates = [(self._claim_cursor + k) % n for k in range(n)]
-        order = [
-            i
-            for i in candidates
-            if (shard := self._shards[i]).broken is not None
-            or shard.state.may_claim(type, wanted, reclaim, only_expired, priority, now)
-        ]
+            candidates = self._rotations[self._claim_cursor]
+        order = []
+        for i in candidates:
+            shard = self._shards[i]
+            state = shard.state
+            if shard.broken is not None or (
+                type in state.due_types
+                and state.may_claim(type, wanted, reclaim, only_expired, priority, now)
+            ):
+                order.append(i)
         if not order:
             if self._closed:
                 raise EngineClosed("the engine is closed")

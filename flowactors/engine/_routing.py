@@ -102,6 +102,9 @@ class Routing:
         self._slot_table = slot_table(len(shards))
         self._closed = False
         self._claim_cursor = 0
+        # The shard orders claims go round: every rotation of the shard list.
+        n = len(shards)
+        self._rotations = [[(start + k) % n for k in range(n)] for start in range(n)]
         self._policy_lock = trio.Lock()
         self._background = trio.CancelScope()
         # Every shard's records and foreign ids, read (never changed) by `_locate`.
