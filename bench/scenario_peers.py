@@ -82,6 +82,8 @@ FULL_JOBS = 20_000
 QUICK_JOBS = 1_000
 CLAIM_LIMIT = 1000
 PEER_FLOOR = 10.0  # flowactors jobs/s over the best installed peer's
+SINGLE_FLOOR = 4.0  # the same, flowactors driven one job per call
+SINGLE_TASKS = 100  # producer tasks, and as many worker tasks, in the one-job-per-call row
 
 _SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
@@ -150,6 +152,7 @@ def peers_scenario(session: Session) -> None:
     session.record(Metric("peers_jobs", "jobs per run (each system)", "jobs"), n)
 
     flowactors_rate = _measure_flowactors(session, n)
+    single_rate = _measure_flowactors_single(session, n)
     rates: dict[str, float] = {}
     for peer in installed:
         jobs = n if peer.jobs is None or session.quick else peer.jobs
@@ -173,6 +176,15 @@ def peers_scenario(session: Session) -> None:
             Floor("peers_10x_best_peer", ">=", PEER_FLOOR),
         ),
         flowactors_rate / rates[best.key],
+    )
+    session.record(
+        Metric(
+            "peers_flowactors_single_vs_best_peer",
+            f"one job per call: flowactors / best installed peer ({best.name})",
+            "x",
+            Floor("peers_single_4x_best_peer", ">=", SINGLE_FLOOR),
+        ),
+        single_rate / rates[best.key],
     )
 
 
@@ -228,6 +240,77 @@ async def _flowactors(path: Path, batches: Sequence[Sequence[CreateSpec]]) -> tu
             if not all(r.ok for r in completed):
                 raise RuntimeError(f"complete_many failed: {completed[0].error!r}")
             done += len(flows)
+        seconds = clock() - started
+        synced = fsyncs(engine) - before
+        info = await engine.info(FLOW_TYPE)
+        if info != {"completed": n}:
+            raise RuntimeError(f"engine holds {info}, expected {n:,} completed jobs")
+    return seconds, synced
+
+
+def _measure_flowactors_single(session: Session, n: int) -> float:
+    session.section(
+        f"flowactors, one job per call: {SINGLE_TASKS} producer tasks each create() one job "
+        f"at a time, {SINGLE_TASKS} worker tasks each claim_due(limit=1) -> complete() one "
+        "at a time (a worker finding nothing waits 1 ms); sync=always"
+    )
+
+    def once() -> dict[str, float]:
+        with session.scratch("peers-flowactors-single") as path:
+            seconds, synced = trio.run(_flowactors_single, path, n)
+        return {
+            "peers_flowactors_single_jobs_per_s": n / seconds,
+            "peers_flowactors_single_commands_per_fdatasync": 3 * n / synced,
+        }
+
+    medians = session.measure(
+        once,
+        [
+            Metric(
+                "peers_flowactors_single_jobs_per_s",
+                "flowactors one job per call, sync=always (durable)",
+                "jobs/s",
+            ),
+            Metric(
+                "peers_flowactors_single_commands_per_fdatasync",
+                "  commands per fdatasync",
+                "commands",
+            ),
+        ],
+        what=f"flowactors one job per call, {n:,} jobs",
+    )
+    return medians["peers_flowactors_single_jobs_per_s"]
+
+
+async def _flowactors_single(path: Path, n: int) -> tuple[float, int]:
+    """Producers and workers run together, every command a single call; the run ends
+    when all `n` jobs are completed."""
+    clock = time.perf_counter
+    done = 0
+    async with flowactors.open_engine(path, sync="always") as engine:
+        before = fsyncs(engine)
+
+        async def produce(k: int) -> None:
+            for i in range(k, n, SINGLE_TASKS):
+                await engine.create(f"job-{i:09d}", FLOW_TYPE)
+
+        async def work() -> None:
+            nonlocal done
+            while done < n:
+                got = await engine.claim_due(FLOW_TYPE, WORKER, limit=1)
+                if not got:
+                    await trio.sleep(0.001)
+                    continue
+                job = got[0]
+                # the no-op job runs here
+                await engine.complete(job.id, job.lease_token, job.fencing_token)
+                done += 1
+
+        started = clock()
+        async with trio.open_nursery() as nursery:
+            for k in range(SINGLE_TASKS):
+                nursery.start_soon(produce, k)
+                nursery.start_soon(work)
         seconds = clock() - started
         synced = fsyncs(engine) - before
         info = await engine.info(FLOW_TYPE)

@@ -198,12 +198,19 @@ async def _queued(engine: fa.Engine, commands: list[Any], together: bool) -> lis
         "create b, complete f0, create f0, create c",
         # completes run together around claims of other types
         "complete f0, claim b, complete f1, create c, fail f2",
+        # claims asking alike run as one claim, each taking its share in turn
+        "claim a, claim a, create b, claim a",
+        # a claim does not pass a create of its type
+        "claim a, create a, claim a, create c",
+        # with expired leases of the type, claims are decided one by one (a claim of
+        # limit 2 reclaims one flow first, then takes due work; each of two claims of
+        # limit 1 reclaims one)
+        "expired: claim a, claim a, create c, create d",
     ],
 )
 async def test_runs_form_and_pass_only_what_they_commute_with(
     tmp_path: Path, batch: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
     runs: list[int] = []
     decide_run = _shard.Shard._execute_run
 
@@ -214,13 +221,18 @@ async def test_runs_form_and_pass_only_what_they_commute_with(
     monkeypatch.setattr(_shard.Shard, "_execute_run", counted)
     answers = []
     for together in (True, False):
+        clock = FakeClock()
         async with fa.open_engine(tmp_path / str(together), clock=clock, shards=1) as engine:
             for i in range(4):
                 await engine.create(f"f{i}", "a")
             await engine.create("g0", "b")
-            held = {f.id: f for f in await engine.claim_due("a", "w", limit=3)}
+            expired = batch.startswith("expired: ")
+            lease = 100 if expired else 30_000
+            held = {f.id: f for f in await engine.claim_due("a", "w", limit=3, lease_ms=lease)}
+            if expired:
+                clock.advance(200)
             commands: list[Any] = []
-            for n, step in enumerate(batch.split(", ")):
+            for n, step in enumerate(batch.removeprefix("expired: ").split(", ")):
                 verb, what = step.split()
                 if verb == "create":
                     fid = what if what.startswith("f") else f"new{n}"
@@ -228,8 +240,8 @@ async def test_runs_form_and_pass_only_what_they_commute_with(
                     # (a repeat of f0's create asks what it asked; new flows go first)
                     prio = 0 if what.startswith("f") else 2
                     commands.append(m.Create(fid, ftype, priority=prio, idempotent=True))
-                elif verb == "claim":
-                    commands.append(m.Claim(what, "w", limit=2))
+                elif verb in ("claim", "claim2"):
+                    commands.append(m.Claim(what, "w", limit=2 if verb == "claim2" else 1))
                 else:
                     f = held[what]
                     make = m.Complete if verb == "complete" else m.Fail

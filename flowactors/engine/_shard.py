@@ -206,16 +206,17 @@ class Request:
 
 class _Run:
     """Requests of one kind decided together (see `Shard._plan`): the ids they touch, and
-    what the requests they passed over touch (ids, and types claimed)."""
+    what the requests they passed over touch."""
 
-    __slots__ = ("crossed_ids", "crossed_types", "ids", "kind", "members")
+    __slots__ = ("crossed_claims", "crossed_ids", "crossed_types", "ids", "kind", "members")
 
-    def __init__(self, kind: str, first: Request, flow_id: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: Any, first: Request, flow_id: str | None) -> None:
+        self.kind = kind  # "created", COMPLETED, FAILED, or a claim's parameters (a tuple)
         self.members = [first]
-        self.ids = {flow_id}
-        self.crossed_ids: set[str] = set()
-        self.crossed_types: set[str] = set()
+        self.ids = set() if flow_id is None else {flow_id}
+        self.crossed_ids: set[str] = set()  # ids touched by requests passed over
+        self.crossed_types: set[str] = set()  # types of flows they touch
+        self.crossed_claims: set[str] = set()  # types they claim
 
 
 class Shard:
@@ -421,29 +422,31 @@ class Shard:
 
     def _plan(self, batch: list[Request]) -> list[Request | _Run]:
         """The order in which to decide a batch: its requests as they came, except that
-        single creates, and single completes / fails, join an earlier one of their kind
-        into a run (`_Run`) decided as one, when they commute with every request they
-        pass over. Requests in one batch all wait at once, so any order of them is one
-        the callers could have seen; moving only commuting requests keeps every answer,
-        record and history what deciding them as they came would give (the two-engine
-        equivalence tests check it).
+        single creates, single completes / fails, and single claims asking alike join an
+        earlier request of their kind into a run (`_Run`) decided as one, when they
+        commute with every request they pass over. Requests in one batch all wait at once,
+        so any order of them is one the callers could have seen; moving only commuting
+        requests keeps every answer, record and history what deciding them as they came
+        would give (tests/test_engine_coalesce.py checks it).
 
         Commuting, judged from what each request can touch: a plain create touches its
         id; a complete / fail of a flow with no coordination data or active deadline
-        touches that flow; a claim of type T touches flows of type T (it may claim, reclaim
-        or time them out). A request joins a run unless a request it passes touches its
-        id or claims its type; anything else (queries, batches, other commands, installed
+        touches that flow; a claim of type T touches flows of type T. A create or an
+        outcome joins its run unless a request it passes touches its id or claims its
+        type; a claim joins claims asking the same of the same type (any limit) unless
+        a request it passes touches its type, and only when no lease of that type has
+        expired (a run of claims then takes exactly what they would take in turn, see
+        `_execute_run`). Anything else (queries, batches, other commands, installed
         policies) is a barrier that nothing passes."""
         units: list[Request | _Run] = []
-        runs: dict[str, _Run] = {}
-        records = self.state.records
+        runs: dict[Any, _Run] = {}
+        state = self.state
+        records = state.records
+        now = self.clock()
         for req in batch:
             cmd = req.command
-            if isinstance(cmd, m.Claim):
-                for run in runs.values():
-                    run.crossed_types.add(cmd.type)
-                units.append(req)
-                continue
+            fid: str | None
+            key: Any
             if isinstance(cmd, m.Create) and not cmd.values and cmd.parent_id is None:
                 key, fid, ftype = "created", cmd.id, cmd.type
             elif isinstance(cmd, (m.Complete, m.Fail)) and not cmd.values:
@@ -454,26 +457,44 @@ class Shard:
                     units.append(req)
                     continue
                 key, ftype = (COMPLETED if type(cmd) is m.Complete else FAILED), r[TYPE]
+            elif isinstance(cmd, m.Claim):
+                fid, ftype = None, cmd.type
+                if cmd.reclaim and state.lease_expired(ftype, now):
+                    key = None  # decided alone (reclaims split a limit unlike single claims)
+                else:
+                    key = (cmd.type, cmd.worker, cmd.states, cmd.lease_ms, cmd.reclaim,
+                           cmd.reclaim_ratio, cmd.priority, cmd.only_expired, cmd.partition,
+                           req.hydrate)  # fmt: skip
             else:
                 runs.clear()
                 units.append(req)
                 continue
-            joined = runs.get(key)
-            if (
-                joined is not None
-                and fid not in joined.ids
+            joined = None if key is None else runs.get(key)
+            run: _Run | None
+            if joined is not None and (
+                ftype not in joined.crossed_types
+                if fid is None
+                else fid not in joined.ids
                 and fid not in joined.crossed_ids
-                and ftype not in joined.crossed_types
+                and ftype not in joined.crossed_claims
             ):
                 run = joined
                 run.members.append(req)
-                run.ids.add(fid)
+                if fid is not None:
+                    run.ids.add(fid)
+            elif key is None:
+                run = None
+                units.append(req)
             else:
                 run = runs[key] = _Run(key, req, fid)
                 units.append(run)
             for other in runs.values():
                 if other is not run:
-                    other.crossed_ids.add(fid)
+                    other.crossed_types.add(ftype)
+                    if fid is None:
+                        other.crossed_claims.add(ftype)
+                    else:
+                        other.crossed_ids.add(fid)
         return units
 
     def _execute_run(self, run: _Run, now: int, frames: list[wal.Columns]) -> None:
@@ -486,7 +507,9 @@ class Shard:
             return
         slow: list[int] = []
         try:
-            if run.kind == "created":
+            if type(run.kind) is tuple:
+                self._claim_run(members, now, frames)
+            elif run.kind == "created":
                 creates = [req.command for req in members if isinstance(req.command, m.Create)]
                 results, writes = m.decide_create_run(self.state, creates, now)
                 if writes is not None:
@@ -521,6 +544,26 @@ class Shard:
             self._account(frames)
         for i in slow:
             self._execute_one(members[i], now, frames)
+
+    def _claim_run(self, members: list[Request], now: int, frames: list[wal.Columns]) -> None:
+        """Claims asking alike, as one claim of their limits' sum: with no expired lease
+        of the type (`_plan` checks), a claim takes due flows in index order until its
+        limit, so one claim of limit a + b takes what a claim of a, then one of b, would
+        take; each request gets its share, in order."""
+        claims = [req.command for req in members if isinstance(req.command, m.Claim)]
+        total = sum(claim.limit for claim in claims)
+        merged = m.Claim(
+            claims[0].type, claims[0].worker, claims[0].states, total, claims[0].lease_ms,
+            claims[0].reclaim, claims[0].reclaim_ratio, claims[0].priority,
+            claims[0].only_expired, claims[0].partition,
+        )  # fmt: skip
+        result, mutations = c.decide(self.state, merged, now, self.config)
+        if mutations:
+            self._apply(mutations, self._frame(frames))
+        at = 0
+        for req, claim in zip(members, claims, strict=True):
+            req.result = result[at : at + claim.limit]
+            at += claim.limit
 
     async def _write(self, frames: list[wal.Columns]) -> None:
         """Write a batch's frames in one commit, or, when together they exceed what one

@@ -407,6 +407,21 @@ class ShardState:
             return []
         return [s for s in states if s != "running"]
 
+    def lease_expired(self, flow_type: str, now: int) -> bool:
+        """Whether some running flow of `flow_type` holds a lease expired at `now` (a claim
+        with `reclaim` would take it)."""
+        by_state = self.due_types.get(flow_type)
+        sl = None if by_state is None else by_state.get("running")
+        if sl is None:
+            return False
+        for p in (2, 1, 0):
+            i = sl.bisect_left((-p,))
+            if i < len(sl):
+                entry = sl[i]
+                if entry[0] == -p and entry[1] <= now:
+                    return True
+        return False
+
     def may_claim(
         self,
         flow_type: str,
