@@ -345,10 +345,12 @@ async def test_io_error_breaks_the_log_and_loses_nothing_acknowledged(
         got = dict(log.items())
         extra = {k: v for k, v in got.items() if k not in acked}
         assert {k: got.get(k) for k in acked} == acked
-        if op == "append":
-            assert extra == {}
-        else:
-            assert extra.items() <= failed.items()  # the failed batch, or part of it
+        # The failed commit's outcome is unknown: whole frames of it may have landed
+        # before a short write's tear (which ones depends on how the writers happened to
+        # group), or before a failed fdatasync. Never anything that was not written.
+        assert extra.items() <= failed.items()
+        if op == "append" and code == errno.EIO:
+            assert extra == {}  # the simulated EIO writes nothing
         log._check()
         if op == "append" and not power_loss:  # a short write left a torn tail, or not
             torn = on_disk > stats.total_bytes

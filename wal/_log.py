@@ -24,6 +24,9 @@ close; for tests and benchmarks.
 later write raise `LogBroken`. The fsync is never retried (after a failed fsync the kernel
 may have dropped the dirty pages). Reads still serve the keydir, which only ever holds
 acknowledged data. Reopening recovers; a torn tail left by the failed write is truncated.
+A failed commit's outcome is unknown, never "absent": a short write (ENOSPC) may have put
+whole frames of it on disk before the tear, and those frames (each one writer's batch,
+whole) are back after a reopen.
 
 *Segments.* `NNNNNNNNNN.log`, append-only; the active one rotates at `segment_max_bytes`
 (a segment overshoots by at most one commit batch, since frames never span files). A
@@ -81,6 +84,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, repeat
 from operator import add, and_, lshift, or_, rshift
+from typing import TypeVar
 
 import trio
 import xxhash
@@ -88,6 +92,7 @@ import xxhash
 from . import _format as fmt
 from ._errors import CorruptLog, InvalidArgument, LogBroken, LogClosed, LogLocked, WalError
 from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem, makedirs_durably
+from ._iothread import IoThread
 from ._keydir import (
     _SEGMENT_MASK,
     _SIZE_MASK,
@@ -100,6 +105,8 @@ from ._keydir import (
     size_of,
     unpack,
 )
+
+_T = TypeVar("_T")
 
 LOCK_NAME = "LOCK"
 MANIFEST_NAME = "MANIFEST"
@@ -268,6 +275,7 @@ class Log:
         # autojump, where a task waiting on a thread counts as idle and lets virtual time
         # leap ahead by however long the disk happens to take.
         self.io_threads = True
+        self._io: IoThread | None = None  # the commit thread, started by the first commit
 
     # -- opening ------------------------------------------------------------------------
 
@@ -770,7 +778,7 @@ class Log:
             self._write_sync, blob, new_seg, manifest, sync, self._hint_body, self._hint_count
         )
         try:
-            new_handle = await trio.to_thread.run_sync(write) if self.io_threads else write()
+            new_handle = await self._in_thread(write) if self.io_threads else write()
         except OSError as exc:
             self._broken = LogBroken(
                 f"write to {self.path} failed ({errno.errorcode.get(exc.errno or 0, exc)}: "
@@ -1232,8 +1240,19 @@ class Log:
                 with suppress(OSError):
                     self._fs.remove(os.path.join(self.path, name))
 
+    async def _in_thread(self, fn: Callable[[], _T]) -> _T:
+        io = self._io
+        if io is None or io.token is not trio.lowlevel.current_trio_token():
+            if io is not None:
+                io.stop()
+            io = self._io = IoThread(self)
+        return await io.run(fn)
+
     def _release(self) -> None:
         self._closed = True
+        if self._io is not None:
+            self._io.stop()
+            self._io = None
         for handle in self._files.values():
             with suppress(OSError):
                 handle.close()
