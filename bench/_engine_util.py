@@ -151,6 +151,7 @@ class Load:
 
     flows: int = 0
     seconds: float = 0.0
+    fdatasyncs: int = 0  # made by the engine's logs during the load
     latencies: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
 
     @property
@@ -233,10 +234,12 @@ async def closed_loop(engine: Engine, tasks: int, seconds: float, tag: str) -> L
         for k in range(tasks):
             nursery.start_soon(task, k)
         await trio.testing.wait_all_tasks_blocked()
+        synced = fsyncs(engine)
         started = clock()
         deadline = started + seconds
         go.set()
     load.seconds = clock() - started
+    load.fdatasyncs = fsyncs(engine) - synced
     return load
 
 

@@ -27,12 +27,16 @@ import flowactors
 
 from ._engine_util import KINDS, Load, closed_loop, open_loop
 from ._registry import register
-from ._session import Metric, Session
+from ._session import Floor, Metric, Session
 
 CAPACITY_TASKS = (50, 200)
 LEVELS = (10, 50, 90)  # % of capacity
 PERCENTILES = (50, 90, 99)
 COMMAND = {"create": "create", "claim": "claim_due(limit=1)", "complete": "complete"}
+# Issue 19's floors for single commands on the 2-core VM (full run).
+CAPACITY_FLOOR = 8_000.0  # lifecycles/s, closed loop of 200 tasks
+PER_SYNC_FLOOR = 10.0  # commands per fdatasync made, same loop
+P99_FLOOR_MS = 10.0  # create and complete, open loop at 50% of capacity
 
 
 @register("latency")
@@ -46,7 +50,12 @@ def latency_scenario(session: Session) -> None:
     rates = [_measure_capacity(session, tasks, capacity_s) for tasks in CAPACITY_TASKS]
     capacity = max(rates)
     session.record(
-        Metric("latency_capacity_flows_per_s", "capacity: the higher of the two", "flows/s"),
+        Metric(
+            "latency_capacity_flows_per_s",
+            "capacity: the higher of the two",
+            "flows/s",
+            Floor("latency_single_8k_lifecycles", ">=", CAPACITY_FLOOR, "full run"),
+        ),
         capacity,
     )
     session.record(
@@ -68,15 +77,26 @@ def latency_scenario(session: Session) -> None:
 
 def _measure_capacity(session: Session, tasks: int, seconds: float) -> float:
     key = f"latency_closed_loop_{tasks}_tasks_flows_per_s"
+    per_sync = f"latency_closed_loop_{tasks}_tasks_commands_per_fdatasync"
 
     def once() -> dict[str, float]:
         with session.scratch(f"capacity-{tasks}") as path:
             load = trio.run(_closed, path, tasks, seconds)
-        return {key: load.flows_per_s}
+        return {key: load.flows_per_s, per_sync: 3 * load.flows / max(1, load.fdatasyncs)}
 
     medians = session.measure(
         once,
-        [Metric(key, f"{tasks} tasks looping lifecycles", "flows/s")],
+        [
+            Metric(key, f"{tasks} tasks looping lifecycles", "flows/s"),
+            Metric(
+                per_sync,
+                "  commands per fdatasync made",
+                "commands",
+                None
+                if tasks != max(CAPACITY_TASKS)
+                else Floor("latency_10_commands_per_fdatasync", ">=", PER_SYNC_FLOOR),
+            ),
+        ],
         what=f"closed loop, {tasks} tasks",
     )
     return medians[key]
@@ -91,7 +111,12 @@ def _measure_level(session: Session, level: int, rate: float, seconds: float) ->
     metrics = [Metric(f"{prefix}_achieved_flows_per_s", "achieved rate", "flows/s")]
     for kind in KINDS:
         for q in PERCENTILES:
-            metrics.append(Metric(f"{prefix}_{kind}_p{q}_ms", f"  {COMMAND[kind]}, p{q}", "ms"))
+            floor = None
+            if level == 50 and q == 99 and kind in ("create", "complete"):
+                floor = Floor(f"latency_50pct_{kind}_p99_10ms", "<=", P99_FLOOR_MS)
+            metrics.append(
+                Metric(f"{prefix}_{kind}_p{q}_ms", f"  {COMMAND[kind]}, p{q}", "ms", floor)
+            )
 
     def once() -> dict[str, float]:
         with session.scratch(f"level-{level}") as path:
