@@ -982,14 +982,7 @@ class Shard:
         if hyd.outcome:
             result = self._blob(r, r[RESULT_VER], "r")
             error = self._blob(r, r[ERROR_VER], "e")
-        return _plain_flow(r)._replace(
-            payload=payload,
-            payload_omitted=omitted,
-            result=result,
-            error=error,
-            values=values,
-            value_sizes=sizes,
-        )
+        return _flow(r, payload, omitted, result, error, values, sizes)
 
     def history(self, r: Record) -> list[HistoryEvent]:
         events = []
@@ -1049,6 +1042,19 @@ def _plain_flow(r: Record) -> Flow:
     Flow's keyword constructor costs ~1 us more per flow, and every reply builds one per
     flow. Flow starts with the record's first fields (id .. partition), in the same order:
     one slice (a test checks the order)."""
+    return _flow(r, None, False, None, None, EMPTY, EMPTY)
+
+
+def _flow(
+    r: Record,
+    payload: bytes | None,
+    omitted: bool,
+    result: bytes | None,
+    error: bytes | None,
+    values: Mapping[str, bytes],
+    sizes: Mapping[str, int],
+) -> Flow:
+    """A reply with what was hydrated (positional: `Flow._replace` costs ~3 us)."""
     flow: Flow = _tuple_new(
         Flow,
         (
@@ -1058,12 +1064,12 @@ def _plain_flow(r: Record) -> Flow:
             r[ROOT_ID] or r[ID],
             r[CORRELATION_ID],
             r[PAYLOAD_SIZE],
-            None,
-            False,
-            None,
-            None,
-            EMPTY,
-            EMPTY,
+            payload,
+            omitted,
+            result,
+            error,
+            values,
+            sizes,
         ),
     )
     return flow
