@@ -1,4 +1,4 @@
-"""Every example (seeds 000 and 001, cron) runs as `python examples/NAME.py` on a temporary data
+"""Every example of seeds 000 and 001 runs as `python examples/NAME.py` on a temporary data
 directory and prints its result."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ EXAMPLES = {
     "value_refs": "hydrated {'customer': 31}; the invoice stayed stored",
     "approval_signal": "approval-1 approved",
     "campaign_fanout": "campaign-1 completed",
-    "cron_report": "sales-report: fired 7, missed 7 during the downtime",
 }
 
 
