@@ -35,6 +35,7 @@ from flowactors import (
     EngineClosed,
     Flow,
     FlowExists,
+    FlowPolicy,
     FlowTerminal,
     IdempotencyConflict,
     InvalidArgument,
@@ -55,6 +56,7 @@ MAX_DELAY_MS = 29 * 24 * 3600 * 1000  # under the engine's 30-day limit on due t
 _LIVE_STATES = ("scheduled", "disabled", "running")
 _MUTABLE = ("scheduled", "disabled")
 _KEEP_RUNS = 1000  # live fired flows remembered per schedule (overlap "allow")
+_POLICY = FlowPolicy(max_reclaims=1000, exhausted_to="scheduled", history_max_events=1000)
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ class Schedules:
         self.poll_ms = poll_ms
         self.batch = batch
         self._wake = trio.Event()
+        self._policy_ok = False
 
     # -- reading --------------------------------------------------------------------------
 
@@ -430,6 +433,33 @@ class Schedules:
                 s["failures"] = 0
         s["runs"] = live
 
+    async def _adopt(self, name: str, s: dict[str, Any]) -> None:
+        """After a reclaim (a scheduler died holding this schedule): flows it may have
+        fired without recording them join `runs`, so overlap and failures see them."""
+        cursor: str | None = None
+        while True:
+            page = await self.engine.by_correlation(name, limit=1000, cursor=cursor)
+            for f in page.items:
+                if f.id.startswith(f"{name}@") and not f.terminal and f.id not in s["runs"]:
+                    s["runs"] = [*s["runs"], f.id][-_KEEP_RUNS:]
+                    if not f.id.endswith("!"):  # not a trigger's
+                        s["fired"] += 1
+                        s["last_run"] = f.id
+            cursor = page.cursor
+            if cursor is None:
+                return
+
+    async def _ensure_policy(self) -> None:
+        """The crash budget of a schedule flow: a lease expiring (a scheduler died in a
+        tick) counts toward `max_reclaims` and is never reset, so at the budget's end the
+        schedule goes back to `scheduled` rather than `failed`; its history is capped."""
+        if self._policy_ok:
+            return
+        current = await self.engine.get_policy(TYPE)
+        if (current.max_reclaims, current.exhausted_to) != (1000, "scheduled"):
+            await self.engine.install_policy(TYPE, _POLICY)
+        self._policy_ok = True
+
     async def _tick(self, flow: Flow) -> str | None:
         """One claimed schedule: fire its due tick (maybe), plan the next. Returns the id of
         the flow fired, if any."""
@@ -441,13 +471,17 @@ class Schedules:
         if s["next"] <= now:
             tick = _expr.last_at_or_before(d["cron"], d["tz"], now)
             s["next"] = _expr.next_after(d["cron"], d["tz"], now)
+            if flow.reclaims != s.get("reclaims", 0):
+                await self._adopt(flow.id, s)
+                s["reclaims"] = flow.reclaims
             await self._count(s)
+            run_id = f"{flow.id}@{tick}"
+            # This tick's own flow is in `runs` only if a crashed tick fired it: no overlap.
             if s["failures"] >= d["max_failures"]:
                 state = "disabled"
-            elif d["overlap"] == "skip" and s["runs"]:
+            elif d["overlap"] == "skip" and [r for r in s["runs"] if r != run_id]:
                 s["skipped"] += 1
             else:
-                run_id = f"{flow.id}@{tick}"
                 try:
                     await self._start(_target(d["target"]), run_id, flow.id)
                 except IdempotencyConflict:
@@ -484,6 +518,7 @@ class Schedules:
 
     async def run_due(self) -> builtins.list[str]:
         """Claim every due schedule and fire it; the ids of the flows fired."""
+        await self._ensure_policy()
         fired: builtins.list[str] = []
         while True:
             flows = await self.engine.claim_due(
