@@ -18,6 +18,7 @@ import trio.testing
 import flowactors as fa
 from flowactors.code import CodeRunner, Context, Registry, workflow
 from flowactors.cron import (
+    TYPE,
     CodeTarget,
     FlowTarget,
     InvalidSchedule,
@@ -82,6 +83,8 @@ async def test_create_get_list_and_fire_every_minute(
         assert info.fired == 3 and info.last_tick_ms == BASE + 3 * MIN
         assert info.next_fire_ms == BASE + 4 * MIN
         assert (await s.get("daily")).next_fire_ms == BASE + 2 * 3600_000  # 03:00 CET
+        policy = await engine.get_policy(TYPE)  # a crashed tick never fails a schedule
+        assert (policy.max_reclaims, policy.exhausted_to) == (1000, "scheduled")
 
 
 async def test_catch_up_fires_once_for_the_whole_gap(
