@@ -208,6 +208,22 @@ async def test_enable_disable_update_delete_trigger(
         assert again.fired == 0 and again.cron == "* * * * *"
 
 
+async def test_a_change_waits_for_a_tick_and_takes_over_from_a_dead_scheduler(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with engine_at(tmp_path) as engine:
+        s = Schedules(engine)
+        await s.create("r", "* * * * *", JOB)
+        await until(engine, BASE + MIN)
+        [held] = await engine.claim_due(TYPE, "dead", lease_ms=5_000)  # then it died
+        info = await s.disable("r")
+        assert not info.enabled and engine.now_ms() >= BASE + MIN + 5_000
+        info = await s.enable("r")
+        assert info.next_fire_ms == BASE + 2 * MIN
+        with pytest.raises(fa.StaleLease):
+            await engine.complete("r", held.lease_token, held.fencing_token)
+
+
 async def test_bad_input_is_refused_and_writes_nothing(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

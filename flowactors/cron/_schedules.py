@@ -314,18 +314,22 @@ class Schedules:
     async def _change(
         self, name: str, to_state: str, edit: Any, *, reset: bool = False
     ) -> ScheduleInfo:
-        """Rewrite `def`/`status` of an idle schedule with a transitioning signal guarded by
-        its state; while a scheduler holds it (a tick in progress), wait and try again."""
-        for _ in range(1000):
+        """Rewrite `def`/`status` of a schedule with a transitioning signal guarded by its
+        state. While a scheduler holds it (a tick in progress) wait for the tick to end;
+        once that lease expired (the scheduler died), take the schedule over."""
+        while True:
             flow = await self._flow(name)
-            if flow.state not in _MUTABLE:
+            now = self.engine.now_ms()
+            deadline = flow.lease_deadline_ms
+            if flow.state not in _MUTABLE and (deadline is None or deadline > now):
                 await trio.sleep(0.01)  # a tick is in progress: it ends within its lease
                 continue
             d = cbor2.loads(flow.values["def"])
             s = cbor2.loads(flow.values["status"])
+            if flow.state not in _MUTABLE:
+                s["reclaims"] = -1  # the dead tick may have fired: adopt at the next tick
             edit(d, s)
-            now = self.engine.now_ms()
-            if to_state == "scheduled" and (reset or flow.state != "scheduled"):
+            if to_state == "scheduled" and (reset or flow.state == "disabled"):
                 s["next"] = _expr.next_after(d["cron"], d["tz"], now)
             if reset:
                 s["failures"] = 0
@@ -340,12 +344,11 @@ class Schedules:
                     run_at_ms=min(s["next"], now + MAX_DELAY_MS),
                 )
             except WrongState:
-                continue
+                continue  # claimed or changed meanwhile: read again
             except FlowTerminal:
                 raise ScheduleNotFound(f"schedule {name!r} not found") from None
             self._wake.set()
             return await self.get(name)
-        raise WrongState(f"schedule {name!r} stayed busy")  # pragma: no cover
 
     async def update(
         self,
