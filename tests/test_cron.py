@@ -102,6 +102,21 @@ async def test_catch_up_fires_once_for_the_whole_gap(
         assert len(await fired(engine)) == 2
 
 
+async def test_a_tick_beyond_the_engine_delay_limit_re_arms_without_firing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with engine_at(tmp_path) as engine:
+        s = Schedules(engine)
+        yearly = (await s.create("yearly", "0 0 1 1 *", JOB)).next_fire_ms
+        assert yearly == 1_735_689_600_000  # 2025-01-01T00:00Z
+        for _ in range(12):  # due every 29 days: nothing fires before the tick
+            await until(engine, engine.now_ms() + 29 * 24 * 3600_000)
+            assert await s.run_due() == []
+            assert (await s.get("yearly")).next_fire_ms == yearly
+        await until(engine, yearly)
+        assert await s.run_due() == [f"yearly@{yearly}"]
+
+
 async def test_overlap_skip_and_allow(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
