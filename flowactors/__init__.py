@@ -69,6 +69,10 @@ from .sdk._workflow import Context, State, Workflow
 from . import code
 from .code import workflow
 
+# isort: split
+# Cron schedules (issue 18) build on the engine and start code runs: after code.
+from . import cron
+
 __all__ = [
     "Ack",
     "ChildSpec",
@@ -117,6 +121,7 @@ __all__ = [
     "Workflow",
     "WrongState",
     "code",
+    "cron",
     "backoff_delay_ms",
     "complete",
     "fail",

@@ -18,6 +18,7 @@ EXAMPLES = {
     "value_refs": "hydrated {'customer': 31}; the invoice stayed stored",
     "approval_signal": "approval-1 approved",
     "campaign_fanout": "campaign-1 completed",
+    "cron_report": "nightly-report: 7 fired, 7 completed",
 }
 
 

@@ -69,3 +69,24 @@ def test_the_code_workflow_surface_is_pinned() -> None:
         "start", "signal", "cancel", "result", "describe", "history", "list", "parked",
         "version_mismatches", "resume", "worker", "run", "running", "execute", "stop",
     }  # fmt: skip
+
+
+def test_the_cron_surface_is_pinned() -> None:
+    from flowactors import cron
+
+    assert fa.cron is cron
+    for name in cron.__all__:
+        assert hasattr(cron, name), name
+        assert not name.startswith("_")
+    assert {
+        "Schedules", "ScheduleInfo", "FlowTarget", "CodeTarget", "Target", "InvalidSchedule",
+        "ScheduleExists", "ScheduleNotFound",
+    } <= set(cron.__all__)  # fmt: skip
+    public = {n for n in dir(cron.Schedules) if not n.startswith("_")}
+    assert public >= {
+        "create", "get", "list", "update", "delete", "enable", "disable", "trigger",
+        "run_due", "run", "running",
+    }  # fmt: skip
+    assert issubclass(cron.InvalidSchedule, fa.InvalidArgument)
+    assert issubclass(cron.ScheduleExists, fa.FlowExists)
+    assert issubclass(cron.ScheduleNotFound, fa.FlowNotFound)

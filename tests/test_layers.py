@@ -23,6 +23,13 @@ LAYERS: dict[str, set[str]] = {
         "flowactors.code",
         "flowactors",
     },
+    "flowactors.cron": {
+        "wal",
+        "flowactors.engine",
+        "flowactors.sdk",
+        "flowactors.code",
+        "flowactors",
+    },
     "flowactors.ferric": {"wal", "flowactors.engine", "flowactors.sdk", "flowactors"},
     "flowactors.ops": {
         "wal",
