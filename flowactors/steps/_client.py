@@ -1,0 +1,140 @@
+# The pipelines' client and host: a CodeRunner that knows the pipelines' workflows, plus a
+# step-level view of a run (which steps finished, which one is current, the context).
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+import flowactors as fa
+from flowactors.code import CodeRunner, RunInfo
+
+from ._pipeline import Pipeline
+
+STEP_PREFIX = "step:"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRun:
+    """A run seen step by step. `status`: running, parked, completed, failed, cancelled.
+    `context`: what the last finished step returned (the input before the first);
+    `current`: the step running or waiting for its next attempt (None once ended);
+    `attempts`: failed attempts of the current step so far."""
+
+    run_id: str
+    pipeline: str
+    status: str
+    done: tuple[str, ...]
+    current: str | None
+    context: Any
+    attempts: int = 0
+    result: Any = None
+    error: dict[str, Any] | None = None
+    compensated: tuple[str, ...] = field(default=())
+
+
+class Pipelines:
+    """Start and follow pipeline runs; host them with `running()`.
+
+        pipelines = Pipelines(engine, [process_order])
+        await pipelines.start(process_order, "order-1", {"id": "order-1"})
+        async with pipelines.running():
+            print(await pipelines.result("order-1"))
+
+    Options are CodeRunner's (lease_ms, activity_threads, ...); `runner` is that
+    CodeRunner, for everything else it offers (signals, history, list)."""
+
+    def __init__(self, engine: fa.Engine, pipelines: Iterable[Pipeline], **options: Any) -> None:
+        self.pipelines: dict[str, Pipeline] = {}
+        for p in pipelines:
+            if not isinstance(p, Pipeline):
+                raise fa.InvalidArgument(f"not a pipeline: {p!r}")
+            if p.name in self.pipelines:
+                raise fa.InvalidArgument(f"two pipelines named {p.name!r}")
+            self.pipelines[p.name] = p
+        self.runner = CodeRunner(engine, [p.workflow for p in self.pipelines.values()], **options)
+
+    def _pipeline(self, pipeline: Pipeline | str) -> Pipeline:
+        name = pipeline.name if isinstance(pipeline, Pipeline) else pipeline
+        found = self.pipelines.get(name) if isinstance(name, str) else None
+        if found is None:
+            raise fa.InvalidArgument(f"no pipeline named {name!r} is registered here")
+        return found
+
+    async def start(
+        self, pipeline: Pipeline | str, run_id: str, input: Any = None, *, idempotent: bool = True
+    ) -> PipelineRun:
+        """Start run `run_id` of `pipeline` on `input` (the first step's context). The
+        same start again is a no-op; another input under the same id raises
+        IdempotencyConflict."""
+        p = self._pipeline(pipeline)
+        await self.runner.start(p.workflow, run_id, input, idempotent=idempotent)
+        return await self.describe(run_id)
+
+    async def result(self, run_id: str) -> Any:
+        """Wait for the run's end: the last step's context (WorkflowFailed /
+        RunCancelled otherwise)."""
+        return await self.runner.result(run_id)
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> PipelineRun:
+        await self.runner.cancel(run_id, reason)
+        return await self.describe(run_id)
+
+    async def describe(self, run_id: str) -> PipelineRun:
+        info: RunInfo = await self.runner.describe(run_id)
+        journal = await self.runner.history(run_id)
+        flow = await self.runner.engine.get(run_id, payload=True)
+        start = cbor2.loads(flow.payload) if flow is not None and flow.payload else {}
+        return _view(info, start.get("i"), journal, self.pipelines.get(info.workflow))
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Pipelines]:
+        """Host the runs (a worker in the background) for the block's duration."""
+        async with self.runner.running():
+            yield self
+
+
+def _view(
+    info: RunInfo, run_input: Any, journal: list[dict[str, Any]], p: Pipeline | None
+) -> PipelineRun:
+    names: dict[int, tuple[str, str]] = {}  # position -> (kind, step)
+    done: list[str] = []
+    compensated: list[str] = []
+    context: Any = run_input
+    failed_attempts: dict[int, int] = {}
+    for e in journal:
+        pos = e.get("pos", -1)
+        if e["type"] == "scheduled":
+            names[pos] = (str(e.get("kind")), str(e.get("name")))
+        elif e["type"] == "attempt_failed":
+            failed_attempts[pos] = failed_attempts.get(pos, 0) + 1
+        elif e["type"] == "completed" and pos in names:
+            kind, name = names[pos]
+            if name.startswith(STEP_PREFIX) and kind == "activity":
+                done.append(name[len(STEP_PREFIX) :])
+                value = e.get("value")
+                context = value
+            elif kind == "compensate":
+                compensated.append(name)
+    order = [s.name for s in p.steps] if p is not None else []
+    current = None
+    attempts = 0
+    if info.status in ("running", "parked") and len(done) < len(order):
+        current = order[len(done)]
+        open_pos = [q for q, (k, n) in names.items() if n == STEP_PREFIX + current]
+        attempts = failed_attempts.get(open_pos[-1], 0) if open_pos else 0
+    return PipelineRun(
+        run_id=info.run_id,
+        pipeline=info.workflow,
+        status=info.status,
+        done=tuple(done),
+        current=current,
+        context=context,
+        attempts=attempts,
+        result=info.result,
+        error=info.error,
+        compensated=tuple(compensated),
+    )
