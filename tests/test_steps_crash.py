@@ -1,0 +1,136 @@
+"""A power loss at every disk call of a step pipeline's run (wal.testing.SimulatedFileSystem,
+the engine crash suites' disk): after recovery the run finishes with the same result, a
+step whose result was durable is never run again, and no step runs more than once per
+engine session (at least once overall, as documented)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+import trio.testing
+
+import flowactors as fa
+from flowactors.steps import Pipelines, StepContext, StepRetry, steps
+from wal.testing import SimulatedFileSystem
+
+PATH = "/data/engine"
+RAN: list[str] = []
+
+crashy = steps("crashy")
+
+
+@crashy.step
+async def first(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    RAN.append("first")
+    return {**data, "a": 1}
+
+
+@crashy.step(retry=StepRetry(max_attempts=2, backoff="constant", base_ms=1_000))
+async def second(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    RAN.append(f"second {ctx.attempt}")
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return {**data, "b": data["a"] + 1}
+
+
+@crashy.step
+async def third(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    RAN.append("third")
+    return {**data, "c": data["b"] * 10}
+
+
+class Sessions:
+    """Engine sessions on one simulated disk, virtual time continuing across them."""
+
+    def __init__(self, fs: SimulatedFileSystem) -> None:
+        self.fs = fs
+        self.base_ms = 0
+
+    def run(self, body: Callable[[Pipelines], Awaitable[Any]]) -> BaseException | None:
+        end = [self.base_ms]
+
+        async def main() -> None:
+            base = self.base_ms
+
+            def clock() -> int:
+                return base + fa.trio_clock_ms()
+
+            try:
+                async with fa.open_engine(
+                    PATH, shards=2, fs=self.fs, clock=clock, io_threads=False,
+                    maintenance_interval_ms=None,
+                ) as engine:  # fmt: skip
+                    await body(Pipelines(engine, [crashy], lease_ms=10_000, recheck_ms=5_000))
+            finally:
+                end[0] = clock()
+
+        try:
+            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        except AssertionError:
+            raise
+        except BaseException as exc:  # the power loss, as the engine reports it
+            return exc
+        finally:
+            self.base_ms = end[0] + 1
+        return None
+
+
+def new_fs(seed: int) -> SimulatedFileSystem:
+    fs = SimulatedFileSystem(seed)
+    fs.makedirs("/data")
+    fs.sync_dir("/")
+    return fs
+
+
+async def run_to_end(runs: Pipelines, out: list[Any]) -> None:
+    await runs.start(crashy, "r", {})
+    async with runs.running():
+        out.append(await runs.result("r"))
+
+
+def test_a_power_loss_at_any_disk_call_loses_no_saved_step(report: Any) -> None:
+    fs = new_fs(0)
+    RAN.clear()
+    out: list[Any] = []
+    start = fs.statistics().ops
+    assert Sessions(fs).run(lambda r: run_to_end(r, out)) is None
+    expected, ops = out[0], fs.statistics().ops - start
+    assert expected == {"a": 1, "b": 2, "c": 20}
+    assert RAN == ["first", "second 1", "second 2", "third"]
+    crashed = 0
+    for k in range(1, ops + 1):
+        for torn in (False, True):
+            fs = new_fs(k)
+            sessions = Sessions(fs)
+            RAN.clear()
+            fs.crash_after(k, torn=torn, rng=random.Random(k))
+            sessions.run(lambda r: run_to_end(r, []))
+            if not fs.halted:
+                continue
+            crashed += 1
+            fs.restart()
+            before = list(RAN)
+            RAN.clear()
+            seen: dict[str, Any] = {}
+
+            async def resume(runs: Pipelines, seen: dict[str, Any] = seen) -> None:
+                try:
+                    seen["done"] = (await runs.describe("r")).done
+                except fa.FlowNotFound:
+                    seen["done"] = ()  # the start itself was not durable
+                finished: list[Any] = []
+                await run_to_end(runs, finished)
+                seen["out"] = finished[0]
+
+            assert sessions.run(resume) is None, (k, torn)
+            assert seen["out"] == expected, (k, torn)
+            after = list(RAN)
+            for name in seen["done"]:  # saved before the power loss: never run again
+                assert not any(r.startswith(name) for r in after), (k, torn, name, after)
+            for ran in (before, after):
+                assert len(ran) == len(set(ran)), (k, torn, ran)
+    assert crashed > 20
+    report(f"steps: {ops} disk calls, {crashed} crash points, no saved step run again")
