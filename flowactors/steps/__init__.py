@@ -22,9 +22,11 @@ See docs/steps.md.
 """
 
 from ._client import PipelineRun, Pipelines
-from ._pipeline import Pipeline, StepContext, StepFailed, StepRetry, steps
+from ._pipeline import Err, Ok, Pipeline, StepContext, StepFailed, StepRetry, steps
 
 __all__ = [
+    "Err",
+    "Ok",
     "Pipeline",
     "PipelineRun",
     "Pipelines",

@@ -10,9 +10,9 @@ from typing import Any
 import cbor2
 
 import flowactors as fa
-from flowactors.code import CodeRunner, RunInfo
+from flowactors.code import CodeRunner, RunInfo, WorkflowDef
 
-from ._pipeline import Pipeline
+from ._pipeline import HOST, Pipeline
 
 STEP_PREFIX = "step:"
 
@@ -44,10 +44,18 @@ class Pipelines:
         async with pipelines.running():
             print(await pipelines.result("order-1"))
 
-    Options are CodeRunner's (lease_ms, activity_threads, ...); `runner` is that
-    CodeRunner, for everything else it offers (signals, history, list)."""
+    `workflows`: code workflows the steps may call as children. Options are CodeRunner's
+    (lease_ms, activity_threads, ...); `runner` is that CodeRunner, for everything else
+    it offers (signals, history, list)."""
 
-    def __init__(self, engine: fa.Engine, pipelines: Iterable[Pipeline], **options: Any) -> None:
+    def __init__(
+        self,
+        engine: fa.Engine,
+        pipelines: Iterable[Pipeline],
+        *,
+        workflows: Iterable[WorkflowDef] = (),
+        **options: Any,
+    ) -> None:
         self.pipelines: dict[str, Pipeline] = {}
         for p in pipelines:
             if not isinstance(p, Pipeline):
@@ -55,7 +63,8 @@ class Pipelines:
             if p.name in self.pipelines:
                 raise fa.InvalidArgument(f"two pipelines named {p.name!r}")
             self.pipelines[p.name] = p
-        self.runner = CodeRunner(engine, [p.workflow for p in self.pipelines.values()], **options)
+        defs = [p.workflow for p in self.pipelines.values()] + list(workflows)
+        self.runner = CodeRunner(engine, defs, **options)
 
     def _pipeline(self, pipeline: Pipeline | str) -> Pipeline:
         name = pipeline.name if isinstance(pipeline, Pipeline) else pipeline
@@ -93,8 +102,27 @@ class Pipelines:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Pipelines]:
         """Host the runs (a worker in the background) for the block's duration."""
-        async with self.runner.running():
-            yield self
+        token = HOST.set(self.runner)  # the worker's tasks, started below, inherit it
+        try:
+            async with self.runner.running():
+                yield self
+        finally:
+            HOST.reset(token)
+
+    async def list_children(self, run_id: str, *, status: str | None = None) -> list[RunInfo]:
+        """The child runs a run started (call_workflow / start_workflow), optionally only
+        those with `status` (running, parked, completed, failed, cancelled)."""
+        out: list[RunInfo] = []
+        cursor: str | None = None
+        while True:
+            page = await self.runner.engine.by_parent(run_id, limit=500, cursor=cursor)
+            for flow in page.items:
+                info = await self.runner.describe(flow.id)
+                if status is None or info.status == status:
+                    out.append(info)
+            if page.cursor is None:
+                return out
+            cursor = page.cursor
 
 
 def _view(

@@ -12,24 +12,41 @@
 # engine flow due at the retry time). A step that fails for good runs the compensations
 # of the steps before it, newest first, each once, then fails the run.
 #
-# Not built yet (issue 18): call_workflow / start_workflow from inside a step, waits and
-# human input, decision / branch / parallel steps, per-queue concurrency.
+# Children (Durable's call_workflow / start_workflow). A step runs in a worker and cannot
+# wait durably, so asking for a child that does not exist yet ends the step's attempt with
+# `_Suspend` (never retried, never compensated): the pipeline's workflow code then starts
+# the child as a child run `<run id>/<ref>` (ctx.start_child), waits for it without
+# holding a worker (call_workflow) or not (start_workflow), and runs the step again from
+# its start. This time the child exists: call_workflow returns Ok(its result) or Err(its
+# error) at once, start_workflow its id. The child's id comes from `ref`, so a resumed run
+# never starts a second one.
+#
+# Not built yet (issue 18): call_workflow's timeout, waits and human input, decision /
+# branch / parallel steps, per-queue concurrency.
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import flowactors as fa
 from flowactors.code import (
     ActivityError,
     ActivityRef,
+    ChildCancelled,
+    ChildFailed,
     Context,
     NonRetryable,
     WorkflowDef,
     activity_info,
 )
+
+if TYPE_CHECKING:
+    from flowactors.code import CodeRunner, RunInfo
 
 Backoff = Literal["exponential", "linear", "constant"]
 StepFn = Callable[["StepContext", Any], Awaitable[Any]]
@@ -37,6 +54,30 @@ StepFn = Callable[["StepContext", Any], Awaitable[Any]]
 
 class StepFailed(NonRetryable):
     """Raise from a step to fail it at once, without its remaining attempts."""
+
+
+class _Suspend(NonRetryable):
+    """Ends a step's attempt that asked for a child not started yet (see the top)."""
+
+
+SUSPEND = _Suspend.__name__
+# The CodeRunner hosting the running steps, set by `Pipelines` (a step's children are
+# looked up through it).
+HOST: contextvars.ContextVar[CodeRunner] = contextvars.ContextVar("flowactors_steps_host")
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """call_workflow's answer when the child completed: its result."""
+
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Err:
+    """call_workflow's answer when the child failed or was cancelled: {type, message}."""
+
+    reason: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +127,46 @@ class StepContext:
     step: str
     attempt: int
     idempotency_key: str
+
+    async def call_workflow(
+        self, child: Pipeline | WorkflowDef | str, input: Any = None, *, ref: str
+    ) -> Ok | Err:
+        """Run `child` (a pipeline or code workflow registered with this `Pipelines`) as
+        child run `<run id>/<ref>` and return Ok(its result) or Err(its error). The
+        first time, the step stops here (holding no worker) until the child ended, then
+        runs again from its start; `ref` makes that second call find the same child."""
+        info = await self._child(child, input, ref, "call")
+        if info.status == "completed":
+            return Ok(info.result)
+        if info.status in ("failed", "cancelled"):
+            return Err(info.error or {"type": info.status, "message": ""})
+        raise fa.InvalidArgument(  # a ref reused while its first child still runs
+            f"ref {ref!r} names child {info.run_id}, which is still {info.status}"
+        )
+
+    async def start_workflow(
+        self, child: Pipeline | WorkflowDef | str, input: Any = None, *, ref: str
+    ) -> str:
+        """Start `child` as child run `<run id>/<ref>` without waiting for it; its id.
+        Idempotent through `ref` (the step runs again once the child is started)."""
+        info = await self._child(child, input, ref, "start")
+        return info.run_id
+
+    async def _child(self, child: Any, input: Any, ref: str, op: str) -> RunInfo:
+        if not isinstance(ref, str) or not ref or "/" in ref:
+            raise fa.InvalidArgument("ref must be a non-empty string without '/'")
+        name = child.name if isinstance(child, Pipeline | WorkflowDef) else child
+        if not isinstance(name, str):
+            raise fa.InvalidArgument(f"not a pipeline or workflow: {child!r}")
+        host = HOST.get(None)
+        if host is None:
+            raise fa.InvalidArgument("children need the step to run under Pipelines")
+        try:
+            return await host.describe(f"{self.run_id}/{ref}")
+        except fa.FlowNotFound:
+            pass
+        host.registry.latest(name)  # UnknownWorkflow now, not in the workflow code
+        raise _Suspend(json.dumps({"op": op, "w": name, "i": input, "ref": ref}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,14 +282,24 @@ def _build(pipeline: Pipeline) -> WorkflowDef:
         data = run_input
         for step, run in zip(steps_, runners, strict=True):
             retry = None if step.retry is None else step.retry.policy()
-            try:
-                got = await ctx.activity(
-                    run, run_input, data, retry=retry, compensate=step.compensate,
-                    name=f"step:{step.name}",
-                )  # fmt: skip
-            except ActivityError:
-                await ctx.compensate_all()
-                raise
+            while True:
+                try:
+                    got = await ctx.activity(
+                        run, run_input, data, retry=retry, compensate=step.compensate,
+                        name=f"step:{step.name}",
+                    )  # fmt: skip
+                except ActivityError as exc:
+                    if exc.type != SUSPEND:
+                        await ctx.compensate_all()
+                        raise
+                    spec = json.loads(exc.message)
+                    handle = ctx.start_child(spec["w"], spec["i"], id=spec["ref"])
+                    if spec["op"] == "call":
+                        # an ended child, however it ended: the step sees it as Ok / Err
+                        with contextlib.suppress(ChildFailed, ChildCancelled):
+                            await ctx.await_child(handle)
+                    continue  # the step again, from its start
+                break
             data = got.result if isinstance(got, ActivityRef) else got
         return data
 
