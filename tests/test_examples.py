@@ -66,3 +66,30 @@ def test_code_example_runs(name: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert CODE_EXAMPLES[name] in done.stdout
+
+
+STEPS_EXAMPLES = {
+    "order_pipeline": "order-1: paid pay-order-1 for 15, e-mail {'sent_to': 'ann@example.com'}",
+    "nested": "A -> B -> C: A -> B -> C",
+    "resilient_order": "failed children: ['order-7/card']",
+}
+
+
+def test_every_steps_example_is_listed() -> None:
+    shipped = {
+        p.stem for p in (ROOT / "examples" / "steps").glob("*.py") if not p.stem.startswith("_")
+    }
+    assert shipped == set(STEPS_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", list(STEPS_EXAMPLES))
+def test_steps_example_runs(name: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "steps" / f"{name}.py"), str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert STEPS_EXAMPLES[name] in done.stdout
