@@ -57,7 +57,7 @@ async def test_the_context_passes_from_step_to_step(
         async with runs.running():
             result = await runs.result("o-1")
         assert result["payment_id"] == "pay-o-1" and result["confirmed"] is True
-        assert result["key"] == "o-1:1"  # the charge step's position in the run's journal
+        assert result["key"] == "o-1:charge"
         assert CALLS == ["validate 1", "charge 1", "confirm"]
         view = await runs.describe("o-1")
         assert view.status == "completed" and view.current is None

@@ -109,6 +109,11 @@ class Pipelines:
         finally:
             HOST.reset(token)
 
+    async def send_event(self, run_id: str, name: str, payload: Any = None) -> str:
+        """Send event `name` to run `run_id` (kept until a step waits for it); its
+        delivery id."""
+        return await self.runner.signal(run_id, name, payload)
+
     async def list_children(self, run_id: str, *, status: str | None = None) -> list[RunInfo]:
         """The child runs a run started (call_workflow / start_workflow), optionally only
         those with `status` (running, parked, completed, failed, cancelled)."""

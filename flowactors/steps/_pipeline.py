@@ -21,17 +21,24 @@
 # error) at once, start_workflow its id. The child's id comes from `ref`, so a resumed run
 # never starts a second one.
 #
-# Not built yet (issue 18): call_workflow's timeout, waits and human input, decision /
+# Waits (sleep, schedule_at, wait_for_event, wait_for_all) work the same way: the first
+# time, the step's attempt ends and the workflow code waits (a durable timer, the run's
+# signal mailbox); the step then runs again from its start with what the wait produced,
+# keyed by the wait's kind and its count within the step (`resolved`, an argument of the
+# step's activity, so it is journaled), and the same wait returns at once.
+#
+# Not built yet (issue 18): call_workflow's timeout, wait_for_any, human input, decision /
 # branch / parallel steps, per-queue concurrency.
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import hashlib
-import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+import cbor2
 
 import flowactors as fa
 from flowactors.code import (
@@ -41,6 +48,7 @@ from flowactors.code import (
     ChildFailed,
     Context,
     NonRetryable,
+    Timeout,
     WorkflowDef,
     activity_info,
 )
@@ -127,6 +135,60 @@ class StepContext:
     step: str
     attempt: int
     idempotency_key: str
+    resolved: dict[str, Any] = field(default_factory=dict)
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def _key(self, kind: str) -> str:
+        n = self._counts.get(kind, 0) + 1
+        self._counts[kind] = n
+        return f"{kind}#{n}"
+
+    def _wait(self, kind: str, **spec: Any) -> Any:
+        key = self._key(kind)
+        if key in self.resolved:
+            return self.resolved[key]
+        raise _Suspend(_encode({"op": kind.split(":")[0], "key": key, **spec}))
+
+    async def sleep(self, ms: int) -> None:
+        """Wait `ms` on the engine's clock (durably, holding no worker)."""
+        _check_ms(ms, "ms")
+        self._wait("sleep", ms=ms)
+
+    async def schedule_at(self, at_ms: int) -> None:
+        """Wait until engine time `at_ms` (durably, holding no worker)."""
+        _check_ms(at_ms, "at_ms")
+        self._wait("at", at=at_ms)
+
+    async def wait_for_event(
+        self, name: str, *, timeout: int | None = None, timeout_value: Any = None
+    ) -> Any:
+        """The payload of the next event `name` sent to this run (one sent before the
+        wait is kept), or `timeout_value` when `timeout` ms pass first."""
+        _check_event(name)
+        if timeout is not None:
+            _check_ms(timeout, "timeout")
+        got = self._wait(f"event:{name}", name=name, timeout=timeout)
+        return timeout_value if isinstance(got, dict) and got.get(_TIMED_OUT) else got
+
+    async def wait_for_all(
+        self, names: list[str], *, timeout: int | None = None, timeout_value: Any = None
+    ) -> Any:
+        """{name: payload} once every event of `names` arrived, or `timeout_value` when
+        `timeout` ms pass first."""
+        if not isinstance(names, list) or not names:
+            raise fa.InvalidArgument("names must be a non-empty list of event names")
+        for name in names:
+            _check_event(name)
+        if timeout is not None:
+            _check_ms(timeout, "timeout")
+        got = self._wait(f"all:{','.join(names)}", names=names, timeout=timeout)
+        return timeout_value if isinstance(got, dict) and got.get(_TIMED_OUT) else got
+
+    async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send event `name` to run `run_id`; exactly once however often the step runs."""
+        host = _host()
+        key = self._key(f"send:{run_id}:{name}")
+        await host.signal(run_id, name, payload, delivery_id=f"{self.idempotency_key}:{key}")
 
     async def call_workflow(
         self, child: Pipeline | WorkflowDef | str, input: Any = None, *, ref: str
@@ -158,15 +220,13 @@ class StepContext:
         name = child.name if isinstance(child, Pipeline | WorkflowDef) else child
         if not isinstance(name, str):
             raise fa.InvalidArgument(f"not a pipeline or workflow: {child!r}")
-        host = HOST.get(None)
-        if host is None:
-            raise fa.InvalidArgument("children need the step to run under Pipelines")
+        host = _host()
         try:
             return await host.describe(f"{self.run_id}/{ref}")
         except fa.FlowNotFound:
             pass
         host.registry.latest(name)  # UnknownWorkflow now, not in the workflow code
-        raise _Suspend(json.dumps({"op": op, "w": name, "i": input, "ref": ref}))
+        raise _Suspend(_encode({"op": op, "w": name, "i": input, "ref": ref}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +316,56 @@ class Pipeline:
         return f"<pipeline {self.name} [{', '.join(s.name for s in self.steps)}]>"
 
 
+_TIMED_OUT = "__flowactors_timed_out__"
+
+
+def _host() -> CodeRunner:
+    host = HOST.get(None)
+    if host is None:
+        raise fa.InvalidArgument("this needs the step to run under Pipelines.running()")
+    return host
+
+
+def _check_ms(ms: object, what: str) -> None:
+    if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+        raise fa.InvalidArgument(f"{what} must be a non-negative int of ms")
+
+
+def _check_event(name: object) -> None:
+    if not isinstance(name, str) or not name or ":" in name or "," in name:
+        raise fa.InvalidArgument("an event name is a non-empty str without ':' or ','")
+
+
+def _encode(spec: dict[str, Any]) -> str:
+    return cbor2.dumps(spec, canonical=True).hex()
+
+
+def _decode(text: str) -> dict[str, Any]:
+    spec: dict[str, Any] = cbor2.loads(bytes.fromhex(text))
+    return spec
+
+
+async def _resolve(ctx: Context, spec: dict[str, Any]) -> Any:
+    """The workflow side of a step's wait: wait durably, return what the step sees."""
+    op = spec["op"]
+    if op == "sleep":
+        await ctx.timer(spec["ms"])
+        return True
+    if op == "at":
+        await ctx.timer(max(0, spec["at"] - ctx.now_ms()))
+        return True
+    deadline = None if spec["timeout"] is None else ctx.now_ms() + spec["timeout"]
+    names = [spec["name"]] if op == "event" else spec["names"]
+    got: dict[str, Any] = {}
+    for name in names:
+        left = None if deadline is None else max(0, deadline - ctx.now_ms())
+        value = await ctx.signal(name, timeout=left)
+        if isinstance(value, Timeout):
+            return {_TIMED_OUT: True}
+        got[name] = value
+    return got[spec["name"]] if op == "event" else got
+
+
 def steps(
     name: str, *, version: int = 1, queue: str | None = None, retention_ms: int | None = None
 ) -> Pipeline:
@@ -267,10 +377,11 @@ def _build(pipeline: Pipeline) -> WorkflowDef:
     steps_ = list(pipeline.steps)
     names = [s.name for s in steps_]
 
-    def runner(step: Step) -> Callable[[Any, Any], Awaitable[Any]]:
-        async def run_step(run_input: Any, data: Any) -> Any:
+    def runner(step: Step) -> Callable[[Any, Any, dict[str, Any]], Awaitable[Any]]:
+        async def run_step(run_input: Any, data: Any, resolved: dict[str, Any]) -> Any:
             info = activity_info()
-            ctx = StepContext(run_input, info.run_id, step.name, info.attempt, info.idempotency_key)
+            key = f"{info.run_id}:{step.name}"  # the same for every run of this step
+            ctx = StepContext(run_input, info.run_id, step.name, info.attempt, key, resolved)
             return await step.fn(ctx, data)
 
         run_step.__name__ = f"step:{step.name}"
@@ -282,22 +393,26 @@ def _build(pipeline: Pipeline) -> WorkflowDef:
         data = run_input
         for step, run in zip(steps_, runners, strict=True):
             retry = None if step.retry is None else step.retry.policy()
+            resolved: dict[str, Any] = {}
             while True:
                 try:
                     got = await ctx.activity(
-                        run, run_input, data, retry=retry, compensate=step.compensate,
-                        name=f"step:{step.name}",
+                        run, run_input, data, resolved, retry=retry,
+                        compensate=step.compensate, name=f"step:{step.name}",
                     )  # fmt: skip
                 except ActivityError as exc:
                     if exc.type != SUSPEND:
                         await ctx.compensate_all()
                         raise
-                    spec = json.loads(exc.message)
-                    handle = ctx.start_child(spec["w"], spec["i"], id=spec["ref"])
-                    if spec["op"] == "call":
-                        # an ended child, however it ended: the step sees it as Ok / Err
-                        with contextlib.suppress(ChildFailed, ChildCancelled):
-                            await ctx.await_child(handle)
+                    spec = _decode(exc.message)
+                    if spec["op"] in ("call", "start"):
+                        handle = ctx.start_child(spec["w"], spec["i"], id=spec["ref"])
+                        if spec["op"] == "call":
+                            # an ended child, however it ended: the step sees Ok / Err
+                            with contextlib.suppress(ChildFailed, ChildCancelled):
+                                await ctx.await_child(handle)
+                    else:
+                        resolved = {**resolved, spec["key"]: await _resolve(ctx, spec)}
                     continue  # the step again, from its start
                 break
             data = got.result if isinstance(got, ActivityRef) else got

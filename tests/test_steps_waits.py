@@ -1,0 +1,130 @@
+"""Waits inside steps (sleep, schedule_at, wait_for_event with a timeout, wait_for_all,
+send_event): each waits durably in the run's workflow code, holding no worker, and the
+step runs again from its start with what the wait produced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from sdk_helpers import trio_engine
+
+import flowactors as fa
+from flowactors.steps import Pipelines, StepContext, steps
+
+CALLS: list[str] = []
+HOUR = 3_600_000
+# hours of virtual time: the worker need not look for work or recheck leases every second
+QUIET: dict[str, Any] = {"poll_ms": HOUR, "recheck_ms": HOUR, "lease_ms": HOUR}
+
+waits = steps("waits")
+
+
+@waits.step
+async def nap(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("nap")
+    await ctx.sleep(HOUR)
+    await ctx.schedule_at(5 * HOUR)
+    return {**data, "woke": True}
+
+
+@waits.step
+async def approval(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("approval")
+    decision = await ctx.wait_for_event("approve", timeout=2 * HOUR, timeout_value="expired")
+    both = await ctx.wait_for_all(["docs", "payment"], timeout=3 * HOUR, timeout_value=None)
+    return {**data, "decision": decision, "both": both}
+
+
+async def test_sleep_schedule_at_events_and_all(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    CALLS.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [waits], **QUIET)
+        await runs.start(waits, "w-1", {})
+        await runs.send_event("w-1", "docs", {"pages": 3})  # before the wait: kept
+        async with runs.running():
+            await trio.sleep(HOUR / 1000 / 2)
+            flow = await engine.get("w-1")
+            assert flow is not None and flow.lease_owner is None  # sleeping: no worker
+            assert engine.now_ms() < HOUR
+            await trio.sleep(5 * HOUR / 1000)  # past 05:00: now waiting for "approve"
+            assert (await runs.describe("w-1")).current == "approval"
+            await runs.send_event("w-1", "approve", "yes")
+            await runs.send_event("w-1", "payment", 42)
+            result = await runs.result("w-1")
+        assert result == {
+            "woke": True,
+            "decision": "yes",
+            "both": {"docs": {"pages": 3}, "payment": 42},
+        }
+        assert engine.now_ms() >= 5 * HOUR
+        # each wait ends the step's attempt and runs the step again, from its start
+        assert CALLS.count("nap") == 3 and CALLS.count("approval") == 3
+
+
+async def test_an_event_that_does_not_come_gives_the_timeout_value(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [waits], **QUIET)
+        await runs.start(waits, "w-2", {})
+        async with runs.running():
+            await trio.sleep(6 * HOUR / 1000)
+            await runs.send_event("w-2", "docs", 1)
+            result = await runs.result("w-2")  # neither "approve" nor "payment" comes
+        assert result["decision"] == "expired" and result["both"] is None
+
+
+notify = steps("notify")
+inbox = steps("inbox")
+
+
+@notify.step
+async def tell(ctx: StepContext, data: Any) -> Any:
+    CALLS.append("tell")
+    await ctx.send_event("in-1", "hello", {"from": ctx.run_id})
+    await ctx.sleep(1_000)  # ends this attempt once: the send must not repeat
+    return "told"
+
+
+@inbox.step
+async def listen(ctx: StepContext, data: Any) -> Any:
+    first = await ctx.wait_for_event("hello")
+    second = await ctx.wait_for_event("hello", timeout=60_000, timeout_value="no second")
+    return [first, second]
+
+
+async def test_send_event_is_exactly_once_across_step_reruns(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    CALLS.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [notify, inbox], **QUIET)
+        await runs.start(inbox, "in-1", None)
+        await runs.start(notify, "n-1", None)
+        async with runs.running():
+            assert await runs.result("n-1") == "told"
+            assert await runs.result("in-1") == [{"from": "n-1"}, "no second"]
+        assert CALLS == ["tell", "tell"]
+
+
+async def test_bad_waits_fail_the_step(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    bad = steps("bad_waits")
+
+    @bad.step
+    async def wrong(ctx: StepContext, data: Any) -> Any:
+        await ctx.sleep(-1)
+
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [bad])
+        await runs.start(bad, "b", None)
+        async with runs.running():
+            with pytest.raises(fa.FlowError, match="non-negative"):
+                await runs.result("b")
