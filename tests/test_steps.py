@@ -15,7 +15,7 @@ from sdk_helpers import trio_engine
 
 import flowactors as fa
 from flowactors.code import RunCancelled, WorkflowFailed
-from flowactors.steps import Pipelines, StepContext, StepFailed, StepRetry, steps
+from flowactors.steps import Pipelines, StepContext, StepFailed, StepRetry, goto, steps
 
 CALLS: list[str] = []
 GATE: dict[str, trio.Event] = {}
@@ -235,3 +235,57 @@ async def test_a_run_started_under_another_list_of_steps_is_parked(
             await trio.sleep(1)
         view = await runs.describe("e-1")
         assert view.status == "parked" and view.done == ()
+
+
+review = steps("review")
+
+
+@review.step
+async def score(ctx: StepContext, data: dict[str, Any]) -> Any:
+    CALLS.append("score")
+    if data["amount"] < 100:
+        return goto("approve", {**data, "auto": True})  # a decision: skip manual review
+    return data
+
+
+@review.step
+async def manual(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("manual")
+    return {**data, "auto": False}
+
+
+@review.step
+async def approve(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("approve")
+    return {**data, "approved": True}
+
+
+backwards = steps("backwards")
+
+
+@backwards.step
+async def one_step(ctx: StepContext, data: Any) -> Any:
+    return data
+
+
+@backwards.step
+async def loop_back(ctx: StepContext, data: Any) -> Any:
+    return goto("one_step", data)
+
+
+async def test_a_decision_step_goes_forward_only(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    CALLS.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [review, backwards])
+        await runs.start(review, "small", {"amount": 5})
+        await runs.start(review, "large", {"amount": 500})
+        await runs.start(backwards, "back", 1)
+        async with runs.running():
+            assert await runs.result("small") == {"amount": 5, "auto": True, "approved": True}
+            assert await runs.result("large") == {"amount": 500, "auto": False, "approved": True}
+            with pytest.raises(WorkflowFailed, match="goes forward"):
+                await runs.result("back")
+        assert sorted(CALLS) == sorted(["score", "approve", "score", "manual", "approve"])
+        assert (await runs.describe("small")).done == ("score", "approve")

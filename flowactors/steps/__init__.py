@@ -22,7 +22,7 @@ See docs/steps.md.
 """
 
 from ._client import PipelineRun, Pipelines
-from ._pipeline import Err, Ok, Pipeline, StepContext, StepFailed, StepRetry, steps
+from ._pipeline import Err, Ok, Pipeline, StepContext, StepFailed, StepRetry, goto, steps
 
 __all__ = [
     "Err",
@@ -33,5 +33,6 @@ __all__ = [
     "StepContext",
     "StepFailed",
     "StepRetry",
+    "goto",
     "steps",
 ]

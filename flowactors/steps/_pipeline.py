@@ -27,8 +27,11 @@
 # keyed by the wait's kind and its count within the step (`resolved`, an argument of the
 # step's activity, so it is journaled), and the same wait returns at once.
 #
-# Not built yet (issue 18): call_workflow's timeout, wait_for_any, human input, decision /
-# branch / parallel steps, per-queue concurrency.
+# Decisions: a step that returns `goto(step, data)` moves the run forward to `step` (later
+# in the list) with `data` as the context, skipping the steps between.
+#
+# Not built yet (issue 18): call_workflow's timeout, wait_for_any, human input, branch /
+# parallel steps, per-queue concurrency.
 from __future__ import annotations
 
 import contextlib
@@ -366,6 +369,16 @@ async def _resolve(ctx: Context, spec: dict[str, Any]) -> Any:
     return got[spec["name"]] if op == "event" else got
 
 
+_GOTO = "__flowactors_goto__"
+
+
+def goto(step: str, data: Any) -> dict[str, Any]:
+    """What a decision step returns to go forward to `step` with context `data`."""
+    if not isinstance(step, str) or not step:
+        raise fa.InvalidArgument("goto needs a step name")
+    return {_GOTO: step, "data": data}
+
+
 def steps(
     name: str, *, version: int = 1, queue: str | None = None, retention_ms: int | None = None
 ) -> Pipeline:
@@ -389,9 +402,14 @@ def _build(pipeline: Pipeline) -> WorkflowDef:
 
     runners = [runner(s) for s in steps_]
 
+    index = {s.name: i for i, s in enumerate(steps_)}
+
     async def body(ctx: Context, run_input: Any) -> Any:
         data = run_input
-        for step, run in zip(steps_, runners, strict=True):
+        skip_to = 0
+        for i, (step, run) in enumerate(zip(steps_, runners, strict=True)):
+            if i < skip_to:
+                continue
             retry = None if step.retry is None else step.retry.policy()
             resolved: dict[str, Any] = {}
             while True:
@@ -416,6 +434,14 @@ def _build(pipeline: Pipeline) -> WorkflowDef:
                     continue  # the step again, from its start
                 break
             data = got.result if isinstance(got, ActivityRef) else got
+            if isinstance(data, dict) and _GOTO in data:
+                target = index.get(data[_GOTO], -1)
+                if target <= i:
+                    raise fa.InvalidArgument(
+                        f"step {step.name} goes to {data[_GOTO]!r}: a goto goes forward, "
+                        f"to one of {names[i + 1 :]}"
+                    )
+                skip_to, data = target, data["data"]
         return data
 
     digest = hashlib.sha256(repr((pipeline.name, pipeline.version, names)).encode()).hexdigest()
