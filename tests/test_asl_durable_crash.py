@@ -25,12 +25,10 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sim_sessions import SimSessions, new_fs
 
-import flowactors as fa
 from flowactors.asl import AslRunner, Status, TaskError
 from wal.testing import SimulatedFileSystem
-
-PATH = "/data/engine"
 
 
 def task(resource: str, nxt: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -107,51 +105,15 @@ class Handlers:
         return {"add": add, "flaky": flaky}
 
 
-def new_fs(seed: int) -> SimulatedFileSystem:
-    fs = SimulatedFileSystem(seed)
-    fs.makedirs("/data")
-    fs.sync_dir("/")
-    return fs
-
-
 class Session:
-    """One engine session on `fs`, in virtual time that continues across sessions."""
+    """Engine sessions on one simulated disk (tests/sim_sessions.py), each body handed an
+    AslRunner."""
 
     def __init__(self, fs: SimulatedFileSystem) -> None:
-        self.fs = fs
-        self.base_ms = 0
+        self.sim = SimSessions(fs)
 
     def run(self, body: Callable[[AslRunner], Any], handlers: Handlers) -> BaseException | None:
-        end_ms = [self.base_ms]
-
-        async def main() -> None:
-            base = self.base_ms
-
-            def clock() -> int:
-                return base + fa.trio_clock_ms()
-
-            try:
-                async with fa.open_engine(
-                    PATH,
-                    shards=2,
-                    fs=self.fs,
-                    clock=clock,
-                    io_threads=False,
-                    maintenance_interval_ms=None,
-                ) as e:
-                    await body(AslRunner(e, handlers.table(), lease_ms=10_000))
-            finally:
-                end_ms[0] = clock()
-
-        try:
-            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-        except AssertionError:
-            raise
-        except BaseException as exc:  # the power loss, as the engine reports it
-            return exc
-        finally:
-            self.base_ms = end_ms[0] + 1
-        return None
+        return self.sim.run(lambda e: body(AslRunner(e, handlers.table(), lease_ms=10_000)))
 
 
 async def run_to_end(r: AslRunner) -> None:

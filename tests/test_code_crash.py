@@ -23,16 +23,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import trio
-import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sim_sessions import SimSessions, new_fs
 
 import flowactors as fa
 from flowactors.code import CodeRunner, Context, Registry, activity_info, workflow
 from wal.testing import SimulatedFileSystem
-
-PATH = "/data/engine"
 
 
 class World:
@@ -94,51 +91,15 @@ FULL = [
 ]
 
 
-def new_fs(seed: int) -> SimulatedFileSystem:
-    fs = SimulatedFileSystem(seed)
-    fs.makedirs("/data")
-    fs.sync_dir("/")
-    return fs
-
-
 class Session:
-    """Engine sessions on one simulated disk, virtual time continuing across them."""
+    """Engine sessions on one simulated disk (tests/sim_sessions.py), each body handed a
+    CodeRunner."""
 
     def __init__(self, fs: SimulatedFileSystem) -> None:
-        self.fs = fs
-        self.base_ms = 0
+        self.sim = SimSessions(fs)
 
     def run(self, body: Callable[[CodeRunner], Any]) -> BaseException | None:
-        end_ms = [self.base_ms]
-
-        async def main() -> None:
-            base = self.base_ms
-
-            def clock() -> int:
-                return base + fa.trio_clock_ms()
-
-            try:
-                async with fa.open_engine(
-                    PATH,
-                    shards=2,
-                    fs=self.fs,
-                    clock=clock,
-                    io_threads=False,
-                    maintenance_interval_ms=None,
-                ) as e:
-                    await body(CodeRunner(e, REG, lease_ms=10_000, recheck_ms=5_000))
-            finally:
-                end_ms[0] = clock()
-
-        try:
-            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-        except AssertionError:
-            raise
-        except BaseException as exc:  # the power loss, as the engine reports it
-            return exc
-        finally:
-            self.base_ms = end_ms[0] + 1
-        return None
+        return self.sim.run(lambda e: body(CodeRunner(e, REG, lease_ms=10_000, recheck_ms=5_000)))
 
 
 def run_to_end(steps: list[list[Any]], out: list[Any]) -> Callable[[CodeRunner], Any]:

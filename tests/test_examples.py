@@ -22,22 +22,30 @@ EXAMPLES = {
 }
 
 
+def shipped(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
+
+
 def test_every_example_is_listed() -> None:
-    shipped = {p.stem for p in (ROOT / "examples").glob("*.py") if not p.stem.startswith("_")}
-    assert shipped == set(EXAMPLES)
+    assert shipped(ROOT / "examples") == set(EXAMPLES)
 
 
-@pytest.mark.parametrize("name", list(EXAMPLES))
-def test_example_runs(name: str, tmp_path: Path) -> None:
+def run_example(script: Path, tmp_path: Path, expected: str) -> None:
+    """Run `python script DATA_DIR` and require it to succeed and print `expected`."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / f"{name}.py"), str(tmp_path / "data")],
+        [sys.executable, str(script), str(tmp_path / "data")],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert EXAMPLES[name] in done.stdout
+    assert expected in done.stdout
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_example_runs(name: str, tmp_path: Path) -> None:
+    run_example(ROOT / "examples" / f"{name}.py", tmp_path, EXAMPLES[name])
 
 
 CODE_EXAMPLES = {
@@ -49,23 +57,12 @@ CODE_EXAMPLES = {
 
 
 def test_every_code_example_is_listed() -> None:
-    shipped = {
-        p.stem for p in (ROOT / "examples" / "code").glob("*.py") if not p.stem.startswith("_")
-    }
-    assert shipped == set(CODE_EXAMPLES)
+    assert shipped(ROOT / "examples" / "code") == set(CODE_EXAMPLES)
 
 
 @pytest.mark.parametrize("name", list(CODE_EXAMPLES))
 def test_code_example_runs(name: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "code" / f"{name}.py"), str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert CODE_EXAMPLES[name] in done.stdout
+    run_example(ROOT / "examples" / "code" / f"{name}.py", tmp_path, CODE_EXAMPLES[name])
 
 
 STEPS_EXAMPLES = {
@@ -76,20 +73,9 @@ STEPS_EXAMPLES = {
 
 
 def test_every_steps_example_is_listed() -> None:
-    shipped = {
-        p.stem for p in (ROOT / "examples" / "steps").glob("*.py") if not p.stem.startswith("_")
-    }
-    assert shipped == set(STEPS_EXAMPLES)
+    assert shipped(ROOT / "examples" / "steps") == set(STEPS_EXAMPLES)
 
 
 @pytest.mark.parametrize("name", list(STEPS_EXAMPLES))
 def test_steps_example_runs(name: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "steps" / f"{name}.py"), str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert STEPS_EXAMPLES[name] in done.stdout
+    run_example(ROOT / "examples" / "steps" / f"{name}.py", tmp_path, STEPS_EXAMPLES[name])

@@ -9,14 +9,12 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
-import trio.testing
+from sim_sessions import SimSessions, new_fs
 
 import flowactors as fa
 from flowactors.steps import Pipelines, StepContext, StepRetry, steps
 from wal.testing import SimulatedFileSystem
 
-PATH = "/data/engine"
 RAN: list[str] = []
 
 crashy = steps("crashy")
@@ -42,47 +40,17 @@ async def third(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "c": data["b"] * 10}
 
 
-class Sessions:
-    """Engine sessions on one simulated disk, virtual time continuing across them."""
+def sessions_of(fs: SimulatedFileSystem) -> Any:
+    """Simulated-disk sessions whose bodies get the pipelines' client."""
+    sim = SimSessions(fs)
 
-    def __init__(self, fs: SimulatedFileSystem) -> None:
-        self.fs = fs
-        self.base_ms = 0
+    class Sessions:
+        def run(self, body: Callable[[Pipelines], Awaitable[Any]]) -> BaseException | None:
+            return sim.run(
+                lambda e: body(Pipelines(e, [crashy], lease_ms=10_000, recheck_ms=5_000))
+            )
 
-    def run(self, body: Callable[[Pipelines], Awaitable[Any]]) -> BaseException | None:
-        end = [self.base_ms]
-
-        async def main() -> None:
-            base = self.base_ms
-
-            def clock() -> int:
-                return base + fa.trio_clock_ms()
-
-            try:
-                async with fa.open_engine(
-                    PATH, shards=2, fs=self.fs, clock=clock, io_threads=False,
-                    maintenance_interval_ms=None,
-                ) as engine:  # fmt: skip
-                    await body(Pipelines(engine, [crashy], lease_ms=10_000, recheck_ms=5_000))
-            finally:
-                end[0] = clock()
-
-        try:
-            trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-        except AssertionError:
-            raise
-        except BaseException as exc:  # the power loss, as the engine reports it
-            return exc
-        finally:
-            self.base_ms = end[0] + 1
-        return None
-
-
-def new_fs(seed: int) -> SimulatedFileSystem:
-    fs = SimulatedFileSystem(seed)
-    fs.makedirs("/data")
-    fs.sync_dir("/")
-    return fs
+    return Sessions()
 
 
 async def run_to_end(runs: Pipelines, out: list[Any]) -> None:
@@ -96,7 +64,7 @@ def test_a_power_loss_at_any_disk_call_loses_no_saved_step(report: Any) -> None:
     RAN.clear()
     out: list[Any] = []
     start = fs.statistics().ops
-    assert Sessions(fs).run(lambda r: run_to_end(r, out)) is None
+    assert sessions_of(fs).run(lambda r: run_to_end(r, out)) is None
     expected, ops = out[0], fs.statistics().ops - start
     assert expected == {"a": 1, "b": 2, "c": 20}
     assert RAN == ["first", "second 1", "second 2", "third"]
@@ -104,7 +72,7 @@ def test_a_power_loss_at_any_disk_call_loses_no_saved_step(report: Any) -> None:
     for k in range(1, ops + 1):
         for torn in (False, True):
             fs = new_fs(k)
-            sessions = Sessions(fs)
+            sessions = sessions_of(fs)
             RAN.clear()
             fs.crash_after(k, torn=torn, rng=random.Random(k))
             sessions.run(lambda r: run_to_end(r, []))

@@ -412,15 +412,7 @@ class ShardState:
         with `reclaim` would take it)."""
         by_state = self.due_types.get(flow_type)
         sl = None if by_state is None else by_state.get("running")
-        if sl is None:
-            return False
-        for p in (2, 1, 0):
-            i = sl.bisect_left((-p,))
-            if i < len(sl):
-                entry = sl[i]
-                if entry[0] == -p and entry[1] <= now:
-                    return True
-        return False
+        return sl is not None and _band_due(sl, (2, 1, 0), now)
 
     def may_claim(
         self,
@@ -448,13 +440,8 @@ class ShardState:
                 continue
             if priority is None and sl[0][1] <= now:
                 return True  # the first entry of the first band is due
-            for p in bands:
-                # The first entry of band -p is its earliest due time.
-                i = sl.bisect_left((-p,))
-                if i < len(sl):
-                    entry = sl[i]
-                    if entry[0] == -p and entry[1] <= now:
-                        return True
+            if _band_due(sl, bands, now):
+                return True
         return False
 
     def iter_due(
@@ -561,3 +548,15 @@ def _discard(index: dict[str, set[str]], key: str, member: str) -> None:
     members.discard(member)
     if not members:
         del index[key]
+
+
+def _band_due(sl: Any, bands: tuple[int, ...], now: int) -> bool:
+    """Whether one of the priority `bands` of a per-(type, state) due list has an entry
+    due at `now`: the first entry of band -p is its earliest due time."""
+    for p in bands:
+        i = sl.bisect_left((-p,))
+        if i < len(sl):
+            entry = sl[i]
+            if entry[0] == -p and entry[1] <= now:
+                return True
+    return False
