@@ -8,6 +8,7 @@ progress and notices go to stderr.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shlex
 import sys
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+
+import flowactors
 
 from . import _registry
 from ._report import flatten, render, save
@@ -39,6 +42,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--repeats", type=_positive, help="measured runs per figure (default 3, quick 1)"
     )
     p.add_argument("--data-dir", type=Path, help="where the temporary work directory goes")
+    p.add_argument(
+        "--gc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="CPython's GC thresholds: flowactors.tune_gc() (the default) or Python's own",
+    )
     p.add_argument("--save", action="store_true", help="also write the result to bench/results/")
     return p
 
@@ -61,20 +70,26 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m bench") -> int
         print(f"{prog}: unknown scenario {args.scenario!r} (available: {names})", file=sys.stderr)
         return 2
 
+    if args.gc == "tuned":
+        old = flowactors.tune_gc()
     err = Console(stderr=True, highlight=False)
     t0 = time.perf_counter()
 
     def progress(message: str) -> None:
         err.print(f"[dim]{time.perf_counter() - t0:6.1f}s  {message}[/dim]")
 
-    outcome = run(
-        args.scenario,
-        scenario,
-        quick=args.quick,
-        repeats=args.repeats,
-        data_dir=args.data_dir,
-        progress=progress,
-    )
+    try:
+        outcome = run(
+            args.scenario,
+            scenario,
+            quick=args.quick,
+            repeats=args.repeats,
+            data_dir=args.data_dir,
+            progress=progress,
+        )
+    finally:
+        if args.gc == "tuned":
+            gc.set_threshold(*old)  # (`flowactors bench` runs in the CLI's process)
     out = Console(highlight=False)
     if not out.is_terminal:
         out = Console(highlight=False, width=TABLE_WIDTH)

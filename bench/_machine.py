@@ -6,12 +6,15 @@ hardware and filesystem that produced it.
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from flowactors.engine._tuning import TUNED_GEN0
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class Machine:
     fs_mount: str
     fs_device: str
     free_disk_bytes: int
+    gc: str = "default"  # CPython's GC thresholds in the run ("tuned ..." by flowactors.tune_gc)
 
     def flat(self) -> dict[str, str | int]:
         return {f"machine_{k}": v for k, v in asdict(self).items()}
@@ -49,7 +53,14 @@ def describe(data_dir: Path) -> Machine:
         fs_mount=mount,
         fs_device=device,
         free_disk_bytes=shutil.disk_usage(data_dir).free,
+        gc=_gc(),
     )
+
+
+def _gc() -> str:
+    gen0, gen1, gen2 = gc.get_threshold()
+    how = "tuned (flowactors.tune_gc)" if gen0 >= TUNED_GEN0 else "default"
+    return f"{how}: thresholds {gen0}/{gen1}/{gen2}"
 
 
 def filesystem_of(path: Path, mounts: str = "/proc/mounts") -> tuple[str, str, str]:

@@ -59,6 +59,7 @@ def render(outcome: Outcome, console: Console) -> None:
     facts.add_row("platform", m.platform)
     facts.add_row("data dir", f"{m.fs_type} on {m.fs_device} at {m.fs_mount}")
     facts.add_row("free disk", f"{m.free_disk_bytes / 2**30:.1f} GiB")
+    facts.add_row("gc", m.gc)
     console.print(facts)
 
     mode = " --quick" if outcome.quick else ""

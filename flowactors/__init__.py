@@ -28,6 +28,7 @@ from .engine._errors import (
     WrongState,
 )
 from .engine._retry import backoff_delay_ms
+from .engine._tuning import tune_gc
 from .engine._types import (
     Ack,
     ChildSpec,
@@ -131,6 +132,7 @@ __all__ = [
     "slot_of",
     "spawn",
     "transition",
+    "tune_gc",
     "trio_clock_ms",
     "wall_clock_ms",
     "workflow",

@@ -98,6 +98,7 @@ async def test_stale_worker_is_fenced_out(tmp_path: Path, clock: FakeClock) -> N
             e.retry("a", tok, fen, error=b"late"),
             e.transition("a", "running", "next", fen, lease_token=tok),
             e.extend_lease("a", tok, fen),
+            e.step_continue("a", tok, fen),
             e.cancel("a", lease_token=tok),
             e.cancel("a", lease_token=tok, fencing_token=fen),
             e.complete_many([fa.Ack("a", tok, fen)]),
@@ -220,3 +221,79 @@ async def test_lease_expiry_on_trio_mock_clock(
         await trio.sleep(1)
         [h] = await e.claim_due("t", "w3")
         assert h.attempts == 1
+
+
+async def test_step_continue_keeps_the_claim_under_a_new_lease(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Store a step and go on: still running, at the new step, fencing + 1, a new token
+    and deadline; the values land with it; the old tokens are stale from then on."""
+    async with open_checked(tmp_path, clock, shards=1) as e:
+        await e.create("a", "t", state="fetch", payload=b"in")
+        [f] = await e.claim_due("t", "w1", lease_ms=1_000)
+        clock.advance(300)
+        g = await e.step_continue(
+            "a", f.lease_token, f.fencing_token, from_state="fetch", to_state="parse",
+            lease_ms=2_000, values={"page": b"<html>"}, attributes={"step": "2"},
+        )  # fmt: skip
+        assert (g.state, g.run_state, g.fencing_token) == ("running", "parse", f.fencing_token + 1)
+        assert g.lease_owner == "w1" and g.lease_token == f"w1:{clock.now}:{g.fencing_token}"
+        assert g.lease_deadline_ms == g.next_run_at_ms == clock.now + 2_000
+        assert g.value_sizes == {"page": 6} and g.attributes == {"step": "2"}
+        assert (g.attempts, g.reclaims) == (f.attempts, f.reclaims)
+        last = (await e.history("a"))[-1]
+        assert last.name == "step_continued"
+        assert last.meta == {"from": "fetch", "to": "parse", "worker": "w1"}
+        before = written(e)
+        with pytest.raises(fa.StaleLease):
+            await e.step_continue("a", f.lease_token, f.fencing_token)
+        with pytest.raises(fa.WrongState):  # from_state guards the step
+            await e.step_continue("a", g.lease_token, g.fencing_token, from_state="fetch")
+        assert written(e) == before
+        h = await e.step_continue("a", g.lease_token, g.fencing_token, worker="w2", lease_ms=9)
+        assert (h.run_state, h.lease_owner) == ("parse", "w2")  # the step kept
+        clock.advance(9)  # a continued lease expires like a claimed one
+        [r] = await e.reclaim("t", "w3")
+        assert (r.run_state, r.fencing_token) == ("parse", h.fencing_token + 1)
+        done = await e.complete("a", r.lease_token, r.fencing_token)
+        assert done.state == "completed"
+        assert (await e.get_values("a", ["page"])) == {"page": b"<html>"}
+    async with open_checked(tmp_path, clock, shards=1) as e:  # recovered from the log
+        assert [ev.name for ev in await e.history("a")] == [
+            "created", "claimed", "step_continued", "step_continued", "reclaimed", "completed",
+        ]  # fmt: skip
+
+
+async def test_step_continue_refuses_bad_input_and_unleased_flows(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with open_checked(tmp_path, clock, shards=1) as e:
+        await e.create("a", "t")
+        before = written(e)
+        with pytest.raises(fa.WrongState):  # not claimed: nothing to continue
+            await e.step_continue("a", "w:1:1", 0)
+        [f] = await e.claim_due("t", "w1")
+        tok, fen = f.lease_token, f.fencing_token
+        for bad in (
+            {"to_state": "running"}, {"to_state": "completed"}, {"lease_ms": 0},
+            {"worker": ""}, {"values": {"x": "not bytes"}},
+        ):  # fmt: skip
+            with pytest.raises(fa.InvalidArgument):
+                await e.step_continue("a", tok, fen, **bad)
+        with pytest.raises(fa.InvalidArgument):
+            await e.step_continue("a", None, fen)
+        with pytest.raises(fa.FlowNotFound):
+            await e.step_continue("nope", tok, fen)
+        assert written(e) == before + 1  # only the claim
+
+
+async def test_step_continue_past_max_active_ms_fails_the_flow(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async with open_checked(tmp_path, clock, shards=1) as e:
+        await e.create("a", "t", max_active_ms=1_000)
+        [f] = await e.claim_due("t", "w1", lease_ms=5_000)
+        clock.advance(1_000)
+        with pytest.raises(fa.FlowTerminal):
+            await e.step_continue("a", f.lease_token, f.fencing_token)
+        assert (await e.get("a")).state == "failed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import flowactors as fa
 import wal
 
@@ -33,7 +35,8 @@ def test_storage_errors_are_also_wal_errors() -> None:
 def test_the_engine_api_surface_is_pinned() -> None:
     public = {n for n in dir(fa.Engine) if not n.startswith("_")}
     assert public >= {
-        "create", "create_many", "claim_due", "reclaim", "extend_lease", "transition",
+        "create", "create_many", "claim_due", "reclaim", "extend_lease", "step_continue",
+        "transition",
         "complete", "fail", "retry", "cancel", "complete_many", "fail_many", "retry_many",
         "transition_many", "put_value", "get_values", "get", "history", "info", "counts",
         "spawn_children", "children", "signal", "rewind", "install_policy", "get_policy",
@@ -90,3 +93,20 @@ def test_the_cron_surface_is_pinned() -> None:
     assert issubclass(cron.InvalidSchedule, fa.InvalidArgument)
     assert issubclass(cron.ScheduleExists, fa.FlowExists)
     assert issubclass(cron.ScheduleNotFound, fa.FlowNotFound)
+
+
+def test_tune_gc_raises_the_young_threshold_and_gives_back_the_old_ones() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        old = fa.tune_gc()
+        assert old == before
+        assert gc.get_threshold() == (50_000, before[1], before[2])
+        assert fa.tune_gc(1_000) == (50_000, before[1], before[2])
+        for bad in (0, -1, True, 2.5, "many"):
+            with pytest.raises(fa.InvalidArgument):
+                fa.tune_gc(bad)  # type: ignore[arg-type]
+        assert gc.get_threshold()[0] == 1_000  # a refused call changes nothing
+    finally:
+        gc.set_threshold(*before)

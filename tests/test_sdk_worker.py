@@ -418,3 +418,35 @@ async def test_claim_values_hydrate_only_what_is_asked(
 
         assert await orders.run_once(handler=handle, claim_values=["customer"]) == 1
         assert seen == {"customer": b'{"name": "Ada"}'}
+
+
+async def test_a_handler_continues_through_steps_in_one_claim(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`ctx.step_continue` stores a step durably and keeps the claim: the handler goes on
+    with the new tokens (the old ones are stale), the payload it was given still at hand,
+    and the worker acknowledges the final outcome under the last tokens."""
+    async with trio_engine(tmp_path) as engine:
+        scrape = Client(engine).workflow(type="scrape", initial_state="fetch")
+        seen: list[tuple[str, int, bytes | None]] = []
+
+        @scrape.state("fetch")
+        async def fetch(job: fa.Context) -> fa.Complete:
+            first = job.fencing_token
+            await job.step_continue("parse", values={"page": b"<p>"})
+            seen.append((job.state, job.fencing_token - first, job.payload))
+            assert job.values["page"] == b"<p>"
+            await job.step_continue(values={"parsed": b"p"})
+            seen.append((job.state, job.fencing_token - first, job.payload))
+            return complete(result="done")
+
+        await scrape.start("s1", payload=b"url")
+        worker = scrape.worker(states=["fetch"], concurrency=2)
+        async with running(worker):
+            await until(lambda: _done(scrape, 1))
+        assert seen == [("parse", 1, b"url"), ("parse", 2, b"url")]
+        assert worker.statistics().completed == 1
+        names = [e.name for e in await scrape.history("s1")]
+        assert names == ["created", "claimed", "step_continued", "step_continued", "completed"]
+        flow = await engine.get("s1", values=("page", "parsed"))
+        assert flow.values == {"page": b"<p>", "parsed": b"p"}

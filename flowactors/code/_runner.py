@@ -18,24 +18,26 @@
 # retry time, or a recheck), parked (non-determinism, a swallowed suspension, an unknown
 # code version: claimed by nobody until `resume`); then completed / failed / cancelled.
 #
-# One claim, one step. A worker claims a run, folds its journal (cached per run, so a wake
+# A claim runs steps. A worker claims a run, folds its journal (cached per run, so a wake
 # reads only the chunks it has not seen) and replays the workflow from the top. When the
 # coroutine suspends, the host answers what it waits for, in the same claim when it can:
 # a due timer fires, a kept signal is consumed, a finished child's outcome is taken, a
 # child to start is created, an activity runs. Then the coroutine resumes (no second
-# replay). The claim ends with ONE engine command carrying the step's new events as the
-# next chunk: complete / fail (the run ended), transition to ready (more to do now),
-# waiting (due when something can change), or parked. A stale worker's command is refused
-# by the fencing token, so its results are never journaled.
+# replay). Each step's new events are stored as the next chunk by ONE engine command:
+# `step_continue` when the claim goes on (the run stays leased to this worker, under the
+# next fencing token), or, to end the claim, complete / fail (the run ended), transition
+# to ready (a step bound per claim was reached), waiting (due when something can change),
+# or parked. A stale worker's command is refused by the fencing token, so its results are
+# never journaled.
 #
 # The rule that makes this crash-safe: an effect outside the run (an activity, a child's
 # creation, a successor's creation) is performed only when everything it derives from is
 # durable - the stored journal, input and mailbox. Once a claim has fed an activity's
-# result, the next activity or child waits for the commit (ready, due now, claimed again).
-# So an activity runs at least once (a crash after it ran and before its step was stored
-# runs it again), its result is journaled exactly once, and no effect ever derives from a
-# result the journal does not hold. Timers, signals and children's outcomes need no such
-# care: deciding them has no effect outside the run.
+# result, the next activity or child waits until a `step_continue` has stored it. So an
+# activity runs at least once (a crash after it ran and before its step was stored runs it
+# again), its result is journaled exactly once, and no effect ever derives from a result
+# the journal does not hold. Timers, signals and children's outcomes need no such care:
+# deciding them has no effect outside the run.
 #
 # Wakes. A signal is stored in the mailbox (a passive engine signal, idempotent by its
 # delivery id), then the run is woken if waiting (a transitioning signal). A run that
@@ -266,7 +268,8 @@ class CodeRunner:
         self._alarms: list[int] = []  # due times of runs this process left waiting (a heap)
         self._alarm_changed = trio.Event()
         self.counts = dict.fromkeys(
-            ("steps", "replays", "activities_run", "commits", "parked", "wakes"), 0
+            ("steps", "replays", "activities_run", "commits", "step_continues", "parked", "wakes"),
+            0,
         )
 
     # -- the client API -------------------------------------------------------------------
@@ -696,7 +699,8 @@ class CodeRunner:
             )
         keep = False
         try:
-            outcome = await self._drive(flow, params, replay, events, nchunks)
+            outcome, events, nchunks = await self._drive(job, params, replay, events, nchunks)
+            flow = job.flow
             keep = (
                 self._sticky_runs > 0
                 and replay.drift is None
@@ -729,101 +733,125 @@ class CodeRunner:
 
     async def _drive(
         self,
-        flow: Flow,
+        job: Job,
         params: dict[str, Any],
         replay: Replay,
         events: Events,
         nchunks: int,
-    ) -> EngineOutcome:
-        fed = False  # an outcome was fed in this claim: later outside effects wait
+    ) -> tuple[EngineOutcome, Events, int]:
+        """Feed the replay until the claim must end; the engine outcome that ends it, and
+        the journal (events, chunks) as the claim leaves it stored."""
+        flow = job.flow
+        fed = False  # an outcome was fed since the last commit: outside effects wait
 
         def commit(state: str, run_at: int | None = None) -> Transition:
             values = self._commit_values(flow, replay, events, nchunks)
             return Transition(state, run_at_ms=run_at, values=values)
 
-        for _ in range(MAX_FEEDS):
-            out = replay.advance()
-            if out.status == "drift":
-                replay.close()
-                err = out.error
-                reason = (
-                    "suspend_leak"
-                    if type(err).__name__ == "SuspendLeakError"
-                    else ("nondeterminism")
-                )
-                return self._park(
-                    reason,
-                    str(err),
-                    expected=getattr(err, "expected", None),
-                    got=getattr(err, "got", None),
-                    position=getattr(err, "position", -1),
-                )
-            pending = [c for c in replay.pending_children.values() if not c[0].done]
-            if pending:
-                if fed:
-                    return commit(READY)
-                for eff, child_wf, child_input in pending:
-                    await self._create_child(flow, replay, eff, child_wf, child_input)
-            replay.pending_children.clear()
-            if out.status == "returned":
-                value = out.value
-                if isinstance(value, ContinueAsNew):
+        async def durable() -> None:
+            """Store what this claim fed so far and keep the claim (step_continue): the
+            next outside effect may then derive from it, with no claim in between."""
+            nonlocal flow, events, nchunks, fed
+            self.counts["step_continues"] += 1
+            values = None
+            if replay.new_events:
+                nchunks += 1
+                events = events + replay.new_events
+                values = {chunk_name(nchunks): _values.encode(replay.new_events)}
+            flow = await job.step_continue(values=values)
+            if values is not None:
+                self._remember(flow.id, (nchunks, events))
+            replay.rebase(self.engine.now_ms())
+            fed = False
+
+        async def feed() -> EngineOutcome:
+            nonlocal fed
+            for _ in range(MAX_FEEDS):
+                out = replay.advance()
+                if out.status == "drift":
+                    replay.close()
+                    err = out.error
+                    reason = (
+                        "suspend_leak"
+                        if type(err).__name__ == "SuspendLeakError"
+                        else ("nondeterminism")
+                    )
+                    return self._park(
+                        reason,
+                        str(err),
+                        expected=getattr(err, "expected", None),
+                        got=getattr(err, "got", None),
+                        position=getattr(err, "position", -1),
+                    )
+                pending = [c for c in replay.pending_children.values() if not c[0].done]
+                if pending:
                     if fed:
-                        return commit(READY)
-                    successor = await self._continue(flow, params, value.input, replay)
-                    values = self._commit_values(flow, replay, events, nchunks) or {}
-                    values["continued"] = successor.encode()
-                    return Complete(_values.encode({"continued": successor}), values)
-                return Complete(
-                    _values.encode(value), self._commit_values(flow, replay, events, nchunks)
-                )
-            if out.status == "raised":
-                assert out.error is not None
-                return Fail(
-                    _values.encode(error_of(out.error)),
-                    self._commit_values(flow, replay, events, nchunks),
-                )
-            blocked = replay.blocked
-            if blocked is None:  # suspended on nothing: drift was handled above
-                return commit(READY)
-            eff = blocked
-            now = self.engine.now_ms()
-            if eff.kind in ("activity", "compensate"):
-                if eff.retry_at is not None and eff.retry_at > now:
-                    return commit(WAITING, eff.retry_at)
-                if fed:
+                        await durable()
+                    for eff, child_wf, child_input in pending:
+                        await self._create_child(flow, replay, eff, child_wf, child_input)
+                replay.pending_children.clear()
+                if out.status == "returned":
+                    value = out.value
+                    if isinstance(value, ContinueAsNew):
+                        if fed:
+                            await durable()
+                        successor = await self._continue(flow, params, value.input, replay)
+                        values = self._commit_values(flow, replay, events, nchunks) or {}
+                        values["continued"] = successor.encode()
+                        return Complete(_values.encode({"continued": successor}), values)
+                    return Complete(
+                        _values.encode(value), self._commit_values(flow, replay, events, nchunks)
+                    )
+                if out.status == "raised":
+                    assert out.error is not None
+                    return Fail(
+                        _values.encode(error_of(out.error)),
+                        self._commit_values(flow, replay, events, nchunks),
+                    )
+                blocked = replay.blocked
+                if blocked is None:  # suspended on nothing: drift was handled above
                     return commit(READY)
-                assert replay.call is not None
-                await self._run_activity(flow, replay, eff, replay.call)
-                fed = True
-            elif eff.kind == "timer":
-                fire_at = int(eff.extra.get("fire_at") or 0)
-                if fire_at > now:
-                    return commit(WAITING, fire_at)
-                replay.resolve(eff, None)
-            elif eff.kind == "signal":
-                if not await self._take_signal(flow, replay, eff):
-                    until = eff.extra.get("until")
-                    if until is not None and until <= now:
-                        replay.resolve(eff, {"timeout": True})
+                eff = blocked
+                now = self.engine.now_ms()
+                if eff.kind in ("activity", "compensate"):
+                    if eff.retry_at is not None and eff.retry_at > now:
+                        return commit(WAITING, eff.retry_at)
+                    if fed:
+                        await durable()
+                    assert replay.call is not None
+                    await self._run_activity(flow, replay, eff, replay.call)
+                    fed = True
+                elif eff.kind == "timer":
+                    fire_at = int(eff.extra.get("fire_at") or 0)
+                    if fire_at > now:
+                        return commit(WAITING, fire_at)
+                    replay.resolve(eff, None)
+                elif eff.kind == "signal":
+                    if not await self._take_signal(flow, replay, eff):
+                        until = eff.extra.get("until")
+                        if until is not None and until <= now:
+                            replay.resolve(eff, {"timeout": True})
+                        else:
+                            seen = {n for n in flow.value_sizes if n.startswith(SIG)}
+                            self._watch[flow.id] = ("signal", seen)
+                            due = now + self.recheck_ms
+                            return commit(WAITING, due if until is None else min(until, due))
+                elif eff.kind == "join":
+                    outcome = await self._child_outcome(eff.name)
+                    if outcome is None:
+                        self._watch[flow.id] = ("child", eff.name)
+                        return commit(WAITING, now + self.recheck_ms)
+                    ok, value = outcome
+                    if ok:
+                        replay.resolve(eff, value)
                     else:
-                        seen = {n for n in flow.value_sizes if n.startswith(SIG)}
-                        self._watch[flow.id] = ("signal", seen)
-                        due = now + self.recheck_ms
-                        return commit(WAITING, due if until is None else min(until, due))
-            elif eff.kind == "join":
-                outcome = await self._child_outcome(eff.name)
-                if outcome is None:
-                    self._watch[flow.id] = ("child", eff.name)
-                    return commit(WAITING, now + self.recheck_ms)
-                ok, value = outcome
-                if ok:
-                    replay.resolve(eff, value)
+                        replay.fail(eff, value)
                 else:
-                    replay.fail(eff, value)
-            else:
-                raise AssertionError(f"unknown blocking effect {eff.kind}")
-        return commit(READY)
+                    raise AssertionError(f"unknown blocking effect {eff.kind}")
+            return commit(READY)
+
+        outcome = await feed()
+        return outcome, events, nchunks
 
     # -- answering effects ----------------------------------------------------------------
 

@@ -14,4 +14,5 @@ data directory's layout. Everything above it (`flowactors.sdk`, `flowactors.asl`
     _engine                              open_engine, the Engine object, closing
     _layout, _checkpoint                 the data directory: identity, saved records
     _types, _errors, _policy, _retry     public values, errors, policies, retry maths
+    _tuning                              opt-in process tuning (the cyclic GC's thresholds)
 """

@@ -398,6 +398,49 @@ class Commands(Routing):
         )
         return result
 
+    async def step_continue(
+        self,
+        flow_id: str,
+        lease_token: str,
+        fencing_token: int,
+        *,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        lease_ms: int = 30_000,
+        worker: str | None = None,
+        payload: bytes | None = None,
+        values: Mapping[str, bytes] | None = None,
+        attributes: Mapping[str, str] | None = None,
+        partition_key: str | None = None,
+    ) -> Flow:
+        """Store a claimed flow's step (payload, values, attributes) and keep working on
+        it: the flow stays running, now at step `to_state` (default: the same), under a
+        new lease of `lease_ms` held by `worker` (default: the current holder). The
+        fencing token goes up by one, so the reply's tokens are the ones to present next
+        and the old ones are stale. `from_state`, if given, must be the current step. One
+        command where a transition and a claim would take two (FerricStore's
+        FLOW.STEP_CONTINUE)."""
+        m.check_int(lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
+        if type(lease_token) is not str:
+            raise InvalidArgument(f"lease_token must be a string, got {type(lease_token).__name__}")
+        command = m.StepContinue(
+            flow_id,
+            lease_token,
+            fencing_token,
+            None if from_state is None else m.check_name(from_state, "from_state"),
+            None if to_state is None else m.check_active_state(to_state, "to_state"),
+            lease_ms,
+            None if worker is None else m.check_name(worker, "worker"),
+            m.check_blob(payload, "payload"),
+            m.check_values(values),
+            m.check_attributes(attributes),
+        )
+        m.check_carried(
+            "step_continue", command.values, command.payload, attributes=command.attributes
+        )
+        result: Flow = await self._one(flow_id, partition_key, command)
+        return result
+
     async def reclaim_expired(
         self, type: str, worker: str, *, limit: int = 1, lease_ms: int = 30_000
     ) -> list[Flow]:

@@ -43,6 +43,11 @@ RULES: dict[str, Rule] = {
     for r in (
         Rule("extend_lease", "required", "the lease deadline moves; nothing else changes"),
         Rule(
+            "step_continue",
+            "required",
+            "stays running under a new lease (fencing + 1), at step `to_state`",
+        ),
+        Rule(
             "transition",
             "if held",
             "to `to_state`, due at `run_at` (default now); the lease is dropped",

@@ -250,6 +250,24 @@ class ExtendLease:
 
 
 @dataclass(slots=True)
+class StepContinue:
+    """Store a step's outcome and go on to the next step under a fresh lease: the flow
+    stays running, leased to `worker` (default: its lease owner), in logical state
+    `to_state` (default: unchanged)."""
+
+    id: str
+    lease_token: str
+    fencing: int
+    from_state: str | None = None
+    to_state: str | None = None
+    lease_ms: int = 30_000
+    worker: str | None = None
+    payload: bytes | None = None
+    values: Mapping[str, bytes] | None = None
+    attributes: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
 class Transition:
     id: str
     from_state: str
@@ -344,6 +362,7 @@ Command = (
     | CreateMany
     | Claim
     | ExtendLease
+    | StepContinue
     | Transition
     | Complete
     | Fail
@@ -1088,6 +1107,60 @@ def decide_extend(
     return new, [Write(new, "lease_extended", {"lease_deadline_ms": deadline})]
 
 
+_STEP_CONTINUED = evolver(
+    *_MOVE_FIELDS,
+    "fencing",
+    "values",
+    optional=("payload_ver", "payload_size", "attributes"),
+)
+
+
+def decide_step_continue(state: ShardState, c: StepContinue, now: int, config: Config) -> Decision:
+    """The fused "store this step, do the next one now" of a lease holder: what a
+    transition to `to_state` followed by a claim by the same worker would do, in one
+    event (fencing + 1 and a new lease token, so the old token is stale from here on)."""
+    check_tokens(c.fencing, c.lease_token)
+    r = _require(state, c.id)
+    _check_lease(r, c.fencing, c.lease_token, command="step_continue")
+    if c.from_state is not None and r[RUN_STATE] != c.from_state:
+        raise WrongState(f"flow {r[ID]!r} is at step {r[RUN_STATE]!r}, not {c.from_state!r}")
+    if _expired_active(r, now):
+        error = FlowTerminal(f"flow {r[ID]!r} exceeded max_active_ms and has failed")
+        return error, [_timeout(r, now, config)]
+    version = r[VERSION] + 1
+    fencing = r[FENCING] + 1
+    worker = c.worker if c.worker is not None else r[LEASE_OWNER]
+    deadline = now + c.lease_ms
+    blobs = None
+    payload_ver = payload_size = attributes = KEEP
+    if c.payload is not None:
+        payload_ver, payload_size = version, len(c.payload)
+        blobs = {"p": c.payload}
+    if c.attributes:
+        attributes = {**(r[ATTRIBUTES] or {}), **c.attributes}
+    to_state = c.to_state if c.to_state is not None else r[RUN_STATE]
+    values = dict(c.values) if c.values else None
+    new = _STEP_CONTINUED(
+        r,
+        state=RUNNING,
+        run_state=to_state,
+        version=version,
+        fencing=fencing,
+        lease_owner=worker,
+        lease_token=f"{worker}:{now}:{fencing}",
+        lease_deadline=deadline,
+        next_run_at=deadline,
+        updated_at=now,
+        values=_values_meta(r, values),
+        last_event="step_continued",
+        payload_ver=payload_ver,
+        payload_size=payload_size,
+        attributes=attributes,
+    )
+    meta = {"from": r[RUN_STATE], "to": to_state, "worker": worker}
+    return new, [Write(new, "step_continued", meta, blobs, values)]
+
+
 _TRANSITION = evolver(
     *_MOVE_FIELDS,
     "priority",
@@ -1467,6 +1540,7 @@ DECIDERS: dict[type, Any] = {
     Fail: decide_fail,
     Transition: decide_transition,
     ExtendLease: decide_extend,
+    StepContinue: decide_step_continue,
     Cancel: decide_cancel,
     PutValue: decide_put_value,
     Read: _decide_read,

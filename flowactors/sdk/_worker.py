@@ -429,7 +429,7 @@ class Worker:
                         self._counts["lost_leases"] += 1
                     self._done()
                 else:
-                    await self._release(flow)
+                    await self._release(ctx.flow)
             raise
         self._held.discard(job)
         if job.lost or outcome is None or ctx.settled:

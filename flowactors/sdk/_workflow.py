@@ -170,6 +170,40 @@ class Context:
         self.flow = await self.workflow.extend_lease(self.flow, lease_ms or self.lease_ms)
         return self.flow
 
+    async def step_continue(
+        self,
+        to_state: str | None = None,
+        *,
+        payload: bytes | str | None = None,
+        values: Mapping[str, bytes] | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Flow:
+        """Store this step's outcome durably and keep the claim, now at step `to_state`
+        (default: the same): the engine's `step_continue`. The claim's tokens change (the
+        old ones are stale); `ctx.flow` is the new record, with the payload and values
+        this claim already had (and those just stored) still at hand."""
+        flow = self.flow
+        if flow.lease_token is None:
+            raise InvalidArgument(f"flow {flow.id!r} is not claimed")
+        data = _text(payload)
+        new = await self.workflow.engine.step_continue(
+            flow.id,
+            flow.lease_token,
+            flow.fencing_token,
+            to_state=to_state,
+            lease_ms=self.lease_ms,
+            payload=data,
+            values=values,
+            attributes=attributes,
+            partition_key=flow.partition_key,
+        )
+        self.flow = new._replace(
+            payload=flow.payload if data is None else data,
+            payload_omitted=flow.payload_omitted and data is None,
+            values={**flow.values, **values} if values else flow.values,
+        )
+        return self.flow
+
     def child(self, id: str, **options: Any) -> ChildSpec:
         """A ChildSpec in this flow's partition (see `Workflow.child`)."""
         options.setdefault("partition_key", self.flow.partition_key)
