@@ -162,11 +162,33 @@ def activity_info() -> ActivityInfo:
     return _ACTIVITY.get()
 
 
-def _is_async(fn: Any) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _is_async_cached(fn: Any) -> bool:
     inner = getattr(fn, "func", fn)
     return inspect.iscoroutinefunction(inner) or inspect.iscoroutinefunction(
         getattr(inner, "__call__", None)  # noqa: B004
     )
+
+
+def _is_async(fn: Any) -> bool:
+    """Whether calling `fn` gives a coroutine (asked once per function: activities are
+    module-level functions, asked about on every call)."""
+    try:
+        return _is_async_cached(fn)
+    except TypeError:  # unhashable (a callable object defining __eq__ only)
+        return _is_async_cached.__wrapped__(fn)
+
+
+def _result_size(result: Any) -> int:
+    """The stored size of an activity's result where it could pass the limit; 0 where it
+    cannot (a number, a short string: their CBOR is at most 4 bytes per character plus a
+    header), so the common result is not encoded twice."""
+    kind = type(result)
+    if result is None or kind is int or kind is float or kind is bool:
+        return 0
+    if (kind is str or kind is bytes) and len(result) * 4 + 16 < MAX_RESULT_BYTES:
+        return 0
+    return len(_values.encode(result))
 
 
 def _info(flow: Flow, code: dict[str, Any] | None = None) -> RunInfo:
@@ -861,13 +883,19 @@ class CodeRunner:
         self.counts["activities_run"] += 1
         policy = call.retry if isinstance(call.retry, RetryPolicy) else NO_RETRY
         attempt = eff.attempts + 1
-        t0 = trio.current_time()
-        beats = trio.CancelScope(
-            deadline=t0 + call.heartbeat_ms / 1000 if call.heartbeat_ms else math.inf
-        )
+        limited = call.timeout_ms is not None or call.heartbeat_ms is not None
+        beats = scope = None
+        if limited:  # cancel scopes cost a little: only for activities with limits
+            t0 = trio.current_time()
+            beats = trio.CancelScope(
+                deadline=t0 + call.heartbeat_ms / 1000 if call.heartbeat_ms else math.inf
+            )
+            scope = trio.CancelScope(
+                deadline=t0 + call.timeout_ms / 1000 if call.timeout_ms else math.inf
+            )
 
         def beat() -> None:
-            if call.heartbeat_ms:
+            if call.heartbeat_ms and beats is not None:
                 beats.deadline = trio.current_time() + call.heartbeat_ms / 1000
 
         info = ActivityInfo(
@@ -881,9 +909,6 @@ class CodeRunner:
         fn = call.fn
         failed: BaseException | None = None
         result: Any = None
-        deadline = t0 + call.timeout_ms / 1000 if call.timeout_ms else math.inf
-        limited = call.timeout_ms is not None or call.heartbeat_ms is not None
-        scope = trio.CancelScope(deadline=deadline)
 
         async def invoke() -> Any:
             if _is_async(fn):
@@ -897,7 +922,7 @@ class CodeRunner:
 
         token = _ACTIVITY.set(info)
         try:
-            if limited:  # cancel scopes cost a little: only for activities with limits
+            if scope is not None and beats is not None:
                 with scope, beats:
                     try:
                         result = await invoke()
@@ -912,10 +937,10 @@ class CodeRunner:
             _ACTIVITY.reset(token)
         error: dict[str, Any] | None = None
         retryable = True
-        if beats.cancelled_caught:
+        if beats is not None and beats.cancelled_caught:
             error = {"type": "ActivityHeartbeatTimeout",
                      "message": f"no heartbeat within {call.heartbeat_ms} ms"}  # fmt: skip
-        elif scope.cancelled_caught:
+        elif scope is not None and scope.cancelled_caught:
             error = {"type": "ActivityTimeout", "message": f"no result within {call.timeout_ms} ms"}
         elif failed is not None:
             error = error_of(failed)
@@ -923,7 +948,7 @@ class CodeRunner:
         else:
             try:
                 _values.check(result, f"activity {eff.name} result")
-                size = len(_values.encode(result))
+                size = _result_size(result)
                 if size > MAX_RESULT_BYTES:
                     raise UnstorableValue(
                         f"activity {eff.name} result is {size} bytes; the limit is "
