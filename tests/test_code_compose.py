@@ -17,6 +17,7 @@ from flowactors.code import (
     ChildIdCollision,
     Context,
     RunCancelled,
+    Timeout,
     workflow,
 )
 
@@ -211,3 +212,71 @@ async def test_continue_as_new_chains_runs_and_moves_signals(
         chain = [f.id for f in (await r.engine.by_correlation("bill")).items]
         assert chain == ["bill", "bill~2", "bill~3"]
         assert await r.result("bill", follow=False) == {"continued": "bill~2"}
+
+
+@workflow(check=False)
+async def patient(ctx: Context, wait_ms: int) -> Any:
+    slow = ctx.start_child(leaf, 3_600_000, id="slow")
+    got = await ctx.await_child(slow, timeout=wait_ms)
+    if isinstance(got, Timeout):
+        return "gave up"
+    return got
+
+
+@workflow(check=False)
+async def first_of(ctx: Context, timeout: int | None) -> Any:
+    got = await ctx.signal_any(["approve", "reject"], timeout=timeout)
+    if isinstance(got, Timeout):
+        return "nobody answered"
+    name, value = got
+    again = await ctx.signal_any(["approve", "reject"], timeout=0)
+    return [name, value, None if isinstance(again, Timeout) else list(again)]
+
+
+async def test_await_child_with_a_timeout_races_the_child_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    reg = registry(leaf, patient)
+    async with code_runner(tmp_path, reg) as r, r.running():
+        await r.start(patient, "p1", 60_000)  # the child needs an hour
+        await r.start(patient, "p2", 7_200_000)
+        assert await r.result("p1") == "gave up"
+        assert (await r.describe("p1/slow")).status == "running"  # it goes on
+        assert await r.result("p2") == 36_000_000  # (leaf returns n * 10)
+    with pytest.raises(ValueError, match="timeout"):
+        await ctx_call(lambda ctx: ctx.await_child(ctx.start_child(leaf, 1), timeout=-1))
+
+
+async def ctx_call(fn: Any) -> Any:
+    from flowactors.code import Replay
+
+    async def body(ctx: Context, _: Any) -> Any:
+        return await fn(ctx)
+
+    wf = workflow(check=False)(body)
+    r = Replay(wf, "x", None, [], 0, lambda w: leaf)
+    out = r.advance()
+    if out.error is not None:
+        raise out.error
+    return out.value
+
+
+async def test_signal_any_takes_the_first_to_arrive_kept_or_not(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    reg = registry(first_of)
+    async with code_runner(tmp_path, reg) as r:
+        await r.start(first_of, "f1", None)
+        await r.signal("f1", "reject", "too pricey", delivery_id="d1")
+        await r.signal("f1", "approve", "fine", delivery_id="d2")
+        await r.start(first_of, "f2", None)
+        await r.start(first_of, "f3", 5_000)
+        async with r.running():
+            assert await r.result("f1") == ["reject", "too pricey", ["approve", "fine"]]
+            await trio.sleep(1)
+            await r.signal("f2", "approve", {"by": "ann"})
+            assert await r.result("f2") == ["approve", {"by": "ann"}, None]
+            assert await r.result("f3") == "nobody answered"
+    for bad in ([], ["a", "a"], ["a|b"], "approve", ["x:y"]):
+        with pytest.raises(ValueError):
+            await ctx_call(lambda ctx, b=bad: ctx.signal_any(b))

@@ -128,3 +128,57 @@ async def test_bad_waits_fail_the_step(
         async with runs.running():
             with pytest.raises(fa.FlowError, match="non-negative"):
                 await runs.result("b")
+
+
+slow_child = steps("slow_child")
+
+
+@slow_child.step
+async def dawdle(ctx: StepContext, data: Any) -> Any:
+    await ctx.sleep(data)
+    return {"slept": data}
+
+
+racing = steps("racing")
+
+
+@racing.step
+async def ask_child(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("ask_child")
+    got = await ctx.call_workflow(
+        slow_child, data["child_ms"], ref="slow", timeout=HOUR, timeout_value="child_timeout"
+    )
+    return {**data, "child": got if isinstance(got, str) else got.result}
+
+
+@racing.step
+async def first_answer(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    got = await ctx.wait_for_any(["yes", "no"], timeout=HOUR, timeout_value="silence")
+    return {**data, "answer": list(got) if isinstance(got, tuple) else got}
+
+
+async def test_call_workflow_timeout_and_wait_for_any(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    CALLS.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [racing, slow_child], **QUIET)
+        await runs.start(racing, "quick", {"child_ms": 1_000})
+        await runs.start(racing, "slow", {"child_ms": 3 * HOUR})
+        await runs.send_event("quick", "no", "not today")  # kept until the wait
+        await runs.send_event("quick", "yes", "later")
+        async with runs.running():
+            assert await runs.result("quick") == {
+                "child_ms": 1_000, "child": {"slept": 1_000}, "answer": ["no", "not today"],
+            }  # fmt: skip
+            assert await runs.result("slow") == {
+                "child_ms": 3 * HOUR, "child": "child_timeout", "answer": "silence",
+            }  # fmt: skip
+            assert (await runs.describe("slow/slow")).status == "running"  # it goes on
+        assert CALLS.count("ask_child") == 4  # each: first ask, then once the race is decided
+    ctx = StepContext(None, "r", "s", 1, "r:s")
+    for bad in ([], ["a", "a"], "yes", ["a,b"]):
+        with pytest.raises(fa.InvalidArgument):
+            await ctx.wait_for_any(bad)  # type: ignore[arg-type]
+    with pytest.raises(fa.InvalidArgument):
+        await ctx.call_workflow(slow_child, 1, ref="x", timeout=-1)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import random as _random
 import uuid as _uuid
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -303,11 +303,31 @@ class Context:
 
     sleep = timer
 
+    async def signal_any(
+        self, names: Sequence[str], timeout: int | None = None
+    ) -> tuple[str, Any] | Timeout:
+        """(name, value) of the first signal sent to this run under any of `names` (in
+        the order they arrived; kept ones count), or Timeout() if `timeout` ms passed
+        first. Decided once, in the journal."""
+        if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+            raise ValueError("names is a non-empty list of signal names")
+        for name in names:
+            _check_signal_name(name, among=True)
+        if len(set(names)) != len(names):
+            raise ValueError("names repeats a signal name")
+        until = None if timeout is None else self._r.now_ms + int(timeout)
+        extra = {"until": until, "names": list(names)}
+        eff = self._enter("signal", "|".join(names), _values.digest(timeout), extra)
+        eff = await self._wait(eff)
+        value = eff.value or {}
+        if value.get("timeout"):
+            return Timeout()
+        return str(value.get("name")), value.get("value")
+
     async def signal(self, name: str, timeout: int | None = None) -> Any:
         """The next signal `name` sent to this run (kept if it came first), or Timeout()
         if `timeout` ms passed first. The race is decided once, in the journal."""
-        if not isinstance(name, str) or not name or ":" in name:
-            raise ValueError("a signal name is a non-empty str without ':'")
+        _check_signal_name(name)
         until = None if timeout is None else self._r.now_ms + int(timeout)
         eff = self._enter("signal", name, _values.digest(timeout), {"until": until})
         eff = await self._wait(eff)
@@ -332,18 +352,29 @@ class Context:
             child_id = str(eff.extra.get("child", child_id))
         return ChildHandle(child_id, wf.name, pos)
 
-    async def await_child(self, handle: ChildHandle) -> Any:
-        """The child's result; ChildFailed / ChildCancelled when it ended otherwise."""
+    async def await_child(self, handle: ChildHandle, *, timeout: int | None = None) -> Any:
+        """The child's result; ChildFailed / ChildCancelled when it ended otherwise; with
+        `timeout` (ms), Timeout() if the child has not ended by then (it goes on running;
+        the race is decided once, in the journal)."""
         started = (
             self._r.effects[handle.position] if handle.position < len(self._r.effects) else None
         )
         if started is not None and started.done and not started.ok:
             err = started.error or {}
             raise ChildIdCollision(str(err.get("message")))
-        eff = self._enter("join", handle.run_id, "")
+        if timeout is None:
+            eff = self._enter("join", handle.run_id, "")
+        else:
+            if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+                raise ValueError("timeout is a duration in ms (an int >= 0)")
+            until = self._r.now_ms + timeout
+            eff = self._enter("join", handle.run_id, _values.digest(timeout), {"until": until})
         eff = await self._wait(eff)
         if eff.ok:
-            return eff.value
+            if timeout is None:
+                return eff.value
+            value = eff.value or {}
+            return Timeout() if value.get("timeout") else value.get("value")
         err = eff.error or {}
         if err.get("type") == "cancelled":
             raise ChildCancelled(handle.run_id)
@@ -399,6 +430,13 @@ class Outcome:
     status: str
     value: Any = None
     error: BaseException | None = None
+
+
+def _check_signal_name(name: object, among: bool = False) -> None:
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError("a signal name is a non-empty str without ':'")
+    if among and "|" in name:  # (the effect's name joins them with '|')
+        raise ValueError(f"signal_any takes names without '|': {name!r}")
 
 
 class Replay:

@@ -860,14 +860,19 @@ class CodeRunner:
                             return commit(WAITING, due if until is None else min(until, due))
                 elif eff.kind == "join":
                     outcome = await self._child_outcome(eff.name)
+                    until = eff.extra.get("until")  # (await_child with a timeout)
                     if outcome is None:
+                        if until is not None and until <= now:
+                            replay.resolve(eff, {"timeout": True})
+                            continue
                         self._watch[flow.id] = ("child", eff.name)
-                        return commit(WAITING, now + self.recheck_ms)
+                        due = now + self.recheck_ms
+                        return commit(WAITING, due if until is None else min(until, due))
                     ok, value = outcome
-                    if ok:
-                        replay.resolve(eff, value)
-                    else:
+                    if not ok:
                         replay.fail(eff, value)
+                    else:
+                        replay.resolve(eff, value if until is None else {"value": value})
                 else:
                     raise AssertionError(f"unknown blocking effect {eff.kind}")
             return commit(READY)
@@ -1013,16 +1018,24 @@ class CodeRunner:
         return None
 
     async def _take_signal(self, flow: Flow, replay: Replay, eff: Effect) -> bool:
-        prefix = f"{SIG}{eff.name}:"
-        names = [n for n in flow.value_sizes if n.startswith(prefix)]
+        """Consume the first signal kept in the mailbox (value `sig:<name>:<delivery>`)
+        under the effect's name (or any of its `names`) that no earlier signal effect
+        consumed: resolve the effect with it. False when there is none."""
+        wanted = eff.extra.get("names") or [eff.name]
+        names = []
+        for n in flow.value_sizes:
+            if n.startswith(SIG):
+                signal, _sep, delivery = n[len(SIG) :].partition(":")
+                if signal in wanted:
+                    names.append((n, signal, delivery))
         if not names:
             return False
         consumed = {
-            e.value.get("delivery")
+            (e.value.get("name", e.name), e.value.get("delivery"))
             for e in replay.effects
             if e.kind == "signal" and e.done and isinstance(e.value, dict)
         }
-        fresh = [n for n in names if n[len(prefix) :] not in consumed]
+        fresh = [n for n, signal, delivery in names if (signal, delivery) not in consumed]
         if not fresh:
             return False
         if len(fresh) > 1:  # arrival order, from the flow's history
@@ -1033,8 +1046,11 @@ class CodeRunner:
             }
             fresh.sort(key=lambda n: (order.get(n, math.inf), n))
         got = await self.engine.get_values(flow.id, [fresh[0]], partition_key=flow.partition_key)
-        _name, value, delivery = _values.decode(got[fresh[0]])
-        replay.resolve(eff, {"delivery": delivery, "value": value})
+        name, value, delivery = _values.decode(got[fresh[0]])
+        taken = {"delivery": delivery, "value": value}
+        if "names" in eff.extra:
+            taken["name"] = name
+        replay.resolve(eff, taken)
         return True
 
     async def _continue(

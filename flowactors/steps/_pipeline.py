@@ -18,14 +18,16 @@
 # the child as a child run `<run id>/<ref>` (ctx.start_child), waits for it without
 # holding a worker (call_workflow) or not (start_workflow), and runs the step again from
 # its start. This time the child exists: call_workflow returns Ok(its result) or Err(its
-# error) at once, start_workflow its id. The child's id comes from `ref`, so a resumed run
-# never starts a second one.
+# error) at once, start_workflow its id. With a timeout, the workflow code's wait for the
+# child races a durable timer (await_child(timeout=)); when the timer wins, the re-run
+# step's call_workflow returns `timeout_value` (the child goes on running). The child's
+# id comes from `ref`, so a resumed run never starts a second one.
 #
-# Waits (sleep, schedule_at, wait_for_event, wait_for_all) work the same way: the first
-# time, the step's attempt ends and the workflow code waits (a durable timer, the run's
-# signal mailbox); the step then runs again from its start with what the wait produced,
-# keyed by the wait's kind and its count within the step (`resolved`, an argument of the
-# step's activity, so it is journaled), and the same wait returns at once.
+# Waits (sleep, schedule_at, wait_for_event, wait_for_any, wait_for_all) work the same
+# way: the first time, the step's attempt ends and the workflow code waits (a durable
+# timer, the run's signal mailbox); the step then runs again from its start with what the
+# wait produced, keyed by the wait's kind and its count within the step (`resolved`, an
+# argument of the step's activity, so it is journaled), and the same wait returns at once.
 #
 # Decisions: a step that returns `goto(step, data)` moves the run forward to `step` (later
 # in the list) with `data` as the context, skipping the steps between.
@@ -187,6 +189,23 @@ class StepContext:
         got = self._wait(f"all:{','.join(names)}", names=names, timeout=timeout)
         return timeout_value if isinstance(got, dict) and got.get(_TIMED_OUT) else got
 
+    async def wait_for_any(
+        self, names: list[str], *, timeout: int | None = None, timeout_value: Any = None
+    ) -> Any:
+        """(name, payload) of the first event of `names` sent to this run (ones sent
+        before the wait are kept, taken in the order they came), or `timeout_value` when
+        `timeout` ms pass first."""
+        if not isinstance(names, list) or not names or len(set(names)) != len(names):
+            raise fa.InvalidArgument("names must be a non-empty list of distinct event names")
+        for name in names:
+            _check_event(name)
+        if timeout is not None:
+            _check_ms(timeout, "timeout")
+        got = self._wait(f"any:{','.join(names)}", names=names, timeout=timeout)
+        if isinstance(got, dict) and got.get(_TIMED_OUT):
+            return timeout_value
+        return (got[0], got[1])
+
     async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send event `name` to run `run_id`; exactly once however often the step runs."""
         host = _host()
@@ -194,13 +213,25 @@ class StepContext:
         await host.signal(run_id, name, payload, delivery_id=f"{self.idempotency_key}:{key}")
 
     async def call_workflow(
-        self, child: Pipeline | WorkflowDef | str, input: Any = None, *, ref: str
-    ) -> Ok | Err:
+        self,
+        child: Pipeline | WorkflowDef | str,
+        input: Any = None,
+        *,
+        ref: str,
+        timeout: int | None = None,
+        timeout_value: Any = None,
+    ) -> Any:
         """Run `child` (a pipeline or code workflow registered with this `Pipelines`) as
-        child run `<run id>/<ref>` and return Ok(its result) or Err(its error). The
-        first time, the step stops here (holding no worker) until the child ended, then
-        runs again from its start; `ref` makes that second call find the same child."""
-        info = await self._child(child, input, ref, "call")
+        child run `<run id>/<ref>` and return Ok(its result) or Err(its error), or
+        `timeout_value` if it has not ended within `timeout` ms (the child goes on; the
+        race is decided once). The first time, the step stops here (holding no worker)
+        until the child ended or the timeout passed, then runs again from its start;
+        `ref` makes that second call find the same child."""
+        if timeout is not None:
+            _check_ms(timeout, "timeout")
+        if self.resolved.get(f"timeout:{ref}"):
+            return timeout_value
+        info = await self._child(child, input, ref, "call", timeout=timeout)
         if info.status == "completed":
             return Ok(info.result)
         if info.status in ("failed", "cancelled"):
@@ -217,7 +248,9 @@ class StepContext:
         info = await self._child(child, input, ref, "start")
         return info.run_id
 
-    async def _child(self, child: Any, input: Any, ref: str, op: str) -> RunInfo:
+    async def _child(
+        self, child: Any, input: Any, ref: str, op: str, timeout: int | None = None
+    ) -> RunInfo:
         if not isinstance(ref, str) or not ref or "/" in ref:
             raise fa.InvalidArgument("ref must be a non-empty string without '/'")
         name = child.name if isinstance(child, Pipeline | WorkflowDef) else child
@@ -229,7 +262,10 @@ class StepContext:
         except fa.FlowNotFound:
             pass
         host.registry.latest(name)  # UnknownWorkflow now, not in the workflow code
-        raise _Suspend(_encode({"op": op, "w": name, "i": input, "ref": ref}))
+        spec = {"op": op, "w": name, "i": input, "ref": ref}
+        if timeout is not None:
+            spec["timeout"] = timeout
+        raise _Suspend(_encode(spec))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +393,9 @@ async def _resolve(ctx: Context, spec: dict[str, Any]) -> Any:
     if op == "at":
         await ctx.timer(max(0, spec["at"] - ctx.now_ms()))
         return True
+    if op == "any":
+        got_any = await ctx.signal_any(spec["names"], timeout=spec["timeout"])
+        return {_TIMED_OUT: True} if isinstance(got_any, Timeout) else list(got_any)
     deadline = None if spec["timeout"] is None else ctx.now_ms() + spec["timeout"]
     names = [spec["name"]] if op == "event" else spec["names"]
     got: dict[str, Any] = {}
@@ -428,7 +467,9 @@ def _build(pipeline: Pipeline) -> WorkflowDef:
                         if spec["op"] == "call":
                             # an ended child, however it ended: the step sees Ok / Err
                             with contextlib.suppress(ChildFailed, ChildCancelled):
-                                await ctx.await_child(handle)
+                                got = await ctx.await_child(handle, timeout=spec.get("timeout"))
+                                if isinstance(got, Timeout):
+                                    resolved = {**resolved, f"timeout:{spec['ref']}": True}
                     else:
                         resolved = {**resolved, spec["key"]: await _resolve(ctx, spec)}
                     continue  # the step again, from its start
