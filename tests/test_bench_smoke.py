@@ -18,6 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Headline keys per scenario (a scenario not listed here gets the generic checks only).
 EXPECTED = {
+    "steps": [
+        "steps_pipelines_per_s",
+        "code_pipelines_per_s",
+        "steps_vs_code",
+    ],
     "codeflow": [
         "codeflow_workflows_per_s",
         "codeflow_activities_per_s",

@@ -97,6 +97,7 @@ READY, WAITING, PARKED = "ready", "waiting", "parked"
 LIVE_STATES = (READY, WAITING, "running")
 CHUNK, SIG = "j:", "sig:"
 MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
+MAX_WAKES = 1000  # wakes sent at once by the waker
 MAX_FEEDS = 1000  # outcomes fed in one claim before it commits anyway (tight loops)
 NO_RETRY = RetryPolicy(max_retries=0, backoff="none", jitter_pct=0)
 _LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
@@ -613,16 +614,30 @@ class CodeRunner:
             self._wake_send.send_nowait(("child", f"{flow.id}\x00{data}"))
 
     async def _waker(self) -> None:
-        async for kind, target in self._wake_recv:
-            try:
-                if kind == "wake":
-                    await self._wake(target)
-                else:
-                    run_id, child_id = target.split("\x00", 1)
-                    if await self._child_outcome(child_id) is not None:
-                        await self._wake(run_id)
-            except FlowError:
-                pass  # the recheck will find it
+        """Send the wakes asked for (by finished children, by signals that came while a
+        run committed its wait): all those waiting at once concurrently, so they share
+        the shards' group commits instead of taking one commit each in turn."""
+        async for first in self._wake_recv:
+            batch = {first}
+            while len(batch) < MAX_WAKES:
+                try:
+                    batch.add(self._wake_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            async with trio.open_nursery() as nursery:
+                for kind, target in batch:
+                    nursery.start_soon(self._wake_one, kind, target)
+
+    async def _wake_one(self, kind: str, target: str) -> None:
+        try:
+            if kind == "wake":
+                await self._wake(target)
+            else:
+                run_id, child_id = target.split("\x00", 1)
+                if await self._child_outcome(child_id) is not None:
+                    await self._wake(run_id)
+        except FlowError:
+            pass  # the recheck will find it
 
     async def _alarm(self) -> None:
         """Wake the workers when a run this process left waiting comes due, so an idle

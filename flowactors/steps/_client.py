@@ -100,11 +100,12 @@ class Pipelines:
         return _view(info, start.get("i"), journal, self.pipelines.get(info.workflow))
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[Pipelines]:
-        """Host the runs (a worker in the background) for the block's duration."""
+    async def running(self, **options: Any) -> AsyncIterator[Pipelines]:
+        """Host the runs (a worker in the background) for the block's duration; options
+        are the worker's (concurrency, batch_size, on_ack, ...)."""
         token = HOST.set(self.runner)  # the worker's tasks, started below, inherit it
         try:
-            async with self.runner.running():
+            async with self.runner.running(**options):
                 yield self
         finally:
             HOST.reset(token)
