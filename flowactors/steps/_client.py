@@ -22,7 +22,10 @@ class PipelineRun:
     """A run seen step by step. `status`: running, parked, completed, failed, cancelled.
     `context`: what the last finished step returned (the input before the first);
     `current`: the step running or waiting for its next attempt (None once ended);
-    `attempts`: failed attempts of the current step so far."""
+    `attempts`: failed attempts of the current step so far. `compensation` (Durable's
+    saga statuses): None, "compensating" while compensations run, then "compensated" or
+    "compensation_failed" (some failed; `compensation_failed` names them, `compensated`
+    the ones that ran)."""
 
     run_id: str
     pipeline: str
@@ -34,6 +37,8 @@ class PipelineRun:
     result: Any = None
     error: dict[str, Any] | None = None
     compensated: tuple[str, ...] = field(default=())
+    compensation: str | None = None
+    compensation_failed: tuple[str, ...] = field(default=())
 
 
 class Pipelines:
@@ -63,7 +68,7 @@ class Pipelines:
             if p.name in self.pipelines:
                 raise fa.InvalidArgument(f"two pipelines named {p.name!r}")
             self.pipelines[p.name] = p
-        defs = [p.workflow for p in self.pipelines.values()] + list(workflows)
+        defs = [wf for p in self.pipelines.values() for wf in p.workflows] + list(workflows)
         self.runner = CodeRunner(engine, defs, **options)
 
     def _pipeline(self, pipeline: Pipeline | str) -> Pipeline:
@@ -135,8 +140,10 @@ def _view(
     info: RunInfo, run_input: Any, journal: list[dict[str, Any]], p: Pipeline | None
 ) -> PipelineRun:
     names: dict[int, tuple[str, str]] = {}  # position -> (kind, step)
+    ended: set[int] = set()
     done: list[str] = []
     compensated: list[str] = []
+    compensation_failed: list[str] = []
     context: Any = run_input
     failed_attempts: dict[int, int] = {}
     for e in journal:
@@ -145,21 +152,37 @@ def _view(
             names[pos] = (str(e.get("kind")), str(e.get("name")))
         elif e["type"] == "attempt_failed":
             failed_attempts[pos] = failed_attempts.get(pos, 0) + 1
-        elif e["type"] == "completed" and pos in names:
+        elif e["type"] in ("completed", "failed") and pos in names:
+            ended.add(pos)
             kind, name = names[pos]
-            if name.startswith(STEP_PREFIX) and kind == "activity":
+            ok = e["type"] == "completed"
+            if name.startswith(STEP_PREFIX) and kind == "activity" and ok:
                 done.append(name[len(STEP_PREFIX) :])
-                value = e.get("value")
-                context = value
+                context = e.get("value")
             elif kind == "compensate":
-                compensated.append(name)
-    order = [s.name for s in p.steps] if p is not None else []
+                (compensated if ok else compensation_failed).append(name)
     current = None
     attempts = 0
-    if info.status in ("running", "parked") and len(done) < len(order):
-        current = order[len(done)]
-        open_pos = [q for q, (k, n) in names.items() if n == STEP_PREFIX + current]
-        attempts = failed_attempts.get(open_pos[-1], 0) if open_pos else 0
+    if info.status in ("running", "parked"):
+        open_steps = [
+            q for q, (k, n) in names.items()
+            if k == "activity" and n.startswith(STEP_PREFIX) and q not in ended
+        ]  # fmt: skip
+        if open_steps:
+            current = names[open_steps[-1]][1][len(STEP_PREFIX) :]
+            attempts = failed_attempts.get(open_steps[-1], 0)
+        elif not any(k == "compensate" for k, _n in names.values()) and p is not None:
+            # between steps (a child or a wait being set up): the first step not done
+            left = [s.name for s in p.steps if s.name not in done]
+            current = left[0] if left else None
+    compensating = any(k == "compensate" for k, _n in names.values())
+    if compensation_failed:
+        compensation = "compensation_failed" if info.status != "running" else "compensating"
+    elif compensating:
+        pending = any(k == "compensate" and q not in ended for q, (k, _n) in names.items())
+        compensation = "compensating" if info.status == "running" or pending else "compensated"
+    else:
+        compensation = None
     return PipelineRun(
         run_id=info.run_id,
         pipeline=info.workflow,
@@ -171,4 +194,6 @@ def _view(
         result=info.result,
         error=info.error,
         compensated=tuple(compensated),
+        compensation=compensation,
+        compensation_failed=tuple(compensation_failed),
     )

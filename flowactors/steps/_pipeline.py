@@ -32,8 +32,12 @@
 # Decisions: a step that returns `goto(step, data)` moves the run forward to `step` (later
 # in the list) with `data` as the context, skipping the steps between.
 #
-# Not built yet (issue 18): call_workflow's timeout, wait_for_any, human input, branch /
-# parallel steps, per-queue concurrency.
+# Branches and parallel blocks. A branch's `on(data)` runs in the workflow code and picks
+# the case whose steps run next. A parallel block starts one child run per step (each a
+# one-step workflow `<pipeline>.<block>.<step>`, registered with the pipeline), all given
+# the context as it was, and waits for them durably like call_workflow does.
+#
+# Not built yet (issue 18): human input, per-queue concurrency.
 from __future__ import annotations
 
 import contextlib
@@ -276,6 +280,115 @@ class Step:
     compensate: Callable[[Any], Awaitable[Any]] | None
 
 
+# What a branch's `on` may return to be matched (Durable matches atoms, strings, integers,
+# booleans): compared with their type, so True does not match a case for 1.
+Matchable = str | int | bool | None
+ON_ERROR = ("fail_fast", "complete_all")
+
+
+def _key(value: Any) -> tuple[type, Any]:
+    return (type(value), value)
+
+
+class Branch:
+    """A branch of a pipeline: `on(data)` picks the case whose steps run next (in order),
+    then the pipeline goes on after the branch. `on` runs in the workflow code: it must
+    be a pure function of the context it is given (it is, at every replay)."""
+
+    def __init__(self, pipeline: Pipeline, name: str, on: Callable[[Any], Any]) -> None:
+        self.pipeline = pipeline
+        self.name = name
+        self.on = on
+        self.cases: list[tuple[tuple[Matchable, ...], list[Step]]] = []
+        self.default: list[Step] | None = None
+
+    def case(self, *values: Matchable, **options: Any) -> Callable[[StepFn], StepFn]:
+        """Add a step to the case for `values` (a step of its own each time: a case runs
+        its steps in the order they were added). Options as for `Pipeline.step`."""
+        if not values:
+            raise fa.InvalidArgument(f"branch {self.name!r}: a case needs at least one value")
+        for v in values:
+            if v is not None and type(v) not in (str, int, bool):
+                raise fa.InvalidArgument(
+                    f"branch {self.name!r}: case values are str, int, bool or None, not {v!r}"
+                )
+        keys = {_key(v) for v in values}
+        for other, steps_ in self.cases:
+            if {_key(v) for v in other} == keys:
+                return self.pipeline._adder(steps_, options)
+            if keys & {_key(v) for v in other}:
+                raise fa.InvalidArgument(
+                    f"branch {self.name!r}: a value of {values!r} already has a case"
+                )
+        steps_ = []
+        self.cases.append((values, steps_))
+        return self.pipeline._adder(steps_, options)
+
+    def otherwise(self, fn: StepFn | None = None, /, **options: Any) -> Any:
+        """Add a step to the default case (bare decorator or with options)."""
+        if self.default is None:
+            self.default = []
+        add = self.pipeline._adder(self.default, options)
+        return add if fn is None else add(fn)
+
+    def pick(self, value: Any) -> list[Step]:
+        key = _key(value)
+        for values, steps_ in self.cases:
+            if any(_key(v) == key for v in values):
+                return steps_
+        if self.default is None:
+            raise fa.InvalidArgument(
+                f"branch {self.name!r} has no case for {value!r} and no default (otherwise)"
+            )
+        return self.default
+
+    def shape(self) -> Any:
+        cases = [(list(v), [s.name for s in st]) for v, st in self.cases]
+        default = None if self.default is None else [s.name for s in self.default]
+        return ("branch", self.name, cases, default)
+
+
+class Parallel:
+    """Steps run side by side, each as a child run of its own (on any worker), all
+    handed the context as it was before the block. Their outcomes, {step: ["ok", result]
+    or ["error", {type, message}]}, go to `into(data, results)` when given, else into
+    the context under "__results__". `on_error`: "fail_fast" (a failed step fails the
+    pipeline once it is seen; the children are awaited in the order they were added, and
+    the others run on) or "complete_all" (wait for all; failures are results)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        name: str,
+        on_error: str,
+        into: Callable[[Any, dict[str, Any]], Any] | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.name = name
+        self.on_error = on_error
+        self.into = into
+        self.steps: list[Step] = []
+
+    def step(self, fn: StepFn | None = None, /, **options: Any) -> Any:
+        """Add a step to the block (bare decorator or with `Pipeline.step`'s options,
+        except `compensate`)."""
+        if options.get("compensate") is not None:
+            raise fa.InvalidArgument(
+                f"parallel {self.name!r}: a step in a parallel block takes no compensate"
+            )
+        add = self.pipeline._adder(self.steps, options)
+        return add if fn is None else add(fn)
+
+    def child_name(self, step: Step) -> str:
+        return f"{self.pipeline.name}.{self.name}.{step.name}"
+
+    def shape(self) -> Any:
+        return ("parallel", self.name, self.on_error, [s.name for s in self.steps])
+
+
+Node = Step | Branch | Parallel
+
+
 class Pipeline:
     """An ordered list of steps, run as the code workflow `name`.
 
@@ -287,9 +400,23 @@ class Pipeline:
         @pipeline.step(retry=StepRetry(max_attempts=5), compensate=refund)
         async def charge(ctx, data): ...
 
+        tier = pipeline.branch("by_tier", on=lambda data: data["tier"])
+
+        @tier.case("gold")
+        async def gift(ctx, data): ...
+
+        @tier.otherwise
+        async def standard(ctx, data): ...
+
+        checks = pipeline.parallel("checks", on_error="complete_all")
+
+        @checks.step
+        async def fraud(ctx, data): ...
+
     Steps are added at import time, before the pipeline first runs; the definition
-    (`pipeline.workflow`) is fixed then. Its code hash covers the step names in order, so
-    a run started under another list of steps is detected (flowactors.code versioning)."""
+    (`pipeline.workflow`) is fixed then. Its code hash covers the steps, branches and
+    parallel blocks in order, so a run started under another definition is detected
+    (flowactors.code versioning)."""
 
     def __init__(
         self,
@@ -299,16 +426,65 @@ class Pipeline:
         queue: str | None = None,
         retention_ms: int | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise fa.InvalidArgument("a pipeline name is a non-empty string")
+        if not isinstance(name, str) or not name or "." in name:
+            raise fa.InvalidArgument("a pipeline name is a non-empty string without '.'")
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise fa.InvalidArgument("queue must be a non-empty string or None")
         self.name = name
         self.version = version
         self.queue = queue  # recorded; per-queue concurrency is not built yet
         self.retention_ms = retention_ms
-        self.steps: list[Step] = []
-        self._workflow: WorkflowDef | None = None
+        self.nodes: list[Node] = []
+        self._names: set[str] = set()
+        self._workflows: list[WorkflowDef] | None = None
+
+    @property
+    def steps(self) -> list[Step]:
+        """Every step, in definition order (those in branches and parallel blocks too)."""
+        out: list[Step] = []
+        for node in self.nodes:
+            if isinstance(node, Step):
+                out.append(node)
+            elif isinstance(node, Branch):
+                for _values, steps_ in node.cases:
+                    out.extend(steps_)
+                out.extend(node.default or [])
+            else:
+                out.extend(node.steps)
+        return out
+
+    def _open(self, name: str) -> None:
+        if self._workflows is not None:
+            raise fa.InvalidArgument(
+                f"pipeline {self.name!r} has started running; add steps before that"
+            )
+        if not isinstance(name, str) or not name or "." in name:
+            raise fa.InvalidArgument("a step, branch or parallel block needs a name without '.'")
+        if name in self._names:
+            raise fa.InvalidArgument(f"pipeline {self.name!r} has a step {name!r}")
+
+    def _adder(self, into: list[Any], options: dict[str, Any]) -> Callable[[StepFn], StepFn]:
+        unknown = set(options) - {"name", "retry", "compensate"}
+        if unknown:
+            raise fa.InvalidArgument(f"unknown step options {sorted(unknown)}")
+        name, retry, compensate = (options.get(k) for k in ("name", "retry", "compensate"))
+        if name is not None and not isinstance(name, str):
+            raise fa.InvalidArgument(f"a step name is a string, not {name!r}")
+
+        def add(target: StepFn) -> StepFn:
+            if not callable(target):
+                raise fa.InvalidArgument(f"a step is an `async def step(ctx, data)`: {target!r}")
+            step_name = str(name or getattr(target, "__name__", "") or "")
+            self._open(step_name)
+            if retry is not None and not isinstance(retry, StepRetry):
+                raise fa.InvalidArgument("retry must be a StepRetry")
+            if compensate is not None and not callable(compensate):
+                raise fa.InvalidArgument("compensate must be an async function of the result")
+            self._names.add(step_name)
+            into.append(Step(step_name, target, retry, compensate))
+            return target
+
+        return add
 
     def step(
         self,
@@ -320,36 +496,56 @@ class Pipeline:
         compensate: Callable[[Any], Awaitable[Any]] | None = None,
     ) -> Any:
         """Append a step (a decorator, bare or with options); returns the function."""
-
-        def add(target: StepFn) -> StepFn:
-            if self._workflow is not None:
-                raise fa.InvalidArgument(
-                    f"pipeline {self.name!r} has started running; add steps before that"
-                )
-            if not callable(target):
-                raise fa.InvalidArgument(f"a step is an `async def step(ctx, data)`: {target!r}")
-            step_name = name or getattr(target, "__name__", "")
-            if not isinstance(step_name, str) or not step_name:
-                raise fa.InvalidArgument("a step needs a name")
-            if any(s.name == step_name for s in self.steps):
-                raise fa.InvalidArgument(f"pipeline {self.name!r} has a step {step_name!r}")
-            if retry is not None and not isinstance(retry, StepRetry):
-                raise fa.InvalidArgument("retry must be a StepRetry")
-            if compensate is not None and not callable(compensate):
-                raise fa.InvalidArgument("compensate must be an async function of the result")
-            self.steps.append(Step(step_name, target, retry, compensate))
-            return target
-
+        add = self._adder(self.nodes, {"name": name, "retry": retry, "compensate": compensate})
         return add if fn is None else add(fn)
+
+    def branch(self, name: str, *, on: Callable[[Any], Any]) -> Branch:
+        """Append a branch: `on(data)` chooses which case's steps run next."""
+        self._open(name)
+        if not callable(on):
+            raise fa.InvalidArgument(f"branch {name!r}: on must be a function of the context")
+        node = Branch(self, name, on)
+        self._names.add(name)
+        self.nodes.append(node)
+        return node
+
+    def parallel(
+        self,
+        name: str,
+        *,
+        on_error: str = "fail_fast",
+        into: Callable[[Any, dict[str, Any]], Any] | None = None,
+    ) -> Parallel:
+        """Append a parallel block: its steps run as child runs side by side."""
+        self._open(name)
+        if on_error not in ON_ERROR:
+            raise fa.InvalidArgument(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+        if into is not None and not callable(into):
+            raise fa.InvalidArgument("into must be a function of (data, results)")
+        node = Parallel(self, name, on_error, into)
+        self._names.add(name)
+        self.nodes.append(node)
+        return node
+
+    @property
+    def workflows(self) -> list[WorkflowDef]:
+        """The code workflows this pipeline runs as: its own, then one per step of its
+        parallel blocks (built once, on first use; the definition is fixed from then)."""
+        if self._workflows is None:
+            if not self.nodes:
+                raise fa.InvalidArgument(f"pipeline {self.name!r} has no steps")
+            for node in self.nodes:
+                if isinstance(node, Branch) and not node.cases and node.default is None:
+                    raise fa.InvalidArgument(f"branch {node.name!r} has no steps")
+                if isinstance(node, Parallel) and not node.steps:
+                    raise fa.InvalidArgument(f"parallel {node.name!r} has no steps")
+            self._workflows = _build(self)
+        return self._workflows
 
     @property
     def workflow(self) -> WorkflowDef:
-        """The code workflow this pipeline runs as (built once, on first use)."""
-        if self._workflow is None:
-            if not self.steps:
-                raise fa.InvalidArgument(f"pipeline {self.name!r} has no steps")
-            self._workflow = _build(self)
-        return self._workflow
+        """The code workflow this pipeline runs as."""
+        return self.workflows[0]
 
     def __repr__(self) -> str:
         return f"<pipeline {self.name} [{', '.join(s.name for s in self.steps)}]>"
@@ -425,9 +621,14 @@ def steps(
     return Pipeline(name, version=version, queue=queue, retention_ms=retention_ms)
 
 
-def _build(pipeline: Pipeline) -> WorkflowDef:
-    steps_ = list(pipeline.steps)
-    names = [s.name for s in steps_]
+class ParallelFailed(StepFailed):
+    """A step of a fail_fast parallel block failed (the pipeline fails with it)."""
+
+
+def _build(pipeline: Pipeline) -> list[WorkflowDef]:
+    nodes = list(pipeline.nodes)
+    names = [n.name for n in nodes]
+    index = {name: i for i, name in enumerate(names)}
 
     def runner(step: Step) -> Callable[[Any, Any, dict[str, Any]], Awaitable[Any]]:
         async def run_step(run_input: Any, data: Any, resolved: dict[str, Any]) -> Any:
@@ -439,51 +640,103 @@ def _build(pipeline: Pipeline) -> WorkflowDef:
         run_step.__name__ = f"step:{step.name}"
         return run_step
 
-    runners = [runner(s) for s in steps_]
+    runners = {s.name: runner(s) for s in pipeline.steps}
 
-    index = {s.name: i for i, s in enumerate(steps_)}
+    async def run_one(ctx: Context, step: Step, run_input: Any, data: Any) -> Any:
+        """One step to its end: its attempts, and its waits / children in between."""
+        retry = None if step.retry is None else step.retry.policy()
+        resolved: dict[str, Any] = {}
+        while True:
+            try:
+                got = await ctx.activity(
+                    runners[step.name], run_input, data, resolved, retry=retry,
+                    compensate=step.compensate, name=f"step:{step.name}",
+                )  # fmt: skip
+            except ActivityError as exc:
+                if exc.type != SUSPEND:
+                    raise
+                spec = _decode(exc.message)
+                if spec["op"] in ("call", "start"):
+                    handle = ctx.start_child(spec["w"], spec["i"], id=spec["ref"])
+                    if spec["op"] == "call":
+                        # an ended child, however it ended: the step sees Ok / Err
+                        with contextlib.suppress(ChildFailed, ChildCancelled):
+                            got = await ctx.await_child(handle, timeout=spec.get("timeout"))
+                            if isinstance(got, Timeout):
+                                resolved = {**resolved, f"timeout:{spec['ref']}": True}
+                else:
+                    resolved = {**resolved, spec["key"]: await _resolve(ctx, spec)}
+                continue  # the step again, from its start
+            return got.result if isinstance(got, ActivityRef) else got
+
+    async def run_parallel(ctx: Context, block: Parallel, data: Any) -> Any:
+        handles = [
+            (s, ctx.start_child(block.child_name(s), data, id=f"{block.name}.{s.name}"))
+            for s in block.steps
+        ]
+        results: dict[str, Any] = {}
+        for s, handle in handles:
+            try:
+                results[s.name] = ["ok", await ctx.await_child(handle)]
+            except ChildFailed as exc:
+                results[s.name] = ["error", {"type": exc.type, "message": exc.message}]
+            except ChildCancelled:
+                results[s.name] = ["error", {"type": "cancelled", "message": "cancelled"}]
+            if results[s.name][0] == "error" and block.on_error == "fail_fast":
+                reason = results[s.name][1]
+                raise ParallelFailed(
+                    f"parallel {block.name!r}: step {s.name} failed: "
+                    f"{reason['type']}: {reason['message']}"
+                )
+        if block.into is not None:
+            return block.into(data, results)
+        if isinstance(data, dict):
+            return {**data, "__results__": results}
+        return {"data": data, "__results__": results}
 
     async def body(ctx: Context, run_input: Any) -> Any:
         data = run_input
         skip_to = 0
-        for i, (step, run) in enumerate(zip(steps_, runners, strict=True)):
-            if i < skip_to:
-                continue
-            retry = None if step.retry is None else step.retry.policy()
-            resolved: dict[str, Any] = {}
-            while True:
-                try:
-                    got = await ctx.activity(
-                        run, run_input, data, resolved, retry=retry,
-                        compensate=step.compensate, name=f"step:{step.name}",
-                    )  # fmt: skip
-                except ActivityError as exc:
-                    if exc.type != SUSPEND:
-                        await ctx.compensate_all()
-                        raise
-                    spec = _decode(exc.message)
-                    if spec["op"] in ("call", "start"):
-                        handle = ctx.start_child(spec["w"], spec["i"], id=spec["ref"])
-                        if spec["op"] == "call":
-                            # an ended child, however it ended: the step sees Ok / Err
-                            with contextlib.suppress(ChildFailed, ChildCancelled):
-                                got = await ctx.await_child(handle, timeout=spec.get("timeout"))
-                                if isinstance(got, Timeout):
-                                    resolved = {**resolved, f"timeout:{spec['ref']}": True}
-                    else:
-                        resolved = {**resolved, spec["key"]: await _resolve(ctx, spec)}
-                    continue  # the step again, from its start
-                break
-            data = got.result if isinstance(got, ActivityRef) else got
-            if isinstance(data, dict) and _GOTO in data:
-                target = index.get(data[_GOTO], -1)
-                if target <= i:
-                    raise fa.InvalidArgument(
-                        f"step {step.name} goes to {data[_GOTO]!r}: a goto goes forward, "
-                        f"to one of {names[i + 1 :]}"
-                    )
-                skip_to, data = target, data["data"]
+        try:
+            for i, node in enumerate(nodes):
+                if i < skip_to:
+                    continue
+                if isinstance(node, Step):
+                    data = await run_one(ctx, node, run_input, data)
+                elif isinstance(node, Branch):
+                    for step in node.pick(node.on(data)):
+                        data = await run_one(ctx, step, run_input, data)
+                        if isinstance(data, dict) and _GOTO in data:
+                            break  # a goto leaves the branch
+                else:
+                    data = await run_parallel(ctx, node, data)
+                if isinstance(data, dict) and _GOTO in data:
+                    target = index.get(data[_GOTO], -1)
+                    if target <= i:
+                        raise fa.InvalidArgument(
+                            f"step {node.name} goes to {data[_GOTO]!r}: a goto goes forward, "
+                            f"to one of {names[i + 1 :]}"
+                        )
+                    skip_to, data = target, data["data"]
+        except Exception:
+            await ctx.compensate_all()  # newest first, each once; then the run fails
+            raise
         return data
 
-    digest = hashlib.sha256(repr((pipeline.name, pipeline.version, names)).encode()).hexdigest()
-    return WorkflowDef(pipeline.name, body, pipeline.version, digest, pipeline.retention_ms)
+    def child(block: Parallel, step: Step) -> WorkflowDef:
+        async def one(ctx: Context, data: Any) -> Any:
+            return await run_one(ctx, step, data, data)
+
+        shape = repr((pipeline.name, pipeline.version, block.shape(), step.name))
+        digest = hashlib.sha256(shape.encode()).hexdigest()
+        return WorkflowDef(
+            block.child_name(step), one, pipeline.version, digest, pipeline.retention_ms
+        )
+
+    shape: Any = [n.shape() if not isinstance(n, Step) else n.name for n in nodes]
+    if all(isinstance(n, Step) for n in nodes):
+        shape = names  # (the hash of a plain list of steps is what it always was)
+    digest = hashlib.sha256(repr((pipeline.name, pipeline.version, shape)).encode()).hexdigest()
+    main = WorkflowDef(pipeline.name, body, pipeline.version, digest, pipeline.retention_ms)
+    children = [child(n, s) for n in nodes if isinstance(n, Parallel) for s in n.steps]
+    return [main, *children]

@@ -1,0 +1,279 @@
+"""Branches, parallel blocks and saga statuses of step pipelines (seed 003's `branch`,
+`parallel` with fail_fast / complete_all, compensating -> compensated |
+compensation_failed), and the definition errors they refuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from sdk_helpers import trio_engine
+
+import flowactors as fa
+from flowactors.code import WorkflowFailed
+from flowactors.steps import Pipelines, StepContext, StepFailed, goto, steps
+
+CALLS: list[str] = []
+
+routing = steps("routing")
+
+
+@routing.step
+async def classify(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("classify")
+    tier = "gold" if data["spend"] > 100 else data.get("tier", "basic")
+    return {**data, "tier": tier}
+
+
+tier = routing.branch("by_tier", on=lambda data: data["tier"])
+
+
+@tier.case("gold", "platinum")
+async def discount(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("discount")
+    return {**data, "discount": 10}
+
+
+@tier.case("gold", "platinum")
+async def gift(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("gift")
+    return {**data, "gift": True}
+
+
+@tier.case("vip")
+async def concierge(ctx: StepContext, data: dict[str, Any]) -> Any:
+    CALLS.append("concierge")
+    return goto("receipt", {**data, "concierge": True})  # leaves the branch and skips ship
+
+
+@tier.otherwise
+async def standard(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("standard")
+    return {**data, "discount": 0}
+
+
+@routing.step
+async def ship(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("ship")
+    return {**data, "shipped": True}
+
+
+@routing.step
+async def receipt(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("receipt")
+    return {**data, "receipt": True}
+
+
+nodefault = steps("nodefault")
+picky = nodefault.branch("picky", on=lambda data: data)
+
+
+@picky.case(True)
+async def only_true(ctx: StepContext, data: Any) -> Any:
+    return data
+
+
+async def test_a_branch_runs_the_matching_case_then_goes_on(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [routing, nodefault])
+        inputs = {
+            "g": {"spend": 500}, "b": {"spend": 5}, "v": {"spend": 5, "tier": "vip"},
+            "x": {"spend": 5, "tier": True},
+        }  # fmt: skip
+        for run_id, data in inputs.items():
+            await runs.start(routing, run_id, data)
+        await runs.start(nodefault, "n", 1)
+        async with runs.running():
+            CALLS.clear()
+            assert await runs.result("g") == {
+                "spend": 500, "tier": "gold", "discount": 10, "gift": True, "shipped": True,
+                "receipt": True,
+            }  # fmt: skip
+            assert (await runs.result("b"))["discount"] == 0
+            assert await runs.result("v") == {
+                "spend": 5, "tier": "vip", "concierge": True, "receipt": True,
+            }  # fmt: skip
+            assert (await runs.result("x"))["discount"] == 0  # True: no case, the default
+            with pytest.raises(WorkflowFailed, match="no case for 1 and no default"):
+                await runs.result("n")
+        view = await runs.describe("g")
+        assert view.done == ("classify", "discount", "gift", "ship", "receipt")
+        assert (await runs.describe("v")).done == ("classify", "concierge", "receipt")
+
+
+checks = steps("checks")
+
+
+@checks.step
+async def prepare(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "prepared": True}
+
+
+both = checks.parallel("both", on_error="complete_all")
+
+
+@both.step
+async def fraud(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append(f"fraud {ctx.run_id}")
+    if data.get("fraud"):
+        raise StepFailed("looks like fraud")
+    return {"score": 1}
+
+
+@both.step
+async def stock(ctx: StepContext, data: dict[str, Any]) -> int:
+    CALLS.append(f"stock {ctx.run_id}")
+    await ctx.sleep(60_000)  # a wait inside a parallel step: its own run waits
+    return 7
+
+
+@checks.step
+async def decide(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "ok": data["__results__"]["fraud"][0] == "ok"}
+
+
+strict = steps("strict")
+gate = strict.parallel(
+    "gate", into=lambda data, results: {**data, "seen": sorted(results)}
+)  # fail_fast by default
+
+
+@gate.step
+async def quick_fail(ctx: StepContext, data: Any) -> Any:
+    raise StepFailed("nope")
+
+
+@gate.step
+async def slow_ok(ctx: StepContext, data: Any) -> Any:
+    return "fine"
+
+
+@strict.step
+async def never(ctx: StepContext, data: Any) -> Any:
+    CALLS.append("never")
+    return data
+
+
+async def test_parallel_blocks_run_children_and_collect_or_fail_fast(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    CALLS.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [checks, strict])
+        await runs.start(checks, "c1", {"fraud": False})
+        await runs.start(checks, "c2", {"fraud": True})
+        await runs.start(strict, "s1", {})
+        async with runs.running():
+            assert await runs.result("c1") == {
+                "fraud": False, "prepared": True, "ok": True,
+                "__results__": {"fraud": ["ok", {"score": 1}], "stock": ["ok", 7]},
+            }  # fmt: skip
+            got = await runs.result("c2")
+            assert got["ok"] is False
+            assert got["__results__"]["fraud"][0] == "error"
+            assert "looks like fraud" in got["__results__"]["fraud"][1]["message"]
+            with pytest.raises(WorkflowFailed, match="parallel 'gate': step quick_fail failed"):
+                await runs.result("s1")
+        kids = await runs.list_children("c1")
+        assert sorted(k.run_id for k in kids) == ["c1/both.fraud", "c1/both.stock"]
+        assert {k.workflow for k in kids} == {"checks.both.fraud", "checks.both.stock"}
+        assert "never" not in CALLS
+        assert CALLS.count("fraud c1/both.fraud") == 1  # each child's step ran once
+
+
+saga = steps("saga_statuses")
+UNDONE: list[str] = []
+
+
+async def unbook(result: dict[str, Any]) -> None:
+    UNDONE.append("unbook")
+    if result.get("stuck"):
+        raise RuntimeError("hotel unreachable")
+
+
+async def refund(result: dict[str, Any]) -> None:
+    UNDONE.append("refund")
+
+
+@saga.step(compensate=unbook)
+async def book(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "booked": True}
+
+
+@saga.step(compensate=refund)
+async def pay(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "paid": True}
+
+
+@saga.step
+async def confirm(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    raise StepFailed("no rooms")
+
+
+async def test_compensation_statuses(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    UNDONE.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [saga])
+        await runs.start(saga, "ok", {})
+        await runs.start(saga, "bad", {"stuck": True})
+        async with runs.running():
+            for run_id in ("ok", "bad"):
+                with pytest.raises(WorkflowFailed, match="no rooms"):
+                    await runs.result(run_id)
+        good, bad = await runs.describe("ok"), await runs.describe("bad")
+        assert (good.status, good.compensation) == ("failed", "compensated")
+        assert good.compensated == ("refund", "unbook")  # newest first
+        assert (bad.status, bad.compensation) == ("failed", "compensation_failed")
+        assert bad.compensation_failed == ("unbook",) and bad.compensated == ("refund",)
+        assert sorted(UNDONE) == ["refund", "refund", "unbook", "unbook"]  # each once per run
+        running = await runs.start(saga, "fresh", {})
+        assert running.compensation is None and running.current == "book"
+
+
+def test_definition_errors_are_typed_and_change_nothing() -> None:
+    p = steps("defs")
+
+    @p.step
+    async def a(ctx: StepContext, data: Any) -> Any:
+        return data
+
+    b = p.branch("b", on=lambda d: d)
+    with pytest.raises(fa.InvalidArgument, match="at least one value"):
+        b.case()
+    with pytest.raises(fa.InvalidArgument, match="case values"):
+        b.case(1.5)
+    b.case("x")(a.__wrapped__ if hasattr(a, "__wrapped__") else _named("bx"))
+    with pytest.raises(fa.InvalidArgument, match="already has a case"):
+        b.case("x", "y")
+    with pytest.raises(fa.InvalidArgument, match="has a step 'a'"):
+        p.branch("a", on=lambda d: d)
+    with pytest.raises(fa.InvalidArgument, match="on must be"):
+        p.branch("c", on="tier")  # type: ignore[arg-type]
+    with pytest.raises(fa.InvalidArgument, match="on_error"):
+        p.parallel("d", on_error="sometimes")
+    par = p.parallel("e")
+    with pytest.raises(fa.InvalidArgument, match="no compensate"):
+        par.step(compensate=_named("undo"))
+    with pytest.raises(fa.InvalidArgument, match=r"without '\.'"):
+        p.step(name="a.b")(_named("ab"))
+    with pytest.raises(fa.InvalidArgument, match="parallel 'e' has no steps"):
+        _ = p.workflow
+    par.step(_named("e1"))
+    assert [w.name for w in p.workflows] == ["defs", "defs.e.e1"]
+    with pytest.raises(fa.InvalidArgument, match="started running"):
+        b.case("z")(_named("late"))
+
+
+def _named(name: str) -> Any:
+    async def fn(ctx: StepContext, data: Any) -> Any:
+        return data
+
+    fn.__name__ = name
+    return fn
