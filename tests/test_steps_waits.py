@@ -182,3 +182,71 @@ async def test_call_workflow_timeout_and_wait_for_any(
             await ctx.wait_for_any(bad)  # type: ignore[arg-type]
     with pytest.raises(fa.InvalidArgument):
         await ctx.call_workflow(slow_child, 1, ref="x", timeout=-1)
+
+
+review = steps("review")
+
+
+@review.step
+async def collect(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    CALLS.append("collect")
+    ok = await ctx.wait_for_approval("manager", prompt=f"approve {data['amount']}?",
+                                     timeout=2 * HOUR, timeout_value="expired")  # fmt: skip
+    if ok is not True:
+        return {**data, "approved": ok}
+    size = await ctx.wait_for_choice("size", ["S", "M", "L"], prompt="which size?")
+    note = await ctx.wait_for_text("note", metadata={"ui": "textarea"})
+    form = await ctx.wait_for_form("address", ["street", "city"])
+    return {**data, "approved": True, "size": size, "note": note, "address": form}
+
+
+async def test_human_input_is_listed_checked_and_given_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    CALLS.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [review, waits], **QUIET)
+        await runs.start(review, "r1", {"amount": 120})
+        await runs.start(review, "r2", {"amount": 5})
+        async with runs.running():
+            await trio.sleep(1)
+            pending = await runs.list_pending_inputs()
+            assert [(p.run_id, p.name, p.type, p.step) for p in pending] == [
+                ("r1", "manager", "approval", "collect"),
+                ("r2", "manager", "approval", "collect"),
+            ]
+            assert pending[0].prompt == "approve 120?"
+            assert pending[0].expires_ms == pending[0].since_ms + 2 * HOUR
+            with pytest.raises(fa.InvalidArgument, match="approval"):
+                await runs.provide_input("r1", "manager", "yes please")
+            with pytest.raises(fa.InvalidArgument, match="not waiting for input 'size'"):
+                await runs.provide_input("r1", "size", "M")
+            await runs.provide_input("r1", "manager", {"approved": True})
+            await trio.sleep(1)
+            [p] = await runs.list_pending_inputs(name="size")
+            assert (p.run_id, p.choices) == ("r1", ["S", "M", "L"])
+            with pytest.raises(fa.InvalidArgument, match="one of"):
+                await runs.provide_input("r1", "size", "XL")
+            await runs.provide_input("r1", "size", "M")
+            await trio.sleep(1)
+            [p] = await runs.list_pending_inputs(pipeline=review, name="note")
+            assert p.metadata == {"ui": "textarea"}
+            await runs.provide_input("r1", "note", "ring twice")
+            await trio.sleep(1)
+            with pytest.raises(fa.InvalidArgument, match="missing fields"):
+                await runs.provide_input("r1", "address", {"street": "Main 1"})
+            await runs.provide_input("r1", "address", {"street": "Main 1", "city": "Oslo"})
+            assert await runs.result("r1") == {
+                "amount": 120, "approved": True, "size": "M", "note": "ring twice",
+                "address": {"street": "Main 1", "city": "Oslo"},
+            }  # fmt: skip
+            assert await runs.result("r2") == {"amount": 5, "approved": "expired"}
+            assert await runs.list_pending_inputs() == []
+    ctx = StepContext(None, "r", "s", 1, "r:s")
+    for bad in (
+        {"type": "vote"}, {"type": "choice"}, {"type": "choice", "choices": []},
+        {"type": "form"}, {"type": "form", "fields": [""]}, {"type": "text", "choices": [1]},
+        {"prompt": 3}, {"metadata": []},
+    ):  # fmt: skip
+        with pytest.raises(fa.InvalidArgument):
+            await ctx.wait_for_input("x", **bad)

@@ -21,12 +21,13 @@ retries, compensations on failure. Runs as a code workflow (flowactors.code).
 See docs/steps.md.
 """
 
-from ._client import PipelineRun, Pipelines
+from ._client import PendingInput, PipelineRun, Pipelines
 from ._pipeline import Err, Ok, Pipeline, StepContext, StepFailed, StepRetry, goto, steps
 
 __all__ = [
     "Err",
     "Ok",
+    "PendingInput",
     "Pipeline",
     "PipelineRun",
     "Pipelines",

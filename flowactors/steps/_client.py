@@ -12,7 +12,7 @@ import cbor2
 import flowactors as fa
 from flowactors.code import CodeRunner, RunInfo, WorkflowDef
 
-from ._pipeline import HOST, Pipeline
+from ._pipeline import HOST, INPUT, SUSPEND, Pipeline, _decode, check_input
 
 STEP_PREFIX = "step:"
 
@@ -39,6 +39,62 @@ class PipelineRun:
     compensated: tuple[str, ...] = field(default=())
     compensation: str | None = None
     compensation_failed: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class PendingInput:
+    """A human input a run waits for (see `StepContext.wait_for_input`)."""
+
+    run_id: str
+    pipeline: str
+    step: str
+    name: str
+    type: str
+    prompt: str
+    choices: list[Any] | None
+    fields: list[str] | None
+    metadata: dict[str, Any] | None
+    since_ms: int  # engine time the wait began
+    expires_ms: int | None  # when its timeout passes, if it has one
+    position: int  # of the wait in the run's journal
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "prompt": self.prompt,
+                "choices": self.choices, "fields": self.fields}  # fmt: skip
+
+
+def _pending(run_id: str, pipeline: str, journal: list[dict[str, Any]]) -> PendingInput | None:
+    """The input the run waits for now, from its journal: the last step attempt that
+    stopped for an input, and the wait for its event, still open."""
+    scheduled: dict[int, dict[str, Any]] = {}
+    done: set[int] = set()
+    asked: dict[str, tuple[str, dict[str, Any]]] = {}  # event -> (step, suspension)
+    for e in journal:
+        pos = e.get("pos", -1)
+        if e["type"] == "scheduled":
+            scheduled[pos] = e
+        elif e["type"] in ("completed", "failed"):
+            done.add(pos)
+            err = e.get("error") or {}
+            if e["type"] == "failed" and err.get("type") == SUSPEND and pos in scheduled:
+                spec = _decode(str(err.get("message")))
+                if spec.get("op") == "input":
+                    step = str(scheduled[pos].get("name"))[len(STEP_PREFIX) :]
+                    asked[spec["name"]] = (step, spec)
+    for pos in sorted(scheduled, reverse=True):
+        e = scheduled[pos]
+        if pos in done or e.get("kind") != "signal" or e.get("name") not in asked:
+            continue
+        step, spec = asked[str(e.get("name"))]
+        what = spec["input"]
+        return PendingInput(
+            run_id=run_id, pipeline=pipeline, step=step, name=what["name"],
+            type=what["type"], prompt=what["prompt"], choices=what["choices"],
+            fields=what["fields"], metadata=what["metadata"], since_ms=int(e.get("at") or 0),
+            expires_ms=e.get("until"), position=pos,
+        )  # fmt: skip
+    return None
 
 
 class Pipelines:
@@ -119,6 +175,33 @@ class Pipelines:
         """Send event `name` to run `run_id` (kept until a step waits for it); its
         delivery id."""
         return await self.runner.signal(run_id, name, payload)
+
+    async def list_pending_inputs(
+        self, *, pipeline: Pipeline | str | None = None, name: str | None = None
+    ) -> list[PendingInput]:
+        """The human inputs runs wait for now (of `pipeline`, named `name`), oldest
+        first."""
+        wanted = None if pipeline is None else self._pipeline(pipeline).name
+        out: list[PendingInput] = []
+        for run in await self.runner.list(status="running", limit=100_000):
+            if run.workflow not in self.pipelines or wanted not in (None, run.workflow):
+                continue
+            pending = _pending(run.run_id, run.workflow, await self.runner.history(run.run_id))
+            if pending is not None and name in (None, pending.name):
+                out.append(pending)
+        out.sort(key=lambda p: (p.since_ms, p.run_id))
+        return out
+
+    async def provide_input(self, run_id: str, name: str, data: Any) -> str:
+        """Answer input `name` that run `run_id` waits for: `data` is checked against the
+        input's type (InvalidArgument, and nothing sent, when it does not fit or the run
+        does not wait for that input); exactly once. Returns the delivery id."""
+        pending = _pending(run_id, "", await self.runner.history(run_id))
+        if pending is None or pending.name != name:
+            raise fa.InvalidArgument(f"run {run_id!r} is not waiting for input {name!r}")
+        value = check_input(pending.spec, data)
+        delivery = f"input:{pending.position}"  # one answer per wait
+        return await self.runner.signal(run_id, INPUT + name, value, delivery_id=delivery)
 
     async def list_children(self, run_id: str, *, status: str | None = None) -> list[RunInfo]:
         """The child runs a run started (call_workflow / start_workflow), optionally only

@@ -37,7 +37,11 @@
 # one-step workflow `<pipeline>.<block>.<step>`, registered with the pipeline), all given
 # the context as it was, and waits for them durably like call_workflow does.
 #
-# Not built yet (issue 18): human input, per-queue concurrency.
+# Human input is an event wait for `input.<name>` whose definition (type, prompt, choices,
+# fields) rides in the step's suspension, so `list_pending_inputs` finds it in the journal
+# and `provide_input` checks the answer against it before sending it.
+#
+# Not built yet (issue 18): per-queue concurrency.
 from __future__ import annotations
 
 import contextlib
@@ -61,6 +65,7 @@ from flowactors.code import (
     WorkflowDef,
     activity_info,
 )
+from flowactors.code._values import check as _values_check
 
 if TYPE_CHECKING:
     from flowactors.code import CodeRunner, RunInfo
@@ -209,6 +214,51 @@ class StepContext:
         if isinstance(got, dict) and got.get(_TIMED_OUT):
             return timeout_value
         return (got[0], got[1])
+
+    async def wait_for_input(
+        self,
+        name: str,
+        *,
+        type: InputType = "text",
+        prompt: str = "",
+        choices: list[Any] | None = None,
+        fields: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        timeout: int | None = None,
+        timeout_value: Any = None,
+    ) -> Any:
+        """Wait for a person's input `name` (durably, holding no worker): listed by
+        `Pipelines.list_pending_inputs` while it waits, given by `provide_input`, checked
+        against `type` there: "approval" (a bool), "choice" (one of `choices`), "text" (a
+        str) or "form" (a dict with every one of `fields`). `timeout_value` when
+        `timeout` ms pass first."""
+        spec = input_spec(name, type, prompt, choices, fields, metadata)
+        if timeout is not None:
+            _check_ms(timeout, "timeout")
+        got = self._wait(f"input:{name}", name=INPUT + name, timeout=timeout, input=spec)
+        return timeout_value if isinstance(got, dict) and got.get(_TIMED_OUT) else got
+
+    async def wait_for_approval(self, name: str, *, prompt: str = "", **options: Any) -> Any:
+        """`wait_for_input(name, type="approval")`: True / False (or timeout_value)."""
+        return await self.wait_for_input(name, type="approval", prompt=prompt, **options)
+
+    async def wait_for_choice(
+        self, name: str, choices: list[Any], *, prompt: str = "", **options: Any
+    ) -> Any:
+        """`wait_for_input(name, type="choice", choices=choices)`: one of them."""
+        return await self.wait_for_input(
+            name, type="choice", choices=choices, prompt=prompt, **options
+        )
+
+    async def wait_for_text(self, name: str, *, prompt: str = "", **options: Any) -> Any:
+        """`wait_for_input(name, type="text")`: a str."""
+        return await self.wait_for_input(name, type="text", prompt=prompt, **options)
+
+    async def wait_for_form(
+        self, name: str, fields: list[str], *, prompt: str = "", **options: Any
+    ) -> Any:
+        """`wait_for_input(name, type="form", fields=fields)`: a dict of them."""
+        return await self.wait_for_input(name, type="form", fields=fields, prompt=prompt, **options)
 
     async def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send event `name` to run `run_id`; exactly once however often the step runs."""
@@ -552,6 +602,69 @@ class Pipeline:
 
 
 _TIMED_OUT = "__flowactors_timed_out__"
+InputType = Literal["approval", "choice", "text", "form"]
+INPUT_TYPES = ("approval", "choice", "text", "form")
+INPUT = "input."  # the event a human input arrives as: input.<name>
+
+
+def input_spec(
+    name: object,
+    type: object,
+    prompt: object,
+    choices: object,
+    fields: object,
+    metadata: object,
+) -> dict[str, Any]:
+    """A human input's definition, checked (stored with the wait, read back by
+    `list_pending_inputs` and `provide_input`)."""
+    _check_event(name)
+    if type not in INPUT_TYPES:
+        raise fa.InvalidArgument(f"input type must be one of {INPUT_TYPES}, not {type!r}")
+    if not isinstance(prompt, str):
+        raise fa.InvalidArgument("prompt must be a str")
+    if type == "choice":
+        if not isinstance(choices, list) or not choices:
+            raise fa.InvalidArgument("a choice input needs a non-empty list of choices")
+    elif choices is not None:
+        raise fa.InvalidArgument(f"choices go with a choice input, not {type!r}")
+    if type == "form":
+        if (
+            not isinstance(fields, list)
+            or not fields
+            or not all(isinstance(f, str) and f for f in fields)
+        ):
+            raise fa.InvalidArgument("a form input needs a non-empty list of field names")
+    elif fields is not None:
+        raise fa.InvalidArgument(f"fields go with a form input, not {type!r}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise fa.InvalidArgument("metadata must be a dict")
+    spec = {"name": name, "type": type, "prompt": prompt, "choices": choices,
+            "fields": fields, "metadata": metadata}  # fmt: skip
+    _values_check(spec, f"input {name!r}")
+    return spec
+
+
+def check_input(spec: dict[str, Any], data: Any) -> Any:
+    """`data` as the answer to input `spec`, or InvalidArgument saying why not."""
+    kind, name = spec["type"], spec["name"]
+    if kind == "approval":
+        if isinstance(data, dict) and isinstance(data.get("approved"), bool):
+            return data["approved"]
+        if not isinstance(data, bool):
+            raise fa.InvalidArgument(f"input {name!r} is an approval: give True or False")
+    elif kind == "choice":
+        if not any(type(c) is type(data) and c == data for c in spec["choices"]):
+            raise fa.InvalidArgument(f"input {name!r} takes one of {spec['choices']!r}")
+    elif kind == "text":
+        if not isinstance(data, str):
+            raise fa.InvalidArgument(f"input {name!r} is text: give a str")
+    else:
+        if not isinstance(data, dict):
+            raise fa.InvalidArgument(f"input {name!r} is a form: give a dict")
+        missing = [f for f in spec["fields"] if f not in data]
+        if missing:
+            raise fa.InvalidArgument(f"input {name!r} is missing fields {missing}")
+    return data
 
 
 def _host() -> CodeRunner:
@@ -593,7 +706,7 @@ async def _resolve(ctx: Context, spec: dict[str, Any]) -> Any:
         got_any = await ctx.signal_any(spec["names"], timeout=spec["timeout"])
         return {_TIMED_OUT: True} if isinstance(got_any, Timeout) else list(got_any)
     deadline = None if spec["timeout"] is None else ctx.now_ms() + spec["timeout"]
-    names = [spec["name"]] if op == "event" else spec["names"]
+    names = [spec["name"]] if op in ("event", "input") else spec["names"]
     got: dict[str, Any] = {}
     for name in names:
         left = None if deadline is None else max(0, deadline - ctx.now_ms())
@@ -601,7 +714,7 @@ async def _resolve(ctx: Context, spec: dict[str, Any]) -> Any:
         if isinstance(value, Timeout):
             return {_TIMED_OUT: True}
         got[name] = value
-    return got[spec["name"]] if op == "event" else got
+    return got[spec["name"]] if op in ("event", "input") else got
 
 
 _GOTO = "__flowactors_goto__"
