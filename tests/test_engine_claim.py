@@ -223,3 +223,17 @@ async def test_extend_lease_guards(tmp_path: Path, clock: FakeClock) -> None:
         with pytest.raises(fa.FlowTerminal):
             await e.extend_lease("a", f.lease_token, f.fencing_token)
         assert written(e) == before
+
+
+async def test_claims_take_the_highest_priority_across_shards(tmp_path: Path) -> None:
+    """Without a priority filter, a claim asks the shards with the highest due band first,
+    so priority holds engine-wide, not only within each shard."""
+    clock = FakeClock()
+    async with open_checked(tmp_path, clock, shards=4) as e:
+        ids = [f"low-{i}" for i in range(12)]
+        for fid in ids:
+            await e.create(fid, "t")
+        await e.create("high", "t", priority=2)
+        await e.create("mid", "t", priority=1)
+        got = [(await e.claim_due("t", "w"))[0].id for _ in range(3)]
+        assert got[:2] == ["high", "mid"] and got[2].startswith("low")

@@ -259,6 +259,7 @@ def valid_args(name: str, f: fa.Flow) -> dict[str, Any]:
             "success_state": "joined",
             "failure_state": "broken",
         },
+        "step_continue": {**claimed},
         "stuck": {"type": TYPE},
         "terminals": {"type": TYPE},
         "transition": {"flow_id": "q", "from_state": "queued", "to_state": "x", "fencing_token": 0},

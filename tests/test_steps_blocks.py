@@ -277,3 +277,70 @@ def _named(name: str) -> Any:
 
     fn.__name__ = name
     return fn
+
+
+ACTIVE: dict[str, int] = {}
+PEAK: dict[str, int] = {}
+ORDER: list[str] = []
+
+reports = steps("reports", queue="reports")  # served one at a time (queues={"reports": 1})
+rush = steps("rush", queue="reports", priority=2)
+mails = steps("mails")  # the default queue
+
+
+async def _busy(queue: str, label: str) -> None:
+    ACTIVE[queue] = ACTIVE.get(queue, 0) + 1
+    PEAK[queue] = max(PEAK.get(queue, 0), ACTIVE[queue])
+    ORDER.append(label)
+    await trio.sleep(1)
+    ACTIVE[queue] -= 1
+
+
+@reports.step
+async def render(ctx: StepContext, data: Any) -> Any:
+    await _busy("reports", ctx.run_id)
+    return data
+
+
+@rush.step
+async def render_now(ctx: StepContext, data: Any) -> Any:
+    await _busy("reports", ctx.run_id)
+    return data
+
+
+@mails.step
+async def mail(ctx: StepContext, data: Any) -> Any:
+    await _busy("default", ctx.run_id)
+    return data
+
+
+async def test_named_queues_have_their_own_concurrency_and_priority(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    ACTIVE.clear()
+    PEAK.clear()
+    ORDER.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [reports, rush, mails], queues={"reports": 1})
+        for i in range(3):
+            await runs.start(reports, f"r{i}", i)
+            await runs.start(mails, f"m{i}", i)
+        await runs.start(rush, "urgent", 0)
+        await runs.start(reports, "later", 9, priority=0)
+        async with runs.running(concurrency=10):
+            for run_id in ("r0", "r1", "r2", "m0", "m1", "m2", "urgent", "later"):
+                await runs.result(run_id)
+        assert PEAK == {"reports": 1, "default": 3}
+        reported = [r for r in ORDER if not r.startswith("m")]
+        assert reported[0] == "urgent"  # priority 2 first, then the queue in order
+        assert sorted(reported[1:]) == ["later", "r0", "r1", "r2"]
+        flow = await engine.get("r0")
+        assert flow is not None and flow.type == "code.reports"
+        listed = {r.run_id for r in await runs.runner.list(status="completed")}
+        assert {"r0", "urgent", "m0"} <= listed
+    with pytest.raises(fa.InvalidArgument, match="priority"):
+        steps("bad", priority=3)
+    with pytest.raises(fa.InvalidArgument, match="queue"):
+        steps("bad", queue="")
+    with pytest.raises(fa.InvalidArgument, match="concurrency"):
+        Pipelines(None, [], queues={"reports": 0})  # type: ignore[arg-type]

@@ -31,9 +31,21 @@ class WorkflowDef:
     version: int
     code_hash: str
     retention_ms: int | None = None
+    queue: str | None = None  # the named queue its runs wait in (None: the default one)
+    priority: int = 0  # of its runs, 0..2 (higher is claimed first)
 
     def __repr__(self) -> str:
         return f"<workflow {self.name} v{self.version} {self.code_hash[:8]}>"
+
+
+def check_queue(queue: object, priority: object) -> None:
+    """A queue name (or None) and a priority 0..2, or InvalidArgument."""
+    if queue is not None and (
+        not isinstance(queue, str) or not queue or "\x00" in queue or len(queue) > 100
+    ):
+        raise InvalidArgument(f"queue must be a non-empty name or None, not {queue!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 2:
+        raise InvalidArgument(f"priority must be 0, 1 or 2, not {priority!r}")
 
 
 @dataclass
@@ -81,6 +93,8 @@ def workflow(
     trusted_modules: Iterable[str] = (),
     check: bool = True,
     registry: Registry | None = None,
+    queue: str | None = None,
+    priority: int = 0,
 ) -> Callable[[WorkflowFn], WorkflowDef]: ...
 
 
@@ -94,13 +108,17 @@ def workflow(
     trusted_modules: Iterable[str] = (),
     check: bool = True,
     registry: Registry | None = None,
+    queue: str | None = None,
+    priority: int = 0,
 ) -> WorkflowDef | Callable[[WorkflowFn], WorkflowDef]:
     """Declare `async def fn(ctx, input)` a durable workflow.
 
     Its source is scanned for non-deterministic calls (DeterminismViolation, with the
     `ctx.` replacement to use; `check=False` skips the scan), its code hashed, and it is
     registered under `name` (default: the function's name). `retention_ms`: how long a
-    finished run is kept (engine default when None)."""
+    finished run is kept (engine default when None). `queue`: the named queue its runs
+    wait in (a CodeRunner serves the queues it is given, each with its own concurrency);
+    `priority` (0..2): its runs are claimed before lower ones."""
 
     def declare(target: WorkflowFn) -> WorkflowDef:
         import inspect
@@ -118,8 +136,15 @@ def workflow(
             raise InvalidArgument(f"workflow name {wf_name!r} is not a name")
         if check:
             _scan.check(target, f"workflow {wf_name}", trusted_modules)
+        check_queue(queue, priority)
         wf = WorkflowDef(
-            wf_name, target, version, _scan.code_hash(target, wf_name, version), retention_ms
+            wf_name,
+            target,
+            version,
+            _scan.code_hash(target, wf_name, version),
+            retention_ms,
+            queue,
+            priority,
         )
         (registry or REGISTRY).add(wf)
         return wf

@@ -55,7 +55,7 @@ import inspect
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -88,7 +88,7 @@ from flowactors import Context as Job
 from flowactors import Outcome as EngineOutcome
 
 from . import _values
-from ._define import REGISTRY, ContinueAsNew, Registry, WorkflowDef
+from ._define import REGISTRY, ContinueAsNew, Registry, WorkflowDef, check_queue
 from ._errors import NonRetryable, RunCancelled, UnstorableValue, WorkflowFailed
 from ._replay import ActivityCall, Effect, Replay, error_of, fold
 
@@ -252,6 +252,7 @@ class CodeRunner:
         poll_ms: int = 500,
         cache_runs: int = 10_000,
         sticky_runs: int = 2_000,
+        queues: Mapping[str, int] | None = None,
     ) -> None:
         self.engine = engine
         if workflows is None:
@@ -275,6 +276,18 @@ class CodeRunner:
         self.workflow = Workflow(
             engine, type=flow_type, initial_state=READY, states={READY: state, WAITING: state}
         )
+        # Named queues: a workflow declared with `queue=q` has its runs in the engine flow
+        # type `<flow_type>.<q>`; `run` starts a worker per queue given here, with that
+        # queue's concurrency (the default queue gets the worker options' concurrency).
+        self.queues: dict[str, int] = {}
+        for queue, limit in (queues or {}).items():
+            check_queue(queue, 0)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise InvalidArgument(f"queue {queue!r}: concurrency must be a positive int")
+            self.queues[queue] = limit
+        self._flows = {flow_type: self.workflow}
+        for queue in self.queues:
+            self._flows_of(queue)
         self._threads = trio.CapacityLimiter(activity_threads)
         self._cache: OrderedDict[str, tuple[int, Events]] = OrderedDict()
         self._cache_runs = cache_runs
@@ -303,6 +316,34 @@ class CodeRunner:
     def _code(self, wf: WorkflowDef) -> bytes:
         return _values.encode({"h": wf.code_hash, "v": wf.version})
 
+    def type_of(self, queue: str | None) -> str:
+        """The engine flow type of the runs waiting in `queue` (None: the default)."""
+        return self.flow_type if queue is None else f"{self.flow_type}.{queue}"
+
+    def _flows_of(self, queue: str | None) -> Workflow:
+        flow_type = self.type_of(queue)
+        flows = self._flows.get(flow_type)
+        if flows is None:
+            state = self.workflow.spec(READY)
+            flows = self._flows[flow_type] = Workflow(
+                self.engine,
+                type=flow_type,
+                initial_state=READY,
+                states={READY: state, WAITING: state},
+            )
+        return flows
+
+    def _types(self) -> list[str]:
+        """Every flow type code runs may have here: the default, each queue served, each
+        queue a registered workflow declares."""
+        queues = set(self.queues)
+        for versions in self.registry.versions.values():
+            queues.update(wf.queue for wf in versions.values() if wf.queue is not None)
+        return [self.flow_type, *sorted(self.type_of(q) for q in queues)]
+
+    def _is_code(self, flow_type: str) -> bool:
+        return flow_type == self.flow_type or flow_type.startswith(self.flow_type + ".")
+
     async def start(
         self,
         workflow: WorkflowDef | str,
@@ -312,14 +353,18 @@ class CodeRunner:
         idempotent: bool = True,
         correlation_id: str | None = None,
         delay_ms: int | None = None,
+        priority: int | None = None,
     ) -> RunInfo:
-        """Start run `run_id` of `workflow` on `input` (due at once, or after `delay_ms`).
-        The same start again is a no-op; another input under the same id raises
-        IdempotencyConflict (FlowExists with `idempotent=False`). Nothing is written when
-        the workflow is unknown or the input cannot be stored."""
+        """Start run `run_id` of `workflow` on `input` (due at once, or after `delay_ms`),
+        in the workflow's queue, at `priority` (default: the workflow's). The same start
+        again is a no-op; another input under the same id raises IdempotencyConflict
+        (FlowExists with `idempotent=False`). Nothing is written when the workflow is
+        unknown or the input cannot be stored."""
         wf = self.registry.resolve(workflow)
         _values.check(input, "input")
-        flow = await self.workflow.create(
+        if priority is not None:
+            check_queue(None, priority)
+        flow = await self._flows_of(wf.queue).create(
             run_id,
             payload=self._payload(wf, input),
             values={"code": self._code(wf)},
@@ -327,6 +372,7 @@ class CodeRunner:
             idempotent=idempotent,
             correlation_id=correlation_id or run_id,
             delay_ms=delay_ms,
+            priority=wf.priority if priority is None else priority,
             retention_ms=wf.retention_ms,
         )
         return _info(flow, {"h": wf.code_hash, "v": wf.version})
@@ -351,7 +397,12 @@ class CodeRunner:
                 )
             )
         results = await self.engine.create_many(
-            self.flow_type, specs, state=READY, idempotent=True, retention_ms=wf.retention_ms
+            self.type_of(wf.queue),
+            specs,
+            state=READY,
+            priority=wf.priority,
+            idempotent=True,
+            retention_ms=wf.retention_ms,
         )
         for worker in self._workers:
             worker.wake()
@@ -423,7 +474,7 @@ class CodeRunner:
         while True:
             page = await self.engine.by_parent(parent_id, limit=100, cursor=cursor)
             for child in page.items:
-                if child.type != self.flow_type:
+                if not self._is_code(child.type):
                     continue
                 if not child.terminal:
                     with contextlib.suppress(FlowTerminal):
@@ -495,11 +546,11 @@ class CodeRunner:
             else tuple(s for group in STATUS_STATES.values() for s in group)
         )
         out: RunList = []
-        for state in states:
+        for flow_type, state in ((t, s) for t in self._types() for s in states):
             cursor: str | None = None
             while len(out) < limit:
                 page = await self.engine.list_flows(
-                    self.flow_type, state, limit=min(1000, limit), cursor=cursor
+                    flow_type, state, limit=min(1000, limit), cursor=cursor
                 )
                 for flow in page.items:
                     if workflow is None or flow.attributes.get("workflow") == workflow:
@@ -521,9 +572,10 @@ class CodeRunner:
 
     # -- workers ------------------------------------------------------------------------
 
-    def worker(self, **options: Any) -> Worker:
-        """An SDK Worker for code runs (options as for `flowactors.Worker`). Run it with
-        `run()` / `running()`, which also run the waker."""
+    def worker(self, queue: str | None = None, **options: Any) -> Worker:
+        """An SDK Worker for the code runs of `queue` (None: the default queue; options
+        as for `flowactors.Worker`). Run it with `run()` / `running()`, which also run the
+        waker."""
         user_ack = options.pop("on_ack", None)
 
         def on_ack(flow: Flow) -> None:
@@ -532,23 +584,30 @@ class CodeRunner:
                 user_ack(flow)
 
         options.setdefault("concurrency", 64)
-        worker = Worker(self.workflow, on_ack=on_ack, **options)
+        worker = Worker(self._flows_of(queue), on_ack=on_ack, **options)
         return worker
 
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED, **options: Any
     ) -> None:
-        """Run a worker (and the waker) until cancelled or `stop()`."""
-        worker = self.worker(**options)
-        self._workers.add(worker)
+        """Run a worker for the default queue and one per queue this runner was given
+        (with that queue's concurrency), and the waker, until cancelled or `stop()`."""
+        workers = [self.worker(**options)]
+        for queue, limit in self.queues.items():
+            workers.append(self.worker(queue, **{**options, "concurrency": limit}))
+        self._workers.update(workers)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._waker)
                 nursery.start_soon(self._alarm)
-                await worker.run(task_status=task_status)
+                async with trio.open_nursery() as serving:
+                    for other in workers[1:]:
+                        await serving.start(other.run)
+                    await serving.start(workers[0].run)
+                    task_status.started()
                 nursery.cancel_scope.cancel()
         finally:
-            self._workers.discard(worker)
+            self._workers.difference_update(workers)
 
     def stop(self) -> None:
         for worker in list(self._workers):
@@ -991,8 +1050,9 @@ class CodeRunner:
         try:
             await self.engine.create(
                 child_id,
-                self.flow_type,
+                self.type_of(wf.queue),
                 state=READY,
+                priority=wf.priority,
                 payload=self._payload(wf, input),
                 values={"code": self._code(wf)},
                 attributes={"workflow": wf.name},
@@ -1090,8 +1150,9 @@ class CodeRunner:
         )
         await self.engine.create(
             successor,
-            self.flow_type,
+            self.type_of(wf.queue),
             state=READY,
+            priority=wf.priority,
             payload=self._payload(wf, input, generation),
             values={"code": self._code(wf), **carried},
             attributes={"workflow": wf.name},

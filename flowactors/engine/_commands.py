@@ -328,15 +328,24 @@ class Commands(Routing):
         else:
             self._claim_cursor = (self._claim_cursor + 1) % n
             candidates = self._rotations[self._claim_cursor]
+        # Without a `priority` filter, shards are asked highest due band first (in turn
+        # within a band), so the priority order holds across shards, not only in each.
         order = []
+        bands = []
         for i in candidates:
             shard = self._shards[i]
             state = shard.state
-            if shard.broken is not None or (
-                type in state.due_types
-                and state.may_claim(type, wanted, reclaim, only_expired, priority, now)
-            ):
+            if shard.broken is not None:
                 order.append(i)
+                bands.append(3)  # asked first: it answers with its error
+            elif type in state.due_types:
+                band = state.claim_band(type, wanted, reclaim, only_expired, priority, now)
+                if band >= 0:
+                    order.append(i)
+                    bands.append(band)
+        if len(order) > 1 and bands.count(bands[0]) != len(bands):
+            ranked = sorted(range(len(order)), key=lambda k: (-bands[k], k))
+            order = [order[k] for k in ranked]
         if not order:
             if self._closed:
                 raise EngineClosed("the engine is closed")

@@ -423,26 +423,52 @@ class ShardState:
         priority: int | None,
         now: int,
     ) -> bool:
-        """Whether a claim of `flow_type` with these filters could take anything here:
-        some due entry (or, with `reclaim`, an expired lease) of a wanted state is due at
-        `now`. Never False when the claim would take a flow (partition filters and
-        policies are not looked at: True may still claim nothing). Read by the engine,
-        outside the actor, to send a claim only where there is work."""
+        """Whether a claim of `flow_type` with these filters could take anything here
+        (see `claim_band`)."""
+        return self.claim_band(flow_type, states, reclaim, only_expired, priority, now) >= 0
+
+    def claim_band(
+        self,
+        flow_type: str,
+        states: tuple[str, ...] | None,
+        reclaim: bool,
+        only_expired: bool,
+        priority: int | None,
+        now: int,
+    ) -> int:
+        """The highest priority band in which a claim of `flow_type` with these filters
+        could take something here: some due entry (or, with `reclaim`, an expired lease)
+        of a wanted state is due at `now`; -1 when there is none. Never -1 when the claim
+        would take a flow (partition filters and policies are not looked at: a band may
+        still claim nothing). Read by the engine, outside the actor, to send a claim only
+        where there is work, the highest band first."""
         by_state = self.due_types.get(flow_type)
         if by_state is None:
-            return False
-        bands = (2, 1, 0) if priority is None else (priority,)
+            return -1
+        best = -1
         for st, sl in by_state.items():
             if st == "running":
                 if not reclaim:
                     continue
             elif only_expired or (states is not None and st not in states):
                 continue
-            if priority is None and sl[0][1] <= now:
-                return True  # the first entry of the first band is due
-            if _band_due(sl, bands, now):
-                return True
-        return False
+            if priority is not None:
+                if _band_due(sl, (priority,), now):
+                    return priority
+                continue
+            first = sl[0]
+            if first[1] <= now:  # the first entry of the first band is due
+                if first[0] == -2:
+                    return 2
+                best = max(best, -first[0])
+                continue
+            for p in (2, 1, 0):
+                if p <= best:
+                    break
+                if _band_due(sl, (p,), now):
+                    best = p
+                    break
+        return best
 
     def iter_due(
         self, flow_type: str, state: str, now: int, priority: int | None = None

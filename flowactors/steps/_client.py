@@ -135,13 +135,24 @@ class Pipelines:
         return found
 
     async def start(
-        self, pipeline: Pipeline | str, run_id: str, input: Any = None, *, idempotent: bool = True
+        self,
+        pipeline: Pipeline | str,
+        run_id: str,
+        input: Any = None,
+        *,
+        idempotent: bool = True,
+        priority: int | None = None,
+        delay_ms: int | None = None,
     ) -> PipelineRun:
-        """Start run `run_id` of `pipeline` on `input` (the first step's context). The
-        same start again is a no-op; another input under the same id raises
-        IdempotencyConflict."""
+        """Start run `run_id` of `pipeline` on `input` (the first step's context), in
+        the pipeline's queue at `priority` (default: the pipeline's), due now or after
+        `delay_ms`. The same start again is a no-op; another input under the same id
+        raises IdempotencyConflict."""
         p = self._pipeline(pipeline)
-        await self.runner.start(p.workflow, run_id, input, idempotent=idempotent)
+        await self.runner.start(
+            p.workflow, run_id, input, idempotent=idempotent, priority=priority,
+            delay_ms=delay_ms,
+        )  # fmt: skip
         return await self.describe(run_id)
 
     async def result(self, run_id: str) -> Any:

@@ -41,7 +41,8 @@
 # fields) rides in the step's suspension, so `list_pending_inputs` finds it in the journal
 # and `provide_input` checks the answer against it before sending it.
 #
-# Not built yet (issue 18): per-queue concurrency.
+# Queues: a pipeline's `queue` and `priority` are its workflow's (flowactors.code runs a
+# worker per queue it serves, each with its own concurrency).
 from __future__ import annotations
 
 import contextlib
@@ -65,6 +66,7 @@ from flowactors.code import (
     WorkflowDef,
     activity_info,
 )
+from flowactors.code._define import check_queue
 from flowactors.code._values import check as _values_check
 
 if TYPE_CHECKING:
@@ -474,15 +476,16 @@ class Pipeline:
         *,
         version: int = 1,
         queue: str | None = None,
+        priority: int = 0,
         retention_ms: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or "." in name:
             raise fa.InvalidArgument("a pipeline name is a non-empty string without '.'")
-        if queue is not None and (not isinstance(queue, str) or not queue):
-            raise fa.InvalidArgument("queue must be a non-empty string or None")
+        check_queue(queue, priority)
         self.name = name
         self.version = version
-        self.queue = queue  # recorded; per-queue concurrency is not built yet
+        self.queue = queue  # its runs (and its parallel steps' runs) wait in this queue
+        self.priority = priority
         self.retention_ms = retention_ms
         self.nodes: list[Node] = []
         self._names: set[str] = set()
@@ -728,10 +731,19 @@ def goto(step: str, data: Any) -> dict[str, Any]:
 
 
 def steps(
-    name: str, *, version: int = 1, queue: str | None = None, retention_ms: int | None = None
+    name: str,
+    *,
+    version: int = 1,
+    queue: str | None = None,
+    priority: int = 0,
+    retention_ms: int | None = None,
 ) -> Pipeline:
-    """A new, empty pipeline named `name` (add steps with `@pipeline.step`)."""
-    return Pipeline(name, version=version, queue=queue, retention_ms=retention_ms)
+    """A new, empty pipeline named `name` (add steps with `@pipeline.step`). Its runs
+    wait in `queue` (served with its own concurrency: `Pipelines(..., queues=)`) and are
+    claimed by `priority` (0..2, higher first)."""
+    return Pipeline(
+        name, version=version, queue=queue, priority=priority, retention_ms=retention_ms
+    )
 
 
 class ParallelFailed(StepFailed):
@@ -843,13 +855,17 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
         shape = repr((pipeline.name, pipeline.version, block.shape(), step.name))
         digest = hashlib.sha256(shape.encode()).hexdigest()
         return WorkflowDef(
-            block.child_name(step), one, pipeline.version, digest, pipeline.retention_ms
-        )
+            block.child_name(step), one, pipeline.version, digest, pipeline.retention_ms,
+            pipeline.queue, pipeline.priority,
+        )  # fmt: skip
 
     shape: Any = [n.shape() if not isinstance(n, Step) else n.name for n in nodes]
     if all(isinstance(n, Step) for n in nodes):
         shape = names  # (the hash of a plain list of steps is what it always was)
     digest = hashlib.sha256(repr((pipeline.name, pipeline.version, shape)).encode()).hexdigest()
-    main = WorkflowDef(pipeline.name, body, pipeline.version, digest, pipeline.retention_ms)
+    main = WorkflowDef(
+        pipeline.name, body, pipeline.version, digest, pipeline.retention_ms,
+        pipeline.queue, pipeline.priority,
+    )  # fmt: skip
     children = [child(n, s) for n in nodes if isinstance(n, Parallel) for s in n.steps]
     return [main, *children]
