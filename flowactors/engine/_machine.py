@@ -434,6 +434,8 @@ def check_active_state(value: object, what: str = "state") -> str:
 
 
 def check_blob(value: object, what: str) -> bytes | None:
+    if type(value) is bytes and len(value) <= MAX_BLOB_BYTES:
+        return value  # the common case, with no copy
     if value is None:
         return None
     if not isinstance(value, bytes | bytearray | memoryview):
@@ -512,10 +514,12 @@ def check_values(values: Mapping[str, bytes] | None) -> dict[str, bytes] | None:
         return None
     out: dict[str, bytes] = {}
     for name, data in values.items():
-        blob = check_blob(data, f"value {name!r}")
-        assert blob is not None or data is None
-        if blob is None:
-            raise InvalidArgument(f"value {name!r} must be bytes")
+        if type(data) is bytes and len(data) <= MAX_BLOB_BYTES:
+            blob: bytes | None = data  # (the message below is built only when needed)
+        else:
+            blob = check_blob(data, f"value {name!r}")
+            if blob is None:
+                raise InvalidArgument(f"value {name!r} must be bytes")
         out[check_name(name, "value name")] = blob
     return out
 
