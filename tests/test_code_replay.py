@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import trio
 from code_pure import replay, run_pure
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowactors.code import (
     ActivityError,
@@ -299,3 +301,33 @@ def write_golden() -> None:  # pragma: no cover - run by hand to (re)create the 
 
 if __name__ == "__main__":  # pragma: no cover
     write_golden()
+
+
+_SCALARS = (
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8)
+    | st.binary(max_size=8) | st.floats(allow_nan=False)
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=4) | st.integers(-300, 300), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES)
+def test_digest_is_the_hash_of_canonical_cbor_however_it_is_encoded(value: Any) -> None:
+    """`digest` skips the canonical encoder when it would give the same bytes; it must
+    never give another digest than the canonical one (journals store digests)."""
+    import hashlib
+
+    import cbor2
+
+    from flowactors.code import _values
+
+    canonical = hashlib.sha256(cbor2.dumps(value, canonical=True)).hexdigest()[:16]
+    assert _values.digest(value) == canonical
+    assert _values.decode(_values.encode_plain(value)) == _values.decode(_values.encode(value))

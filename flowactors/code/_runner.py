@@ -825,7 +825,7 @@ class CodeRunner:
         if not replay.new_events:
             return None
         self._committing[flow.id] = (nchunks + 1, events + replay.new_events)
-        return {chunk_name(nchunks + 1): _values.encode(replay.new_events)}
+        return {chunk_name(nchunks + 1): _values.encode_plain(replay.new_events)}
 
     async def _drive(
         self,
@@ -853,7 +853,7 @@ class CodeRunner:
             if replay.new_events:
                 nchunks += 1
                 events = events + replay.new_events
-                values = {chunk_name(nchunks): _values.encode(replay.new_events)}
+                values = {chunk_name(nchunks): _values.encode_plain(replay.new_events)}
             flow = await job.step_continue(values=values)
             if values is not None:
                 self._remember(flow.id, (nchunks, events))
@@ -896,7 +896,8 @@ class CodeRunner:
                         values["continued"] = successor.encode()
                         return Complete(_values.encode({"continued": successor}), values)
                     return Complete(
-                        _values.encode(value), self._commit_values(flow, replay, events, nchunks)
+                        _values.encode_plain(value),
+                        self._commit_values(flow, replay, events, nchunks),
                     )
                 if out.status == "raised":
                     assert out.error is not None

@@ -23,6 +23,7 @@ from ._routing import Routing, _hydrate, _tuple_new, slot_of
 from ._shard import Request
 from ._types import (
     Ack,
+    ContinueSpec,
     CreateSpec,
     Flow,
     ItemResult,
@@ -450,6 +451,39 @@ class Commands(Routing):
         result: Flow = await self._one(flow_id, partition_key, command)
         return result
 
+    async def step_continue_many(self, items: Sequence[ContinueSpec]) -> list[ItemResult]:
+        """`step_continue` for many claimed flows in one round trip per shard: each item
+        succeeds or fails on its own (its `ItemResult`), all of a shard's in one commit.
+        Bad input (a wrong type, a bad name, too many bytes) refuses the whole call
+        before anything is sent."""
+        checked = m.check_items(items, ContinueSpec, "step_continue_many")
+        commands: list[tuple[str, str | None, m.Command]] = []
+        carried = 0
+        for a in checked:
+            m.check_int(a.lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
+            if type(a.lease_token) is not str:
+                raise InvalidArgument(
+                    f"lease_token must be a string, got {type(a.lease_token).__name__}"
+                )
+            m.check_tokens(a.fencing_token, a.lease_token)
+            command = m.StepContinue(
+                a.id,
+                a.lease_token,
+                a.fencing_token,
+                None,
+                None if a.to_state is None else m.check_active_state(a.to_state, "to_state"),
+                a.lease_ms,
+                None,
+                m.check_blob(a.payload, "payload"),
+                m.check_values(a.values),
+            )
+            if command.values:
+                carried += m.values_bytes(command.values)
+            carried += len(command.payload or b"")
+            commands.append((a.id, a.partition_key, command))
+        m.check_command_bytes(carried, "the batch")
+        return await self._many(commands)
+
     async def reclaim_expired(
         self, type: str, worker: str, *, limit: int = 1, lease_ms: int = 30_000
     ) -> list[Flow]:
@@ -684,6 +718,8 @@ class Commands(Routing):
     ) -> list[ItemResult]:
         checked = m.check_items(items, Ack, "batch commands")
         for a in checked:  # wrong types refuse the call, as in `_item_runs`
+            if a.values is not None:
+                raise InvalidArgument("retry_many takes no values (Ack.values)")
             token = a.lease_token
             if type(a.fencing_token) is not int or (token is not None and type(token) is not str):
                 m.check_tokens(a.fencing_token, token)
@@ -710,7 +746,8 @@ class Commands(Routing):
         what: str | None = None,
     ) -> list[ItemResult]:
         """Acks grouped per shard, one `command(group)` each; ids (and, with `what`, the
-        data) are checked here, for the whole call, before anything is sent."""
+        data and values) are checked here, for the whole call, before anything is sent.
+        Only outcomes (`what` given) carry values."""
         m.check_items(items, Ack, "batch commands", each=False)
         groups: dict[int, list[Any]] = {}
         order: list[int] = []  # each item's shard, for the reply's order
@@ -724,6 +761,13 @@ class Commands(Routing):
             if type(a.fencing_token) is not int or (token is not None and type(token) is not str):
                 m.check_tokens(a.fencing_token, token)
             check_id(fid)
+            values = a.values
+            if values is not None:
+                if what is None:
+                    raise InvalidArgument("transition_many takes no values (Ack.values)")
+                values = m.check_values(values)
+                if values:
+                    carried += m.values_bytes(values)
             if what is not None and data is not None:
                 if type(data) is not bytes:
                     data = check_blob(data, what)
@@ -740,7 +784,10 @@ class Commands(Routing):
                 group = groups[shard] = []
             # An Ack is the item itself (its first fields are id, lease_token,
             # fencing_token, data): no tuple per item unless its data was converted.
-            group.append(a if data is a.data else (fid, a.lease_token, a.fencing_token, data))
+            if data is a.data and values is a.values:
+                group.append(a)
+            else:
+                group.append((fid, a.lease_token, a.fencing_token, data, part, values))
             order.append(shard)
         m.check_command_bytes(carried, "the batch")
         outcome = await self._run_groups(groups, lambda g: Request(command(g)))

@@ -318,7 +318,7 @@ class FinishMany:
     which). See `decide_finish_run`."""
 
     target: str
-    items: list[Any]  # (id, lease_token, fencing, data, ...): an Ack, or such a tuple
+    items: list[Any]  # (id, lease_token, fencing, data, partition, values): an Ack or tuple
 
 
 @dataclass(slots=True)
@@ -515,11 +515,11 @@ def check_values(values: Mapping[str, bytes] | None) -> dict[str, bytes] | None:
     out: dict[str, bytes] = {}
     for name, data in values.items():
         if type(data) is bytes and len(data) <= MAX_BLOB_BYTES:
-            blob: bytes | None = data  # (the message below is built only when needed)
-        else:
-            blob = check_blob(data, f"value {name!r}")
-            if blob is None:
-                raise InvalidArgument(f"value {name!r} must be bytes")
+            out[check_name(name, "value name")] = data  # (no message built when valid)
+            continue
+        blob = check_blob(data, f"value {name!r}")
+        if blob is None:
+            raise InvalidArgument(f"value {name!r} must be bytes")
         out[check_name(name, "value name")] = blob
     return out
 
@@ -1329,6 +1329,7 @@ def decide_finish_run(
             or r[ACTIVE_DEADLINE] is not None
             or r[EXT] is not None
             or (data is not None and type(data) is not bytes)
+            or (len(item) > 5 and item[5])  # values: the per-item path stores them
         ):
             results.append(None)
             slow.append(i)

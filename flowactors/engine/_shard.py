@@ -777,7 +777,9 @@ class Shard:
         if type(cmd) is m.FinishMany:
             results, run, slow = m.decide_finish_run(self.state, cmd, now, self.config)
             make = m.Complete if cmd.target == COMPLETED else m.Fail
-            slow_item = lambda item: make(item[0], item[1], item[2], item[3])  # noqa: E731
+            slow_item = lambda item: make(  # noqa: E731
+                item[0], item[1], item[2], item[3], item[5] if len(item) > 5 else None
+            )
         else:
             assert type(cmd) is m.TransitionMany
             results, run, slow = m.decide_transition_run(self.state, cmd, now, self.config)

@@ -147,12 +147,28 @@ class Ack(NamedTuple):
     """One item of `complete_many` / `retry_many` / `fail_many` / `transition_many`.
 
     `data` is the result (complete) or the error (retry, fail); ignored by transition.
+    `values`: named values stored with the outcome (complete_many and fail_many only).
     """
 
     id: str
     lease_token: str | None
     fencing_token: int
     data: bytes | None = None
+    partition_key: str | None = None
+    values: Mapping[str, bytes] | None = None
+
+
+class ContinueSpec(NamedTuple):
+    """One item of `step_continue_many`: a claimed flow to store a step of and keep
+    working on (see `Engine.step_continue`)."""
+
+    id: str
+    lease_token: str
+    fencing_token: int
+    to_state: str | None = None
+    values: Mapping[str, bytes] | None = None
+    payload: bytes | None = None
+    lease_ms: int = 30_000
     partition_key: str | None = None
 
 

@@ -41,6 +41,7 @@ import inspect
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -53,7 +54,7 @@ from ..engine._errors import (
     StaleLease,
     WrongState,
 )
-from ..engine._types import Ack, Flow, ItemResult
+from ..engine._types import Ack, ContinueSpec, Flow, ItemResult
 from ._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Retry, Spawn, Transition
 from ._workflow import Context, Handler, Workflow
 
@@ -89,6 +90,67 @@ class _Job:
         self.lost = False
         self.scope = scope  # the runner's scope: cancel it only while the handler runs
         self.outcome: Outcome | None = None  # set once the handler returned
+
+
+class _Continued:
+    """One handler's step_continue waiting in a `_Continuer` batch."""
+
+    __slots__ = ("result", "spec", "task")
+
+    def __init__(self, spec: ContinueSpec) -> None:
+        self.spec = spec
+        self.result: ItemResult | BaseException | None = None
+        self.task: trio.lowlevel.Task | None = None
+
+
+class _Continuer:
+    """The step_continues of a worker's handlers (`Context.step_continue`), gathered: all
+    those asked for while the others ran go to the engine as one `step_continue_many`
+    (one request and one commit per shard, however many handlers asked), and each
+    handler is woken with its own item's outcome."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.pending: list[_Continued] = []
+        self.event = trio.Event()
+
+    async def submit(self, spec: ContinueSpec) -> ItemResult:
+        item = _Continued(spec)
+        self.pending.append(item)
+        self.event.set()
+        item.task = trio.lowlevel.current_task()
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            item.task = None  # (cancelled: the command goes all the same, unheard)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if isinstance(item.result, BaseException):
+            raise item.result
+        assert item.result is not None
+        return item.result
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                await self.event.wait()
+                self.event = trio.Event()
+                batch, self.pending = self.pending, []
+                if batch:  # each batch in its own task: batches overlap at the shards
+                    nursery.start_soon(self._send, batch)
+
+    async def _send(self, batch: list[_Continued]) -> None:
+        results: list[ItemResult] | None = None
+        error: BaseException | None = None
+        try:
+            results = await self.engine.step_continue_many([item.spec for item in batch])
+        except FlowError as exc:  # the whole call was refused (bad input, storage)
+            error = exc
+        for i, item in enumerate(batch):
+            item.result = error if results is None else results[i]
+            if item.task is not None:
+                trio.lowlevel.reschedule(item.task)
+                item.task = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +267,7 @@ class Worker:
         # than a memory channel, and the acknowledger takes them all at once anyway).
         self._outcomes: list[_Job] = []
         self._outcome_event = trio.Event()
+        self._continuer = _Continuer(workflow.engine)
         # The runner pool: claimed flows not yet started, the runner tasks alive, those
         # woken (or spawned) that have not looked at the queue yet, those inside a job.
         self._queue: deque[Flow] = deque()
@@ -246,6 +309,7 @@ class Worker:
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._acknowledger)
                 outer.start_soon(self._keep_leases)
+                outer.start_soon(self._continuer.run)
                 async with trio.open_nursery() as jobs:
                     self._open_pool(jobs)
                     task_status.started()
@@ -269,6 +333,7 @@ class Worker:
         async with trio.open_nursery() as outer:
             outer.start_soon(self._acknowledger)
             outer.start_soon(self._keep_leases)
+            outer.start_soon(self._continuer.run)
             async with trio.open_nursery() as jobs:
                 self._open_pool(jobs)
                 got = await self._claim(self.batch_size, reclaim_only=reclaim_only)
@@ -415,6 +480,7 @@ class Worker:
     async def _run_job(self, flow: Flow, scope: trio.CancelScope) -> None:
         plan = self._plan(flow.logical_state)
         ctx = Context(self.workflow, flow, plan.lease_ms)
+        ctx.continuer = self._continuer
         job = _Job(ctx, trio.current_time() + plan.lease_ms * self.extend_every / 1000, scope)
         self._held.add(job)
         try:
@@ -550,9 +616,9 @@ class Worker:
         singles: list[_Job] = []
         for item in batch:
             o = item.outcome
-            if isinstance(o, Complete) and not o.values:
+            if isinstance(o, Complete):
                 completes.append(item)
-            elif isinstance(o, Fail) and not o.values:
+            elif isinstance(o, Fail):
                 fails.append(item)
             elif (
                 isinstance(o, Retry)
@@ -575,6 +641,7 @@ class Worker:
                     i.ctx.flow.fencing_token,
                     getattr(i.outcome, data),
                     i.ctx.flow.partition_key,
+                    getattr(i.outcome, "values", None) or None,
                 )
                 for i in items
             ]

@@ -47,6 +47,7 @@ from ..engine._retry import backoff_delay_ms
 from ..engine._types import (
     ChildSpec,
     ChildStatus,
+    ContinueSpec,
     CreateSpec,
     Flow,
     FlowPolicy,
@@ -127,6 +128,8 @@ class Context:
         self.flow = flow
         self.lease_ms = lease_ms
         self.settled = False  # the handler already ended the claim (spawn_children)
+        # Set by a Worker: gathers the step_continues of its handlers (`_Continuer`).
+        self.continuer: Any = None
 
     @property
     def id(self) -> str:
@@ -186,17 +189,27 @@ class Context:
         if flow.lease_token is None:
             raise InvalidArgument(f"flow {flow.id!r} is not claimed")
         data = _text(payload)
-        new = await self.workflow.engine.step_continue(
-            flow.id,
-            flow.lease_token,
-            flow.fencing_token,
-            to_state=to_state,
-            lease_ms=self.lease_ms,
-            payload=data,
-            values=values,
-            attributes=attributes,
-            partition_key=flow.partition_key,
-        )
+        if self.continuer is not None and not attributes:
+            spec = ContinueSpec(
+                flow.id, flow.lease_token, flow.fencing_token, to_state, values, data,
+                self.lease_ms, flow.partition_key,
+            )  # fmt: skip
+            item = await self.continuer.submit(spec)
+            if item.error is not None:
+                raise item.error
+            new = item.flow
+        else:
+            new = await self.workflow.engine.step_continue(
+                flow.id,
+                flow.lease_token,
+                flow.fencing_token,
+                to_state=to_state,
+                lease_ms=self.lease_ms,
+                payload=data,
+                values=values,
+                attributes=attributes,
+                partition_key=flow.partition_key,
+            )
         self.flow = new._replace(
             payload=flow.payload if data is None else data,
             payload_omitted=flow.payload_omitted and data is None,
