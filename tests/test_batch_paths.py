@@ -235,6 +235,7 @@ _step = st.one_of(
                 st.integers(0, 14),  # which held lease (or an unknown id when out of range)
                 st.sampled_from(("ok", "ok", "ok", "stale", "token", "none", "dup")),
                 st.sampled_from((None, b"out")),
+                st.booleans(),  # with a named value (outcomes only: the per-item path)
             ),
             min_size=1,
             max_size=6,
@@ -300,12 +301,13 @@ async def _drive(path: Path, steps: list[Any], batch_paths: bool) -> list[Any]:
                 else:
                     _, how, picks = step
                     acks = []
-                    for i, variant, data in picks:
+                    for i, variant, data, valued in picks:
+                        vals = {"kept": b"v"} if valued and how in ("complete", "fail") else None
                         if i >= len(held):
-                            acks.append(fa.Ack("nobody", "t", 1, data))
+                            acks.append(fa.Ack("nobody", "t", 1, data, values=vals))
                             continue
                         f = held[i]
-                        ack = fa.Ack(f.id, f.lease_token, f.fencing_token, data)
+                        ack = fa.Ack(f.id, f.lease_token, f.fencing_token, data, values=vals)
                         if variant == "stale":
                             ack = ack._replace(fencing_token=f.fencing_token - 1)
                         elif variant == "token":
@@ -364,10 +366,10 @@ def test_the_batch_paths_are_taken() -> None:
     steps = [
         ("create", [("f1", None, False, 0), ("f2", b"pay", False, 0)], False, None),
         ("claim", 2, 1000),
-        ("finish", "complete", [(0, "ok", None), (1, "ok", b"out")]),
+        ("finish", "complete", [(0, "ok", None, False), (1, "ok", b"out", False)]),
         ("create", [("f3", None, False, 0)], False, None),
         ("claim", 1, 1000),
-        ("finish", "move", [(8, "ok", None)]),
+        ("finish", "move", [(8, "ok", None, False)]),
     ]
     m.Writes.__init__ = spy  # type: ignore[method-assign]
     try:

@@ -260,6 +260,7 @@ def valid_args(name: str, f: fa.Flow) -> dict[str, Any]:
             "failure_state": "broken",
         },
         "step_continue": {**claimed},
+        "step_continue_many": {"items": [fa.ContinueSpec("a", f.lease_token, f.fencing_token)]},
         "stuck": {"type": TYPE},
         "terminals": {"type": TYPE},
         "transition": {"flow_id": "q", "from_state": "queued", "to_state": "x", "fencing_token": 0},

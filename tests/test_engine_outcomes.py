@@ -550,3 +550,52 @@ async def test_batch_outcomes_take_any_bytes_like_data_and_refuse_bad_input_whol
             got = await e.get(f.id)
             assert got is not None and getattr(got, field) == want
             assert type(getattr(got, field)) is bytes
+
+
+async def test_outcome_batches_carry_values_and_step_continue_many_goes_per_item(
+    tmp_path: Path,
+) -> None:
+    """complete_many / fail_many store each item's values with its outcome;
+    step_continue_many continues each item on its own (a stale one fails alone); values
+    on retry_many / transition_many are refused before anything is sent."""
+    clock = FakeClock()
+    async with open_checked(tmp_path, clock, shards=2) as e:
+        await e.create_many("t", [fa.CreateSpec(f"f{i}") for i in range(5)])
+        held = {f.id: f for f in await e.claim_due("t", "w", limit=5)}
+        a, b, c, d, x = (held[f"f{i}"] for i in range(5))
+        items = [
+            fa.ContinueSpec(a.id, a.lease_token, a.fencing_token, "two", {"j1": b"1"}),
+            fa.ContinueSpec(b.id, b.lease_token, b.fencing_token - 1),  # stale
+            fa.ContinueSpec(c.id, c.lease_token, c.fencing_token, lease_ms=50),
+        ]
+        before = written(e)
+        ra, rb, rc = await e.step_continue_many(items)
+        assert ra.ok and ra.flow.run_state == "two" and ra.flow.value_sizes == {"j1": 1}
+        assert ra.flow.fencing_token == a.fencing_token + 1
+        assert isinstance(rb.error, fa.StaleLease)
+        assert rc.ok and rc.flow.lease_deadline_ms == clock.now + 50
+        assert written(e) == before + 3  # two events and one value; nothing of the stale one
+        done = await e.complete_many([
+            fa.Ack(a.id, ra.flow.lease_token, ra.flow.fencing_token, b"r", values={"j2": b"22"}),
+            fa.Ack(d.id, d.lease_token, d.fencing_token),
+        ])  # fmt: skip
+        assert [r.ok for r in done] == [True, True]
+        assert (await e.get_values(a.id, ["j1", "j2"])) == {"j1": b"1", "j2": b"22"}
+        [failed] = await e.fail_many([fa.Ack(x.id, x.lease_token, x.fencing_token, b"no",
+                                              values={"why": b"w"})])  # fmt: skip
+        assert failed.flow.state == "failed" and failed.flow.value_sizes == {"why": 1}
+        before = written(e)
+        with pytest.raises(fa.InvalidArgument, match="retry_many takes no values"):
+            await e.retry_many([fa.Ack(b.id, b.lease_token, b.fencing_token, values={"v": b""})])
+        with pytest.raises(fa.InvalidArgument, match="transition_many takes no values"):
+            await e.transition_many(
+                [fa.Ack(b.id, b.lease_token, b.fencing_token, values={"v": b""})],
+                "running", "next",
+            )  # fmt: skip
+        with pytest.raises(fa.InvalidArgument):
+            await e.step_continue_many([fa.ContinueSpec(b.id, None, 1)])  # type: ignore[arg-type]
+        with pytest.raises(fa.InvalidArgument):
+            await e.complete_many(
+                [fa.Ack(b.id, b.lease_token, b.fencing_token, values={"v": "text"})]
+            )  # type: ignore[dict-item]
+        assert written(e) == before
