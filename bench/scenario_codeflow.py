@@ -22,6 +22,7 @@ length (measured as the mean step while a 1,000-effect journal is written).
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,11 @@ from flowactors.code._values import decode, encode
 from ._engine_util import frozen_inputs, fsyncs
 from ._registry import register
 from ._session import Floor, Metric, Session
+from .scenario_peers import _dbos
 
 CODEFLOW_FLOOR = 3_000.0  # workflows/s end to end, one process
+DBOS_FLOOR = 15.0  # x DBOS running the same 3-step workflow on SQLite, same run
+DBOS_RUNS, DBOS_RUNS_QUICK = 1_000, 100
 BATCH = 1000
 CONCURRENCY = 2000
 REG = Registry()
@@ -174,6 +178,7 @@ def codeflow_scenario(session: Session) -> None:
         ],
         what=f"{n:,} code workflows",
     )
+    dbos_rate = _measure_dbos(session)
     session.section("replay cost per wake (fold + replay from the top, no new effect)")
     sizes = (10, 100, 1000)
 
@@ -215,3 +220,38 @@ def codeflow_scenario(session: Session) -> None:
         ),
         session.value("codeflow_workflows_per_s") / raw,
     )
+    if dbos_rate is not None:
+        session.record(
+            Metric(
+                "codeflow_vs_dbos",
+                "flowactors code workflows/s / DBOS 3-step workflows/s",
+                "x",
+                Floor("codeflow_15x_dbos", ">=", DBOS_FLOOR, "issue 17"),
+            ),
+            session.value("codeflow_workflows_per_s") / dbos_rate,
+        )
+
+
+def _measure_dbos(session: Session) -> float | None:
+    """The same 3-step workflow on DBOS (SQLite), if DBOS is installed (the `peers`
+    extra); its workflows/s, or None."""
+    if importlib.util.find_spec("dbos") is None:
+        session.section("DBOS: not installed (pip install -e '.[peers]'), no ratio")
+        return None
+    n = DBOS_RUNS_QUICK if session.quick else DBOS_RUNS
+    session.section(f"peer: {n:,} runs of the same 3-step workflow on DBOS (SQLite), queued")
+    durability: list[str] = []
+
+    def once() -> dict[str, float]:
+        with session.scratch("dbos") as path:
+            rate, how = _dbos(path, n, steps=True)
+        durability[:] = [how.short]
+        return {"codeflow_dbos_workflows_per_s": rate}
+
+    session.measure(
+        once,
+        [Metric("codeflow_dbos_workflows_per_s", "DBOS: 3 steps, end to end", "workflows/s")],
+        what="DBOS 3-step workflows",
+    )
+    session.progress(f"DBOS durability: {durability[0] if durability else '?'}")
+    return session.value("codeflow_dbos_workflows_per_s")

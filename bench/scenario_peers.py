@@ -411,11 +411,12 @@ DBOS_QUEUE = "flowactors_bench"
 DBOS_POLL_S = 0.1
 
 
-def _dbos(path: Path, n: int) -> tuple[float, Durability]:
-    """DBOS on a SQLite system database: enqueue N no-op workflows on a DBOS queue, then
-    wait on each handle while DBOS's queue thread claims and runs them, in this process."""
+def _dbos(path: Path, n: int, *, steps: bool = False) -> tuple[float, Durability]:
+    """DBOS on a SQLite system database: enqueue N no-op workflows (with `steps`, N
+    workflows of three steps, as `bench codeflow` runs) on a DBOS queue, then wait on
+    each handle while DBOS's queue thread claims and runs them, in this process."""
     dbos = importlib.import_module("dbos").DBOS
-    noop = _dbos_noop_workflow()
+    noop = _dbos_three_steps() if steps else _dbos_noop_workflow()
     config = {
         "name": "flowactors_bench",
         "system_database_url": f"sqlite:///{path / 'dbos.sqlite'}",
@@ -429,7 +430,7 @@ def _dbos(path: Path, n: int) -> tuple[float, Durability]:
         queue = dbos.register_queue(DBOS_QUEUE, polling_interval_sec=DBOS_POLL_S)
         clock = time.perf_counter
         started = clock()
-        handles = [queue.enqueue(noop) for _ in range(n)]
+        handles = [queue.enqueue(noop, i) if steps else queue.enqueue(noop) for i in range(n)]
         for handle in handles:
             handle.get_result(polling_interval_sec=DBOS_POLL_S)  # raises if it failed
         seconds = clock() - started
@@ -458,6 +459,34 @@ def _dbos_noop_workflow() -> Callable[[], None]:
 
 def _dbos_noop() -> None:
     """The job DBOS runs: a workflow with no step."""
+
+
+@functools.cache
+def _dbos_three_steps() -> Callable[[int], str]:
+    """`bench codeflow`'s workflow in DBOS: three steps, each checkpointed by DBOS in its
+    system database before the next runs (registered once per process, as above)."""
+    dbos = importlib.import_module("dbos").DBOS
+    validate = dbos.step(name="flowactors_bench_validate")(_add_one)
+    charge = dbos.step(name="flowactors_bench_charge")(_double)
+    ship = dbos.step(name="flowactors_bench_ship")(_label)
+
+    def order(n: int) -> str:
+        return str(ship(charge(validate(n))))
+
+    workflow: Callable[[int], str] = dbos.workflow(name="flowactors_bench_order")(order)
+    return workflow
+
+
+def _add_one(n: int) -> int:
+    return n + 1
+
+
+def _double(n: int) -> int:
+    return n * 2
+
+
+def _label(n: int) -> str:
+    return f"shipped {n}"
 
 
 REDIS = Server("rq", "Redis", 6379, ("/var/run/redis/redis-server.sock", "/tmp/redis.sock"))
