@@ -280,3 +280,31 @@ async def test_signal_any_takes_the_first_to_arrive_kept_or_not(
     for bad in ([], ["a", "a"], ["a|b"], "approve", ["x:y"]):
         with pytest.raises(ValueError):
             await ctx_call(lambda ctx, b=bad: ctx.signal_any(b))
+
+
+@workflow(check=False)
+async def race(ctx: Context, ns: list[int]) -> Any:
+    handles = [ctx.start_child(leaf, n, id=f"r{i}") for i, n in enumerate(ns)]
+    index, first = await ctx.await_any_child(handles)
+    for i, h in enumerate(handles):
+        if i != index:
+            await ctx.cancel_child(h, "lost the race")
+    return [index, first if not isinstance(first, Exception) else type(first).__name__]
+
+
+async def test_await_any_child_takes_the_first_to_end_and_cancel_child_stops_the_rest(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    reg = registry(leaf, race)
+    async with code_runner(tmp_path, reg) as r, r.running():
+        await r.start(race, "a", [3_600_000, 5, 7_200_000])
+        await r.start(race, "b", [3_600_000, -1])  # a failure ends first: it is returned
+        assert await r.result("a") == [1, 50]
+        assert [(await r.describe(f"a/r{i}")).status for i in range(3)] == [
+            "cancelled", "completed", "cancelled",
+        ]  # fmt: skip
+        assert await r.result("b") == [1, "ChildFailed"]
+        reasons = (await r.describe("a/r0")).error
+        assert reasons is not None and "lost the race" in str(reasons)
+    with pytest.raises(ValueError, match="non-empty"):
+        await ctx_call(lambda ctx: ctx.await_any_child([]))

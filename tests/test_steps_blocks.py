@@ -144,13 +144,14 @@ gate = strict.parallel(
 
 
 @gate.step
-async def quick_fail(ctx: StepContext, data: Any) -> Any:
-    raise StepFailed("nope")
+async def slow_ok(ctx: StepContext, data: Any) -> Any:
+    await ctx.sleep(3_600_000)  # an hour: cancelled long before
+    return "fine"
 
 
 @gate.step
-async def slow_ok(ctx: StepContext, data: Any) -> Any:
-    return "fine"
+async def quick_fail(ctx: StepContext, data: Any) -> Any:
+    raise StepFailed("nope")
 
 
 @strict.step
@@ -164,6 +165,7 @@ async def test_parallel_blocks_run_children_and_collect_or_fail_fast(
 ) -> None:
     CALLS.clear()
     async with trio_engine(tmp_path) as engine:
+        START = engine.now_ms()
         runs = Pipelines(engine, [checks, strict])
         await runs.start(checks, "c1", {"fraud": False})
         await runs.start(checks, "c2", {"fraud": True})
@@ -179,6 +181,8 @@ async def test_parallel_blocks_run_children_and_collect_or_fail_fast(
             assert "looks like fraud" in got["__results__"]["fraud"][1]["message"]
             with pytest.raises(WorkflowFailed, match="parallel 'gate': step quick_fail failed"):
                 await runs.result("s1")
+            assert engine.now_ms() < START + 3_600_000  # not after the slow one's hour
+            assert (await runs.runner.describe("s1/gate.slow_ok")).status == "cancelled"
         kids = await runs.list_children("c1")
         assert sorted(k.run_id for k in kids) == ["c1/both.fraud", "c1/both.stock"]
         assert {k.workflow for k in kids} == {"checks.both.fraud", "checks.both.stock"}

@@ -380,6 +380,32 @@ class Context:
             raise ChildCancelled(handle.run_id)
         raise ChildFailed(handle.run_id, str(err.get("type")), str(err.get("message")))
 
+    async def await_any_child(self, handles: Sequence[ChildHandle]) -> tuple[int, Any]:
+        """(index, outcome) of the first of `handles` seen ended: its result, or the
+        ChildFailed / ChildCancelled it ended with (returned, not raised). Which one is
+        decided once, in the journal (of several ended by then, the first listed)."""
+        if not handles or not all(isinstance(h, ChildHandle) for h in handles):
+            raise ValueError("await_any_child takes a non-empty list of ChildHandles")
+        ids = [h.run_id for h in handles]
+        eff = self._enter("join_any", "|".join(ids), "", {"children": ids})
+        eff = await self._wait(eff)
+        value = eff.value or {}
+        index = int(value.get("index", 0))
+        if value.get("ok"):
+            return index, value.get("value")
+        err = value.get("error") or {}
+        if err.get("type") == "cancelled":
+            return index, ChildCancelled(ids[index])
+        return index, ChildFailed(ids[index], str(err.get("type")), str(err.get("message")))
+
+    async def cancel_child(self, handle: ChildHandle, reason: str = "cancelled") -> None:
+        """Cancel a child run (and its live children); nothing when it already ended.
+        Performed once, whatever the replays."""
+        if not isinstance(handle, ChildHandle) or not isinstance(reason, str):
+            raise ValueError("cancel_child takes a ChildHandle and a str reason")
+        eff = self._enter("cancel_child", handle.run_id, _values.digest(reason), {"reason": reason})
+        await self._wait(eff)
+
     async def child(
         self, workflow: WorkflowDef | str, input: Any = None, *, id: str | None = None
     ) -> Any:

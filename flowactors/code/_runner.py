@@ -691,10 +691,12 @@ class CodeRunner:
         try:
             if kind == "wake":
                 await self._wake(target)
-            else:
-                run_id, child_id = target.split("\x00", 1)
-                if await self._child_outcome(child_id) is not None:
-                    await self._wake(run_id)
+            else:  # a run waiting for children (one, or any of several)
+                run_id, children = target.split("\x00", 1)
+                for child_id in children.split("\x01"):
+                    if await self._child_outcome(child_id) is not None:
+                        await self._wake(run_id)
+                        break
         except FlowError:
             pass  # the recheck will find it
 
@@ -933,6 +935,24 @@ class CodeRunner:
                             self._watch[flow.id] = ("signal", seen)
                             due = now + self.recheck_ms
                             return commit(WAITING, due if until is None else min(until, due))
+                elif eff.kind == "join_any":
+                    children = [str(c) for c in eff.extra.get("children") or []]
+                    for index, child_id in enumerate(children):
+                        ended = await self._child_outcome(child_id)
+                        if ended is not None:
+                            ok, value = ended
+                            key = "value" if ok else "error"
+                            replay.resolve(eff, {"index": index, "ok": ok, key: value})
+                            break
+                    else:
+                        self._watch[flow.id] = ("child", "\x01".join(children))
+                        return commit(WAITING, now + self.recheck_ms)
+                elif eff.kind == "cancel_child":
+                    # No outside effect derives from it: cancelling again after a crash
+                    # finds the child ended and does nothing.
+                    with contextlib.suppress(FlowNotFound):
+                        await self.cancel(eff.name, str(eff.extra.get("reason") or "cancelled"))
+                    replay.resolve(eff, None)
                 elif eff.kind == "join":
                     outcome = await self._child_outcome(eff.name)
                     until = eff.extra.get("until")  # (await_child with a timeout)

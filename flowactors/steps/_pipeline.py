@@ -404,9 +404,9 @@ class Parallel:
     """Steps run side by side, each as a child run of its own (on any worker), all
     handed the context as it was before the block. Their outcomes, {step: ["ok", result]
     or ["error", {type, message}]}, go to `into(data, results)` when given, else into
-    the context under "__results__". `on_error`: "fail_fast" (a failed step fails the
-    pipeline once it is seen; the children are awaited in the order they were added, and
-    the others run on) or "complete_all" (wait for all; failures are results)."""
+    the context under "__results__". `on_error`: "fail_fast" (the first step seen failed
+    cancels the others and fails the pipeline) or "complete_all" (wait for all; failures
+    are results)."""
 
     def __init__(
         self,
@@ -800,19 +800,25 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
             for s in block.steps
         ]
         results: dict[str, Any] = {}
-        for s, handle in handles:
-            try:
-                results[s.name] = ["ok", await ctx.await_child(handle)]
-            except ChildFailed as exc:
-                results[s.name] = ["error", {"type": exc.type, "message": exc.message}]
-            except ChildCancelled:
+        waiting = list(handles)
+        while waiting:  # as they end, the first seen first
+            index, outcome = await ctx.await_any_child([h for _s, h in waiting])
+            s, _handle = waiting.pop(index)
+            if isinstance(outcome, ChildFailed):
+                results[s.name] = ["error", {"type": outcome.type, "message": outcome.message}]
+            elif isinstance(outcome, ChildCancelled):
                 results[s.name] = ["error", {"type": "cancelled", "message": "cancelled"}]
+            else:
+                results[s.name] = ["ok", outcome]
             if results[s.name][0] == "error" and block.on_error == "fail_fast":
                 reason = results[s.name][1]
+                for _other, handle in waiting:  # the rest are not needed any more
+                    await ctx.cancel_child(handle, f"parallel {block.name!r}: {s.name} failed")
                 raise ParallelFailed(
                     f"parallel {block.name!r}: step {s.name} failed: "
                     f"{reason['type']}: {reason['message']}"
                 )
+        results = {s.name: results[s.name] for s, _h in handles}  # in definition order
         if block.into is not None:
             return block.into(data, results)
         if isinstance(data, dict):
