@@ -348,3 +348,43 @@ async def test_named_queues_have_their_own_concurrency_and_priority(
         steps("bad", queue="")
     with pytest.raises(fa.InvalidArgument, match="concurrency"):
         Pipelines(None, [], queues={"reports": 0})  # type: ignore[arg-type]
+
+
+printer = steps("printer")  # the default queue, unless its caller says otherwise
+
+
+@printer.step
+async def print_it(ctx: StepContext, data: Any) -> Any:
+    await _busy("printers", ctx.run_id)
+    return f"printed {data}"
+
+
+batch = steps("batch")
+
+
+@batch.step
+async def print_all(ctx: StepContext, data: Any) -> Any:
+    for i in range(3):
+        await ctx.start_workflow(printer, i, ref=f"p{i}", queue="printers")
+    got = await ctx.call_workflow(printer, 9, ref="last", queue="printers")
+    return got.result
+
+
+async def test_a_child_can_wait_in_another_queue(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    ACTIVE.clear()
+    PEAK.clear()
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [batch, printer], queues={"printers": 1})
+        await runs.start(batch, "b1", None)
+        async with runs.running(concurrency=10):
+            assert await runs.result("b1") == "printed 9"
+            for i in range(3):
+                await runs.result(f"b1/p{i}")
+        assert PEAK == {"printers": 1}  # the printers' queue: one at a time
+        flow = await engine.get("b1/last")
+        assert flow is not None and flow.type == "code.printers"
+    ctx = StepContext(None, "r", "s", 1, "r:s")
+    with pytest.raises(fa.InvalidArgument, match="queue"):
+        await ctx.call_workflow(printer, 1, ref="x", queue="")

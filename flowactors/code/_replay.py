@@ -37,7 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from . import _values
-from ._define import ActivityRef, ChildHandle, ContinueAsNew, Timeout, WorkflowDef
+from ._define import (
+    ActivityRef,
+    ChildHandle,
+    ContinueAsNew,
+    Timeout,
+    WorkflowDef,
+    check_queue,
+)
 from ._errors import (
     ActivityError,
     ChildCancelled,
@@ -337,16 +344,28 @@ class Context:
         return value.get("value")
 
     def start_child(
-        self, workflow: WorkflowDef | str, input: Any = None, *, id: str | None = None
+        self,
+        workflow: WorkflowDef | str,
+        input: Any = None,
+        *,
+        id: str | None = None,
+        queue: str | None = None,
     ) -> ChildHandle:
-        """Start a child run (its id derives from this run, the call site and `id`);
-        the handle is for `await_child`. Does not wait."""
+        """Start a child run (its id derives from this run, the call site and `id`) in
+        `queue` (default: its workflow's); the handle is for `await_child`. Does not
+        wait."""
         wf = self._r.resolve_workflow(workflow)
         _values.check(input, f"child {wf.name} input")
         pos = self._r.cursor
         key = id if id is not None else f"{wf.name}-{pos}"
         child_id = f"{self.run_id}/{key}"
-        eff = self._enter("child", wf.name, _values.digest([input, id]), {"child": child_id})
+        extra: dict[str, Any] = {"child": child_id}
+        shape: list[Any] = [input, id]
+        if queue is not None:
+            check_queue(queue, 0)
+            extra["queue"] = queue
+            shape.append(queue)  # (without one, the digest is what it always was)
+        eff = self._enter("child", wf.name, _values.digest(shape), extra)
         if eff is not None:
             self._r.pending_children.setdefault(eff.pos, (eff, wf, input))
             child_id = str(eff.extra.get("child", child_id))

@@ -1071,7 +1071,7 @@ class CodeRunner:
         try:
             await self.engine.create(
                 child_id,
-                self.type_of(wf.queue),
+                self.type_of(eff.extra.get("queue") or wf.queue),
                 state=READY,
                 priority=wf.priority,
                 payload=self._payload(wf, input),

@@ -276,18 +276,20 @@ class StepContext:
         ref: str,
         timeout: int | None = None,
         timeout_value: Any = None,
+        queue: str | None = None,
     ) -> Any:
         """Run `child` (a pipeline or code workflow registered with this `Pipelines`) as
         child run `<run id>/<ref>` and return Ok(its result) or Err(its error), or
         `timeout_value` if it has not ended within `timeout` ms (the child goes on; the
         race is decided once). The first time, the step stops here (holding no worker)
         until the child ended or the timeout passed, then runs again from its start;
-        `ref` makes that second call find the same child."""
+        `ref` makes that second call find the same child. `queue`: the queue the child
+        waits in (default: its own pipeline's)."""
         if timeout is not None:
             _check_ms(timeout, "timeout")
         if self.resolved.get(f"timeout:{ref}"):
             return timeout_value
-        info = await self._child(child, input, ref, "call", timeout=timeout)
+        info = await self._child(child, input, ref, "call", timeout=timeout, queue=queue)
         if info.status == "completed":
             return Ok(info.result)
         if info.status in ("failed", "cancelled"):
@@ -297,18 +299,31 @@ class StepContext:
         )
 
     async def start_workflow(
-        self, child: Pipeline | WorkflowDef | str, input: Any = None, *, ref: str
+        self,
+        child: Pipeline | WorkflowDef | str,
+        input: Any = None,
+        *,
+        ref: str,
+        queue: str | None = None,
     ) -> str:
-        """Start `child` as child run `<run id>/<ref>` without waiting for it; its id.
-        Idempotent through `ref` (the step runs again once the child is started)."""
-        info = await self._child(child, input, ref, "start")
+        """Start `child` as child run `<run id>/<ref>` (in `queue`, default its own)
+        without waiting for it; its id. Idempotent through `ref` (the step runs again
+        once the child is started)."""
+        info = await self._child(child, input, ref, "start", queue=queue)
         return info.run_id
 
     async def _child(
-        self, child: Any, input: Any, ref: str, op: str, timeout: int | None = None
+        self,
+        child: Any,
+        input: Any,
+        ref: str,
+        op: str,
+        timeout: int | None = None,
+        queue: str | None = None,
     ) -> RunInfo:
         if not isinstance(ref, str) or not ref or "/" in ref:
             raise fa.InvalidArgument("ref must be a non-empty string without '/'")
+        check_queue(queue, 0)
         name = child.name if isinstance(child, Pipeline | WorkflowDef) else child
         if not isinstance(name, str):
             raise fa.InvalidArgument(f"not a pipeline or workflow: {child!r}")
@@ -321,6 +336,8 @@ class StepContext:
         spec = {"op": op, "w": name, "i": input, "ref": ref}
         if timeout is not None:
             spec["timeout"] = timeout
+        if queue is not None:
+            spec["queue"] = queue
         raise _Suspend(_encode(spec))
 
 
@@ -782,7 +799,9 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
                     raise
                 spec = _decode(exc.message)
                 if spec["op"] in ("call", "start"):
-                    handle = ctx.start_child(spec["w"], spec["i"], id=spec["ref"])
+                    handle = ctx.start_child(
+                        spec["w"], spec["i"], id=spec["ref"], queue=spec.get("queue")
+                    )
                     if spec["op"] == "call":
                         # an ended child, however it ended: the step sees Ok / Err
                         with contextlib.suppress(ChildFailed, ChildCancelled):
