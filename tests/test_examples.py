@@ -49,7 +49,7 @@ def test_example_runs(name: str, tmp_path: Path) -> None:
 
 
 CODE_EXAMPLES = {
-    "order_flow": "order-3: {'review': 'timeout', 'shipped': 'trk-order-3'}",
+    "order_flow": "order-3: {'shipped': 'trk-order-3', 'review': 'timeout'}",
     "saga": "ledger: ['book flight', 'book hotel', 'cancel hotel-t1', 'cancel flight-t1']",
     "monthly_billing": "chain of 12 runs: cust-7 .. cust-7~12",
     "seed001_patterns": "fanout: ['d1: updated', 'd2: updated', 'd3: updated']",

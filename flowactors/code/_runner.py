@@ -277,8 +277,8 @@ class CodeRunner:
             engine, type=flow_type, initial_state=READY, states={READY: state, WAITING: state}
         )
         # Named queues: a workflow declared with `queue=q` has its runs in the engine flow
-        # type `<flow_type>.<q>`; `run` starts a worker per queue given here, with that
-        # queue's concurrency (the default queue gets the worker options' concurrency).
+        # type `<flow_type>.<q>`; `run` starts a worker per named queue (see `run`), with
+        # the concurrency given here for it, else the worker options' one.
         self.queues: dict[str, int] = {}
         for queue, limit in (queues or {}).items():
             check_queue(queue, 0)
@@ -333,13 +333,16 @@ class CodeRunner:
             )
         return flows
 
-    def _types(self) -> list[str]:
-        """Every flow type code runs may have here: the default, each queue served, each
-        queue a registered workflow declares."""
+    def _queue_names(self) -> list[str]:
+        """The named queues served here: those given, and those of registered workflows."""
         queues = set(self.queues)
         for versions in self.registry.versions.values():
             queues.update(wf.queue for wf in versions.values() if wf.queue is not None)
-        return [self.flow_type, *sorted(self.type_of(q) for q in queues)]
+        return sorted(queues)
+
+    def _types(self) -> list[str]:
+        """Every flow type code runs may have here: the default, each named queue."""
+        return [self.flow_type, *(self.type_of(q) for q in self._queue_names())]
 
     def _is_code(self, flow_type: str) -> bool:
         return flow_type == self.flow_type or flow_type.startswith(self.flow_type + ".")
@@ -590,11 +593,18 @@ class CodeRunner:
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED, **options: Any
     ) -> None:
-        """Run a worker for the default queue and one per queue this runner was given
-        (with that queue's concurrency), and the waker, until cancelled or `stop()`."""
+        """Run a worker for the default queue and one for each named queue, and the
+        waker, until cancelled or `stop()`. The named queues are those this runner was
+        given (with their concurrency) and those its registered workflows declare (with
+        the options' concurrency)."""
         workers = [self.worker(**options)]
-        for queue, limit in self.queues.items():
-            workers.append(self.worker(queue, **{**options, "concurrency": limit}))
+        for queue in self._queue_names():
+            limit = self.queues.get(queue)
+            workers.append(
+                self.worker(
+                    queue, **options if limit is None else {**options, "concurrency": limit}
+                )
+            )
         self._workers.update(workers)
         try:
             async with trio.open_nursery() as nursery:
