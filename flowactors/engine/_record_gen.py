@@ -372,6 +372,61 @@ def evolver_3(
     next_run_at: Any,
     updated_at: Any,
     last_event: Any,
+    fencing: Any,
+    values: Any,
+    payload_ver: Any = KEEP,
+    payload_size: Any = KEEP,
+    attributes: Any = KEEP,
+) -> Record:
+    """evolver('state', 'run_state', 'version', 'lease_owner', 'lease_token', 'lease_deadline', 'next_run_at', 'updated_at', 'last_event', 'fencing', 'values', optional=('payload_ver', 'payload_size', 'attributes'))"""
+    return (
+        r[0],  # id
+        r[1],  # type
+        state,  # state
+        run_state,  # run_state
+        version,  # version
+        r[5],  # attempts
+        r[6],  # reclaims
+        fencing,  # fencing
+        lease_owner,  # lease_owner
+        lease_token,  # lease_token
+        lease_deadline,  # lease_deadline
+        r[11],  # created_at
+        updated_at,  # updated_at
+        next_run_at,  # next_run_at
+        r[14],  # priority
+        r[15],  # partition
+        r[16] if payload_ver is KEEP else payload_ver,  # payload_ver
+        r[17] if payload_size is KEEP else payload_size,  # payload_size
+        r[18],  # result_ver
+        r[19],  # error_ver
+        values,  # values
+        r[21] if attributes is KEEP else attributes,  # attributes
+        r[22],  # parent_id
+        r[23],  # root_id
+        r[24],  # correlation_id
+        r[25],  # hist_floor
+        r[26],  # active_deadline
+        r[27],  # retention_until
+        r[28],  # retention_ms
+        r[29],  # create_digest
+        last_event,  # last_event
+        r[31],  # ext
+    )
+
+
+def evolver_4(
+    r: Record,
+    *,
+    state: Any,
+    run_state: Any,
+    version: Any,
+    lease_owner: Any,
+    lease_token: Any,
+    lease_deadline: Any,
+    next_run_at: Any,
+    updated_at: Any,
+    last_event: Any,
     priority: Any,
     values: Any,
     payload_ver: Any = KEEP,
@@ -415,7 +470,7 @@ def evolver_3(
     )
 
 
-def evolver_4(
+def evolver_5(
     r: Record,
     state: Any,
     version: Any,
@@ -462,7 +517,7 @@ def evolver_4(
     )
 
 
-def evolver_5(
+def evolver_6(
     r: Record,
     state: Any,
     version: Any,
@@ -510,9 +565,10 @@ EVOLVERS: dict[EvolverSpec, Callable[..., Record]] = {
     (('state', 'run_state', 'version', 'lease_owner', 'lease_token', 'lease_deadline', 'next_run_at', 'updated_at', 'last_event', 'retention_until'), ('values', 'result_ver', 'error_ver', 'fencing'), False, ()): evolver_0,
     (('state', 'run_state', 'version', 'lease_owner', 'lease_token', 'lease_deadline', 'next_run_at', 'updated_at', 'last_event', 'reclaims', 'fencing'), (), False, ()): evolver_1,
     (('state', 'run_state', 'version', 'fencing', 'lease_owner', 'lease_token', 'lease_deadline', 'next_run_at', 'updated_at'), (), True, (('last_event', 'claimed'),)): evolver_2,
-    (('state', 'run_state', 'version', 'lease_owner', 'lease_token', 'lease_deadline', 'next_run_at', 'updated_at', 'last_event', 'priority', 'values'), ('payload_ver', 'payload_size', 'attributes'), False, ()): evolver_3,
-    (('state', 'version', 'updated_at', 'retention_until', 'last_event', 'result_ver', 'error_ver'), (), True, (('run_state', None), ('lease_owner', None), ('lease_token', None), ('lease_deadline', None), ('next_run_at', None))): evolver_4,
-    (('state', 'version', 'next_run_at', 'updated_at'), (), True, (('run_state', None), ('lease_owner', None), ('lease_token', None), ('lease_deadline', None), ('last_event', 'transitioned'))): evolver_5,
+    (('state', 'run_state', 'version', 'lease_owner', 'lease_token', 'lease_deadline', 'next_run_at', 'updated_at', 'last_event', 'fencing', 'values'), ('payload_ver', 'payload_size', 'attributes'), False, ()): evolver_3,
+    (('state', 'run_state', 'version', 'lease_owner', 'lease_token', 'lease_deadline', 'next_run_at', 'updated_at', 'last_event', 'priority', 'values'), ('payload_ver', 'payload_size', 'attributes'), False, ()): evolver_4,
+    (('state', 'version', 'updated_at', 'retention_until', 'last_event', 'result_ver', 'error_ver'), (), True, (('run_state', None), ('lease_owner', None), ('lease_token', None), ('lease_deadline', None), ('next_run_at', None))): evolver_5,
+    (('state', 'version', 'next_run_at', 'updated_at'), (), True, (('run_state', None), ('lease_owner', None), ('lease_token', None), ('lease_deadline', None), ('last_event', 'transitioned'))): evolver_6,
 }
 
 
