@@ -17,11 +17,12 @@
 # `_Suspend` (never retried, never compensated): the pipeline's workflow code then starts
 # the child as a child run `<run id>/<ref>` (ctx.start_child), waits for it without
 # holding a worker (call_workflow) or not (start_workflow), and runs the step again from
-# its start. This time the child exists: call_workflow returns Ok(its result) or Err(its
-# error) at once, start_workflow its id. With a timeout, the workflow code's wait for the
-# child races a durable timer (await_child(timeout=)); when the timer wins, the re-run
-# step's call_workflow returns `timeout_value` (the child goes on running). The child's
-# id comes from `ref`, so a resumed run never starts a second one.
+# its start, handed what the workflow code saw of the child (in `resolved`, so it is
+# journaled): call_workflow returns Ok(its result) or Err(its error) at once,
+# start_workflow its id, with no read of the engine. With a timeout, the workflow code's
+# wait for the child races a durable timer (await_child(timeout=)); when the timer wins,
+# the re-run step's call_workflow returns `timeout_value` (the child goes on running).
+# The child's id comes from `ref`, so a resumed run never starts a second one.
 #
 # Waits (sleep, schedule_at, wait_for_event, wait_for_any, wait_for_all) work the same
 # way: the first time, the step's attempt ends and the workflow code waits (a durable
@@ -45,7 +46,6 @@
 # worker per queue it serves, each with its own concurrency).
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import hashlib
 from collections.abc import Awaitable, Callable
@@ -70,7 +70,7 @@ from flowactors.code._define import check_queue
 from flowactors.code._values import check as _values_check
 
 if TYPE_CHECKING:
-    from flowactors.code import CodeRunner, RunInfo
+    from flowactors.code import CodeRunner
 
 Backoff = Literal["exponential", "linear", "constant"]
 StepFn = Callable[["StepContext", Any], Awaitable[Any]]
@@ -320,25 +320,36 @@ class StepContext:
         op: str,
         timeout: int | None = None,
         queue: str | None = None,
-    ) -> RunInfo:
+    ) -> _ChildSeen:
         if not isinstance(ref, str) or not ref or "/" in ref:
             raise fa.InvalidArgument("ref must be a non-empty string without '/'")
         check_queue(queue, 0)
         name = child.name if isinstance(child, Pipeline | WorkflowDef) else child
         if not isinstance(name, str):
             raise fa.InvalidArgument(f"not a pipeline or workflow: {child!r}")
-        host = _host()
-        try:
-            return await host.describe(f"{self.run_id}/{ref}")
-        except fa.FlowNotFound:
-            pass
-        host.registry.latest(name)  # UnknownWorkflow now, not in the workflow code
+        seen = self.resolved.get(f"child:{ref}")
+        if seen is not None:  # the child started, or ended, before this run of the step
+            return _ChildSeen(
+                f"{self.run_id}/{ref}", seen["status"], seen.get("result"), seen.get("error")
+            )
+        _host().registry.latest(name)  # UnknownWorkflow now, not in the workflow code
         spec = {"op": op, "w": name, "i": input, "ref": ref}
         if timeout is not None:
             spec["timeout"] = timeout
         if queue is not None:
             spec["queue"] = queue
         raise _Suspend(_encode(spec))
+
+
+@dataclass(frozen=True, slots=True)
+class _ChildSeen:
+    """A step's child as the pipeline's workflow code saw it (see `_build`): started, or
+    ended (completed / failed / cancelled) with its result or error."""
+
+    run_id: str
+    status: str
+    result: Any = None
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -799,15 +810,25 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
                     raise
                 spec = _decode(exc.message)
                 if spec["op"] in ("call", "start"):
-                    handle = ctx.start_child(
-                        spec["w"], spec["i"], id=spec["ref"], queue=spec.get("queue")
-                    )
+                    ref = spec["ref"]
+                    handle = ctx.start_child(spec["w"], spec["i"], id=ref, queue=spec.get("queue"))
+                    seen: dict[str, Any] = {"status": "started"}
                     if spec["op"] == "call":
-                        # an ended child, however it ended: the step sees Ok / Err
-                        with contextlib.suppress(ChildFailed, ChildCancelled):
+                        # the child's end, however it ended: the step sees Ok / Err
+                        try:
                             got = await ctx.await_child(handle, timeout=spec.get("timeout"))
+                        except ChildFailed as exc:
+                            error = {"type": exc.type, "message": exc.message}
+                            seen = {"status": "failed", "error": error}
+                        except ChildCancelled:
+                            error = {"type": "cancelled", "message": "cancelled"}
+                            seen = {"status": "cancelled", "error": error}
+                        else:
                             if isinstance(got, Timeout):
-                                resolved = {**resolved, f"timeout:{spec['ref']}": True}
+                                resolved = {**resolved, f"timeout:{ref}": True}
+                            else:
+                                seen = {"status": "completed", "result": got}
+                    resolved = {**resolved, f"child:{ref}": seen}
                 else:
                     resolved = {**resolved, spec["key"]: await _resolve(ctx, spec)}
                 continue  # the step again, from its start
