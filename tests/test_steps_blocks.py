@@ -388,3 +388,52 @@ async def test_a_child_can_wait_in_another_queue(
     ctx = StepContext(None, "r", "s", 1, "r:s")
     with pytest.raises(fa.InvalidArgument, match="queue"):
         await ctx.call_workflow(printer, 1, ref="x", queue="")
+
+
+shipping = steps("shipping")
+by_kind = shipping.branch("by_kind", on=lambda data: data["kind"])
+by_country = by_kind.branch("parcel", name="by_country", on=lambda data: data["country"])
+
+
+@by_country.case("NO")
+async def posten(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "carrier": "posten"}
+
+
+@by_country.otherwise
+async def dhl(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "carrier": "dhl"}
+
+
+@by_kind.case("parcel")
+async def label(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "label": f"{data['carrier']}-label"}  # after the nested branch
+
+
+@by_kind.otherwise
+async def email_it(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "carrier": "email"}
+
+
+@shipping.step
+async def done(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "done": True}
+
+
+async def test_branches_nest(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [shipping])
+        inputs = {
+            "no": {"kind": "parcel", "country": "NO"},
+            "se": {"kind": "parcel", "country": "SE"},
+            "ebook": {"kind": "ebook"},
+        }
+        for run_id, data in inputs.items():
+            await runs.start(shipping, run_id, data)
+        async with runs.running():
+            got = {run_id: await runs.result(run_id) for run_id in inputs}
+        assert got["no"]["carrier"] == "posten" and got["no"]["label"] == "posten-label"
+        assert got["se"]["carrier"] == "dhl" and got["se"]["done"] is True
+        assert got["ebook"] == {"kind": "ebook", "carrier": "email", "done": True}
+        assert (await runs.describe("no")).done == ("posten", "label", "done")
+    assert [s.name for s in shipping.steps] == ["posten", "dhl", "label", "email_it", "done"]

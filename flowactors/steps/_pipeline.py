@@ -379,12 +379,27 @@ class Branch:
         self.pipeline = pipeline
         self.name = name
         self.on = on
-        self.cases: list[tuple[tuple[Matchable, ...], list[Step]]] = []
-        self.default: list[Step] | None = None
+        # each case: its values and its nodes (steps, and branches nested in it)
+        self.cases: list[tuple[tuple[Matchable, ...], list[Step | Branch]]] = []
+        self.default: list[Step | Branch] | None = None
 
     def case(self, *values: Matchable, **options: Any) -> Callable[[StepFn], StepFn]:
         """Add a step to the case for `values` (a step of its own each time: a case runs
         its steps in the order they were added). Options as for `Pipeline.step`."""
+        return self.pipeline._adder(self._case(values), options)
+
+    def branch(self, *values: Matchable, name: str, on: Callable[[Any], Any]) -> Branch:
+        """Add a branch nested in the case for `values` (None: the default case), run
+        where it was added among that case's steps."""
+        into = self._default() if values == (None,) else self._case(values)
+        return self.pipeline._branch(into, name, on)
+
+    def _default(self) -> list[Step | Branch]:
+        if self.default is None:
+            self.default = []
+        return self.default
+
+    def _case(self, values: tuple[Matchable, ...]) -> list[Step | Branch]:
         if not values:
             raise fa.InvalidArgument(f"branch {self.name!r}: a case needs at least one value")
         for v in values:
@@ -393,25 +408,31 @@ class Branch:
                     f"branch {self.name!r}: case values are str, int, bool or None, not {v!r}"
                 )
         keys = {_key(v) for v in values}
-        for other, steps_ in self.cases:
+        for other, nodes in self.cases:
             if {_key(v) for v in other} == keys:
-                return self.pipeline._adder(steps_, options)
+                return nodes
             if keys & {_key(v) for v in other}:
                 raise fa.InvalidArgument(
                     f"branch {self.name!r}: a value of {values!r} already has a case"
                 )
-        steps_ = []
-        self.cases.append((values, steps_))
-        return self.pipeline._adder(steps_, options)
+        nodes = []
+        self.cases.append((values, nodes))
+        return nodes
 
     def otherwise(self, fn: StepFn | None = None, /, **options: Any) -> Any:
         """Add a step to the default case (bare decorator or with options)."""
-        if self.default is None:
-            self.default = []
-        add = self.pipeline._adder(self.default, options)
+        add = self.pipeline._adder(self._default(), options)
         return add if fn is None else add(fn)
 
-    def pick(self, value: Any) -> list[Step]:
+    def steps(self) -> list[Step]:
+        """Every step of every case, nested branches' too."""
+        out: list[Step] = []
+        for nodes in [n for _v, n in self.cases] + [self.default or []]:
+            for node in nodes:
+                out.extend([node] if isinstance(node, Step) else node.steps())
+        return out
+
+    def pick(self, value: Any) -> list[Step | Branch]:
         key = _key(value)
         for values, steps_ in self.cases:
             if any(_key(v) == key for v in values):
@@ -423,8 +444,11 @@ class Branch:
         return self.default
 
     def shape(self) -> Any:
-        cases = [(list(v), [s.name for s in st]) for v, st in self.cases]
-        default = None if self.default is None else [s.name for s in self.default]
+        def names(nodes: list[Step | Branch]) -> list[Any]:
+            return [n.name if isinstance(n, Step) else n.shape() for n in nodes]
+
+        cases = [(list(v), names(nodes)) for v, nodes in self.cases]
+        default = None if self.default is None else names(self.default)
         return ("branch", self.name, cases, default)
 
 
@@ -527,9 +551,7 @@ class Pipeline:
             if isinstance(node, Step):
                 out.append(node)
             elif isinstance(node, Branch):
-                for _values, steps_ in node.cases:
-                    out.extend(steps_)
-                out.extend(node.default or [])
+                out.extend(node.steps())
             else:
                 out.extend(node.steps)
         return out
@@ -582,12 +604,15 @@ class Pipeline:
 
     def branch(self, name: str, *, on: Callable[[Any], Any]) -> Branch:
         """Append a branch: `on(data)` chooses which case's steps run next."""
+        return self._branch(self.nodes, name, on)
+
+    def _branch(self, into: list[Any], name: str, on: Callable[[Any], Any]) -> Branch:
         self._open(name)
         if not callable(on):
             raise fa.InvalidArgument(f"branch {name!r}: on must be a function of the context")
         node = Branch(self, name, on)
         self._names.add(name)
-        self.nodes.append(node)
+        into.append(node)
         return node
 
     def parallel(
@@ -834,6 +859,16 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
                 continue  # the step again, from its start
             return got.result if isinstance(got, ActivityRef) else got
 
+    async def run_branch(ctx: Context, branch: Branch, run_input: Any, data: Any) -> Any:
+        for node in branch.pick(branch.on(data)):
+            if isinstance(node, Step):
+                data = await run_one(ctx, node, run_input, data)
+            else:
+                data = await run_branch(ctx, node, run_input, data)
+            if isinstance(data, dict) and _GOTO in data:
+                break  # a goto leaves the branch (and the ones it is nested in)
+        return data
+
     async def run_parallel(ctx: Context, block: Parallel, data: Any) -> Any:
         handles = [
             (s, ctx.start_child(block.child_name(s), data, id=f"{block.name}.{s.name}"))
@@ -875,10 +910,7 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
                 if isinstance(node, Step):
                     data = await run_one(ctx, node, run_input, data)
                 elif isinstance(node, Branch):
-                    for step in node.pick(node.on(data)):
-                        data = await run_one(ctx, step, run_input, data)
-                        if isinstance(data, dict) and _GOTO in data:
-                            break  # a goto leaves the branch
+                    data = await run_branch(ctx, node, run_input, data)
                 else:
                     data = await run_parallel(ctx, node, data)
                 if isinstance(data, dict) and _GOTO in data:
