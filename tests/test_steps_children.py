@@ -96,9 +96,13 @@ async def test_a_failed_child_is_an_err_the_parent_branches_on(
         await runs.start(order, "o-2", {"total": 500, "email": "a@b"})
         async with runs.running():
             result = await runs.result("o-2")
-        assert result["payment_error"].endswith("insufficient funds")
+        assert result["payment_error"] == "insufficient funds"  # the step's own words
         failed = await runs.list_children("o-2", status="failed")
         assert [k.run_id for k in failed] == ["o-2/pay"]
+        assert failed[0].error == {
+            "type": "StepFailed", "message": "insufficient funds", "step": "take_money",
+            "attempts": 1,
+        }  # fmt: skip
 
 
 async def test_the_parent_waits_without_a_worker_and_a_restart_starts_no_second_child(

@@ -151,6 +151,13 @@ def _fn_name(fn: Callable[..., Any]) -> str:
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
+    """A run's or an activity's error as stored: {type, message}, or what the exception's
+    own `error_info()` says (a layer above can describe its errors in its own terms)."""
+    info = getattr(exc, "error_info", None)
+    if callable(info):
+        described = info()
+        if isinstance(described, dict) and "type" in described and "message" in described:
+            return described
     return {"type": type(exc).__name__, "message": str(exc)}
 
 

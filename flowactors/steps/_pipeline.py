@@ -803,6 +803,19 @@ class ParallelFailed(StepFailed):
     """A step of a fail_fast parallel block failed (the pipeline fails with it)."""
 
 
+class _StepError(fa.FlowError):
+    """A step failed for good: the run's error is the step's own ({type, message} of what
+    it raised), with the step's name and attempts."""
+
+    def __init__(self, step: str, exc: ActivityError) -> None:
+        super().__init__(f"step {step} failed: {exc.type}: {exc.message}")
+        self.info = {"type": exc.type, "message": exc.message, "step": step,
+                     "attempts": exc.attempts}  # fmt: skip
+
+    def error_info(self) -> dict[str, Any]:
+        return dict(self.info)
+
+
 def _build(pipeline: Pipeline) -> list[WorkflowDef]:
     nodes = list(pipeline.nodes)
     names = [n.name for n in nodes]
@@ -832,7 +845,7 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
                 )  # fmt: skip
             except ActivityError as exc:
                 if exc.type != SUSPEND:
-                    raise
+                    raise _StepError(step.name, exc) from exc
                 spec = _decode(exc.message)
                 if spec["op"] in ("call", "start"):
                     ref = spec["ref"]
