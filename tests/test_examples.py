@@ -69,6 +69,7 @@ STEPS_EXAMPLES = {
     "order_pipeline": "order-1: paid pay-order-1 for 15, e-mail {'sent_to': 'ann@example.com'}",
     "nested": "A -> B -> C: A -> B -> C",
     "resilient_order": "failed children: ['order-7/card']",
+    "expense_approval": "eve: 700 EUR not paid (expired)",
 }
 
 

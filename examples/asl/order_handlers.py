@@ -1,7 +1,7 @@
 """Task handlers for order.asl.json, by Task resource name. From the CLI:
 
-    flowactors asl run examples/asl/order.asl.json --input '{"id": 1, "subtotal": 9,
-        "shipping": 1, "items": ["pen"]}' --handlers examples/asl/order_handlers.py:HANDLERS
+flowactors asl run examples/asl/order.asl.json --input '{"id": 1, "subtotal": 9,
+    "shipping": 1, "items": ["pen"]}' --handlers examples/asl/order_handlers.py:HANDLERS
 """
 
 from __future__ import annotations
