@@ -25,6 +25,7 @@ import flowactors
 from flowactors.code import CodeRunner, Context, workflow
 from flowactors.steps import Ok, Pipelines, StepContext, steps
 
+from . import scenario_codeflow as codeflow
 from ._engine_util import frozen_inputs, fsyncs
 from ._registry import register
 from ._session import Floor, Metric, Session
@@ -61,28 +62,20 @@ async def ship(ctx: StepContext, data: int) -> str:
     return f"shipped {data}"
 
 
-async def add_one(n: int) -> int:
-    return n + 1
-
-
-async def double(n: int) -> int:
-    return n * 2
-
-
-async def label(n: int) -> str:
-    return f"shipped {n}"
+# The code-first twin, on `bench codeflow`'s activities (validate: n + 1, charge: n * 2,
+# ship: "shipped n"), the middle one a child run.
 
 
 @workflow(check=False)
 async def code_payment(ctx: Context, n: int) -> int:
-    return int(await ctx.activity(double, n))
+    return int(await ctx.activity(codeflow.charge, n))
 
 
 @workflow(check=False)
 async def code_order(ctx: Context, n: int) -> str:
-    a = await ctx.activity(add_one, n)
+    a = await ctx.activity(codeflow.validate, n)
     b = await ctx.child(code_payment, a, id="pay")
-    return str(await ctx.activity(label, b))
+    return str(await ctx.activity(codeflow.ship, b))
 
 
 async def _run(path: Path, names: list[str], kind: str) -> tuple[float, int]:

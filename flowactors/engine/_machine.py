@@ -1111,6 +1111,21 @@ def decide_extend(
     return new, [Write(new, "lease_extended", {"lease_deadline_ms": deadline})]
 
 
+def _carried(
+    r: Record, version: int, payload: bytes | None, attributes: Mapping[str, str] | None
+) -> tuple[Any, Any, Any, dict[str, bytes] | None]:
+    """What a move that carries a new payload and attributes changes: (payload_ver,
+    payload_size, attributes, blobs), KEEP where it carries nothing."""
+    payload_ver = payload_size = merged = KEEP
+    blobs = None
+    if payload is not None:
+        payload_ver, payload_size = version, len(payload)
+        blobs = {"p": payload}
+    if attributes:
+        merged = {**(r[ATTRIBUTES] or {}), **attributes}
+    return payload_ver, payload_size, merged, blobs
+
+
 _STEP_CONTINUED = evolver(
     *_MOVE_FIELDS,
     "fencing",
@@ -1135,13 +1150,7 @@ def decide_step_continue(state: ShardState, c: StepContinue, now: int, config: C
     fencing = r[FENCING] + 1
     worker = c.worker if c.worker is not None else r[LEASE_OWNER]
     deadline = now + c.lease_ms
-    blobs = None
-    payload_ver = payload_size = attributes = KEEP
-    if c.payload is not None:
-        payload_ver, payload_size = version, len(c.payload)
-        blobs = {"p": c.payload}
-    if c.attributes:
-        attributes = {**(r[ATTRIBUTES] or {}), **c.attributes}
+    payload_ver, payload_size, attributes, blobs = _carried(r, version, c.payload, c.attributes)
     to_state = c.to_state if c.to_state is not None else r[RUN_STATE]
     values = dict(c.values) if c.values else None
     new = _STEP_CONTINUED(
@@ -1189,13 +1198,7 @@ def decide_transition(
     if r[STATE] != c.from_state:
         raise WrongState(f"flow {r[ID]!r} is {r[STATE]!r}, not {c.from_state!r}")
     version = r[VERSION] + 1
-    blobs = None
-    payload_ver = payload_size = attributes = KEEP
-    if c.payload is not None:
-        payload_ver, payload_size = version, len(c.payload)
-        blobs = {"p": c.payload}
-    if c.attributes:
-        attributes = {**(r[ATTRIBUTES] or {}), **c.attributes}
+    payload_ver, payload_size, attributes, blobs = _carried(r, version, c.payload, c.attributes)
     new = _TRANSITION(
         r,
         state=c.to_state,
