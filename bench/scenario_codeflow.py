@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -74,34 +76,48 @@ async def long_run(ctx: Context, n: int) -> int:
 
 
 async def _run(path: Path, names: list[str]) -> tuple[float, int]:
+    async with flowactors.open_engine(path, maintenance_interval_ms=None) as engine:
+        runner = CodeRunner(engine, REG)
+        return await run_all(engine, runner, order, names, runner.running, flows=len(names))
+
+
+async def run_all(
+    engine: flowactors.Engine,
+    runner: CodeRunner,
+    target: Any,
+    names: list[str],
+    hosting: Callable[..., AbstractAsyncContextManager[Any]],
+    *,
+    flows: int,
+) -> tuple[float, int]:
+    """Start runs `names` of `target` (input: their index) in batches while `hosting`
+    (a runner's or pipelines' `running`) works, until every top-level run completed;
+    (seconds, fdatasyncs). Checks `flows` completed flows and the last run's result."""
     n = len(names)
     done = [0]
 
     def on_ack(flow: flowactors.Flow) -> None:
-        if flow.state == "completed":
+        if flow.state == "completed" and flow.parent_id is None:
             done[0] += 1
 
-    async with flowactors.open_engine(path, maintenance_interval_ms=None) as engine:
-        runner = CodeRunner(engine, REG)
-        before = fsyncs(engine)
-        started = time.perf_counter()
-        async with runner.running(concurrency=CONCURRENCY, batch_size=BATCH, on_ack=on_ack):
-            for s in range(0, n, BATCH):
-                results = await runner.start_many(
-                    order, [(name, i) for i, name in enumerate(names[s : s + BATCH], s)]
-                )
-                if not all(r.ok for r in results):
-                    raise RuntimeError(f"start_many failed: {results[0].error!r}")
-            while done[0] < n:
-                await trio.sleep(0.001)
-            seconds = time.perf_counter() - started
-        synced = fsyncs(engine) - before
-        info = await runner.workflow.info()
-        if info != {"completed": n}:
-            raise RuntimeError(f"engine holds {info}; expected {n} completed")
-        last = await runner.describe(names[-1])
-        if last.result != f"shipped {2 * n}":
-            raise RuntimeError(f"unexpected result {last.result!r}")
+    before = fsyncs(engine)
+    started = time.perf_counter()
+    async with hosting(concurrency=CONCURRENCY, batch_size=BATCH, on_ack=on_ack):
+        for s in range(0, n, BATCH):
+            batch = [(name, i) for i, name in enumerate(names[s : s + BATCH], s)]
+            results = await runner.start_many(target, batch)
+            if not all(r.ok for r in results):
+                raise RuntimeError(f"start_many failed: {results[0].error!r}")
+        while done[0] < n:
+            await trio.sleep(0.001)
+        seconds = time.perf_counter() - started
+    synced = fsyncs(engine) - before
+    info = await runner.workflow.info()
+    if info != {"completed": flows}:
+        raise RuntimeError(f"engine holds {info}; expected {flows} completed")
+    last = await runner.result(names[-1])
+    if last != f"shipped {2 * n}":
+        raise RuntimeError(f"unexpected result {last!r}")
     return seconds, synced
 
 

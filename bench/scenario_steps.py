@@ -14,7 +14,7 @@ the 2-core VM (issue 18).
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from flowactors.code import CodeRunner, Context, workflow
 from flowactors.steps import Ok, Pipelines, StepContext, steps
 
 from . import scenario_codeflow as codeflow
-from ._engine_util import frozen_inputs, fsyncs
+from ._engine_util import frozen_inputs
 from ._registry import register
 from ._session import Floor, Metric, Session
 
@@ -79,44 +79,15 @@ async def code_order(ctx: Context, n: int) -> str:
 
 
 async def _run(path: Path, names: list[str], kind: str) -> tuple[float, int]:
-    n = len(names)
-    done = [0]
-
-    def on_ack(flow: flowactors.Flow) -> None:
-        if flow.state == "completed" and flow.parent_id is None:
-            done[0] += 1
-
     async with flowactors.open_engine(path, maintenance_interval_ms=None) as engine:
-        options: dict[str, Any] = {
-            "concurrency": CONCURRENCY, "batch_size": BATCH, "on_ack": on_ack,
-        }  # fmt: skip
-        hosting: AbstractAsyncContextManager[Any]
+        hosting: Callable[..., AbstractAsyncContextManager[Any]]
         if kind == "steps":
             pipelines = Pipelines(engine, [order, payment])
-            runner, target = pipelines.runner, order.workflow
-            hosting = pipelines.running(**options)
+            runner, target, hosting = pipelines.runner, order.workflow, pipelines.running
         else:
             runner = CodeRunner(engine, [code_order, code_payment])
-            target, hosting = code_order, runner.running(**options)
-        before = fsyncs(engine)
-        started = time.perf_counter()
-        async with hosting:
-            for s in range(0, n, BATCH):
-                batch = [(name, i) for i, name in enumerate(names[s : s + BATCH], s)]
-                results = await runner.start_many(target, batch)
-                if not all(r.ok for r in results):
-                    raise RuntimeError(f"start_many failed: {results[0].error!r}")
-            while done[0] < n:
-                await trio.sleep(0.001)
-            seconds = time.perf_counter() - started
-        synced = fsyncs(engine) - before
-        info = await runner.workflow.info()
-        if info != {"completed": 2 * n}:
-            raise RuntimeError(f"engine holds {info}; expected {2 * n} completed")
-        last: Any = await runner.result(names[-1])
-        if last != f"shipped {2 * n}":
-            raise RuntimeError(f"unexpected result {last!r}")
-    return seconds, synced
+            target, hosting = code_order, runner.running
+        return await codeflow.run_all(engine, runner, target, names, hosting, flows=2 * len(names))
 
 
 @register("steps")
