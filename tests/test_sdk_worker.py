@@ -450,3 +450,37 @@ async def test_a_handler_continues_through_steps_in_one_claim(
         assert names == ["created", "claimed", "step_continued", "step_continued", "completed"]
         flow = await engine.get("s1", values=("page", "parsed"))
         assert flow.values == {"page": b"<p>", "parsed": b"p"}
+
+
+async def test_a_bad_step_continue_fails_only_its_own_handler(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The worker sends its handlers' step_continues together; one with bad input is
+    refused alone (its handler fails), the others go on."""
+    async with trio_engine(tmp_path) as engine:
+        jobs = Client(engine).workflow(type="jobs", initial_state="work")
+        errors: list[str] = []
+
+        @jobs.state("work")
+        async def work(job: fa.Context) -> fa.Complete:
+            target = "running" if job.id == "bad" else "next"  # 'running' is reserved
+            try:
+                await job.step_continue(target, values={"v": b"1"})
+            except fa.InvalidArgument as exc:
+                errors.append(f"{job.id}: {type(exc).__name__}")
+                return fa.fail("bad step")
+            return complete(result=job.state)
+
+        for fid in ("a", "bad", "b", "c"):
+            await jobs.start(fid)
+        worker = jobs.worker(states=["work"], concurrency=8)
+        async with running(worker):
+            await until(lambda: _info_is(jobs, {"completed": 3, "failed": 1}))
+        assert errors == ["bad: InvalidArgument"]
+        for fid in ("a", "b", "c"):
+            flow = await engine.get(fid)
+            assert flow.result == b"next" and flow.value_sizes == {"v": 1}
+
+
+async def _info_is(wf: fa.Workflow, want: dict[str, int]) -> bool:
+    return await wf.info() == want

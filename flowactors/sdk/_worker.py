@@ -140,14 +140,23 @@ class _Continuer:
                     nursery.start_soon(self._send, batch)
 
     async def _send(self, batch: list[_Continued]) -> None:
-        results: list[ItemResult] | None = None
-        error: BaseException | None = None
         try:
-            results = await self.engine.step_continue_many([item.spec for item in batch])
-        except FlowError as exc:  # the whole call was refused (bad input, storage)
-            error = exc
-        for i, item in enumerate(batch):
-            item.result = error if results is None else results[i]
+            results: list[ItemResult | BaseException] = list(
+                await self.engine.step_continue_many([item.spec for item in batch])
+            )
+        except InvalidArgument:
+            # One handler's bad input refuses the whole call: send them one by one, so
+            # each hears only its own answer.
+            results = []
+            for item in batch:
+                try:
+                    results += await self.engine.step_continue_many([item.spec])
+                except FlowError as exc:
+                    results.append(exc)
+        except FlowError as exc:  # storage: every item hears it
+            results = [exc] * len(batch)
+        for item, result in zip(batch, results, strict=True):
+            item.result = result
             if item.task is not None:
                 trio.lowlevel.reschedule(item.task)
                 item.task = None
