@@ -1,6 +1,7 @@
-"""Step pipelines (Durable's model, seed 003; issue 18, first part): an ordered list of
+"""Step pipelines (Durable's model, seed 003; issue 18): an ordered list of
 `async def step(ctx, data) -> data`, the context saved after every step, durable step
-retries, compensations on failure. Runs as a code workflow (flowactors.code).
+retries, compensations, children, waits, human input, branches, parallel blocks and
+named queues. Runs as a code workflow (flowactors.code).
 
     from flowactors.steps import Pipelines, StepRetry, steps
 
