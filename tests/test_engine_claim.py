@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import START_MS, FakeClock, names, open_checked, written
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flowactors as fa
 
@@ -237,3 +239,54 @@ async def test_claims_take_the_highest_priority_across_shards(tmp_path: Path) ->
         await e.create("mid", "t", priority=1)
         got = [(await e.claim_due("t", "w"))[0].id for _ in range(3)]
         assert got[:2] == ["high", "mid"] and got[2].startswith("low")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(("queued", "retry", "running")),
+        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 20)), min_size=1, max_size=6),
+        min_size=1,
+    ),
+    st.integers(0, 20),
+    st.booleans(),
+    st.sampled_from((None, ("queued",), ("retry", "running"))),
+)
+def test_claim_band_is_the_highest_due_band_a_claim_could_take(
+    lists: dict[str, list[tuple[int, int]]],
+    now: int,
+    reclaim: bool,
+    states: tuple[str, ...] | None,
+) -> None:
+    """`ShardState.claim_band` (read by claim routing) against a model: the highest
+    priority of an entry due at `now` in a state the claim may take, -1 if none."""
+    from types import SimpleNamespace
+
+    from sortedcontainers import SortedList
+
+    from flowactors.engine._state import ShardState
+
+    by_state = {
+        s: SortedList((-p, due, f"{s}-{i}") for i, (p, due) in enumerate(entries))
+        for s, entries in lists.items()
+    }
+    fake = SimpleNamespace(due_types={"t": by_state})
+    model = max(
+        (
+            p
+            for s, entries in lists.items()
+            if (reclaim if s == "running" else states is None or s in states)
+            for p, due in entries
+            if due <= now
+        ),
+        default=-1,
+    )
+    assert ShardState.claim_band(fake, "t", states, reclaim, False, None, now) == model  # type: ignore[arg-type]
+    for p in (0, 1, 2):
+        want = p if any(
+            q == p and due <= now
+            for s, entries in lists.items()
+            if (reclaim if s == "running" else states is None or s in states)
+            for q, due in entries
+        ) else -1  # fmt: skip
+        assert ShardState.claim_band(fake, "t", states, reclaim, False, p, now) == want  # type: ignore[arg-type]

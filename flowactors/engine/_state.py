@@ -457,14 +457,15 @@ class ShardState:
                     return priority
                 continue
             first = sl[0]
+            top = -first[0]  # the highest band this list holds
+            if top <= best:
+                continue  # nothing here can beat what was found
             if first[1] <= now:  # the first entry of the first band is due
-                if first[0] == -2:
+                if top == 2:
                     return 2
-                best = max(best, -first[0])
+                best = top
                 continue
-            for p in (2, 1, 0):
-                if p <= best:
-                    break
+            for p in range(top, best, -1):  # its bands above the best found, highest first
                 if _band_due(sl, (p,), now):
                     best = p
                     break
