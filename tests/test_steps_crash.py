@@ -40,17 +40,65 @@ async def third(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "c": data["b"] * 10}
 
 
-def sessions_of(fs: SimulatedFileSystem) -> Any:
+def sessions_of(fs: SimulatedFileSystem, pipelines: list[Any] | None = None) -> Any:
     """Simulated-disk sessions whose bodies get the pipelines' client."""
     sim = SimSessions(fs)
+    hosted = pipelines or [crashy]
 
     class Sessions:
         def run(self, body: Callable[[Pipelines], Awaitable[Any]]) -> BaseException | None:
-            return sim.run(
-                lambda e: body(Pipelines(e, [crashy], lease_ms=10_000, recheck_ms=5_000))
-            )
+            return sim.run(lambda e: body(Pipelines(e, hosted, lease_ms=10_000, recheck_ms=5_000)))
 
     return Sessions()
+
+
+def crash_everywhere(
+    sessions: Callable[[SimulatedFileSystem], Any],
+    run: Callable[[Pipelines, list[Any]], Awaitable[None]],
+    run_id: str,
+    ops: int,
+    expected: Any,
+    *,
+    every: int = 1,
+    never_again: Callable[[str], bool] = lambda _step: True,
+) -> int:
+    """Crash (clean and torn) at every `every`-th of `ops` disk calls, recover, finish:
+    the same result each time, nothing run twice in one session, and no saved step for
+    which `never_again` holds run again. Returns how many sessions crashed."""
+    crashed = 0
+    for k in range(1, ops + 1, every):
+        for torn in (False, True):
+            fs = new_fs(k)
+            sess = sessions(fs)
+            RAN.clear()
+            fs.crash_after(k, torn=torn, rng=random.Random(k))
+            sess.run(lambda r: run(r, []))
+            if not fs.halted:
+                continue
+            crashed += 1
+            fs.restart()
+            before = list(RAN)
+            RAN.clear()
+            seen: dict[str, Any] = {}
+
+            async def resume(runs: Pipelines, seen: dict[str, Any] = seen) -> None:
+                try:
+                    seen["done"] = (await runs.describe(run_id)).done
+                except fa.FlowNotFound:
+                    seen["done"] = ()  # the start itself was not durable
+                finished: list[Any] = []
+                await run(runs, finished)
+                seen["out"] = finished[0]
+
+            assert sess.run(resume) is None, (k, torn)
+            assert seen["out"] == expected, (k, torn)
+            after = list(RAN)
+            for name in seen["done"]:  # saved before the power loss: never run again
+                if never_again(name):
+                    assert not any(r.startswith(name) for r in after), (k, torn, name, after)
+            for ran in (before, after):
+                assert len(ran) == len(set(ran)), (k, torn, ran)
+    return crashed
 
 
 async def run_to_end(runs: Pipelines, out: list[Any]) -> None:
@@ -68,38 +116,7 @@ def test_a_power_loss_at_any_disk_call_loses_no_saved_step(report: Any) -> None:
     expected, ops = out[0], fs.statistics().ops - start
     assert expected == {"a": 1, "b": 2, "c": 20}
     assert RAN == ["first", "second 1", "second 2", "third"]
-    crashed = 0
-    for k in range(1, ops + 1):
-        for torn in (False, True):
-            fs = new_fs(k)
-            sessions = sessions_of(fs)
-            RAN.clear()
-            fs.crash_after(k, torn=torn, rng=random.Random(k))
-            sessions.run(lambda r: run_to_end(r, []))
-            if not fs.halted:
-                continue
-            crashed += 1
-            fs.restart()
-            before = list(RAN)
-            RAN.clear()
-            seen: dict[str, Any] = {}
-
-            async def resume(runs: Pipelines, seen: dict[str, Any] = seen) -> None:
-                try:
-                    seen["done"] = (await runs.describe("r")).done
-                except fa.FlowNotFound:
-                    seen["done"] = ()  # the start itself was not durable
-                finished: list[Any] = []
-                await run_to_end(runs, finished)
-                seen["out"] = finished[0]
-
-            assert sessions.run(resume) is None, (k, torn)
-            assert seen["out"] == expected, (k, torn)
-            after = list(RAN)
-            for name in seen["done"]:  # saved before the power loss: never run again
-                assert not any(r.startswith(name) for r in after), (k, torn, name, after)
-            for ran in (before, after):
-                assert len(ran) == len(set(ran)), (k, torn, ran)
+    crashed = crash_everywhere(sessions_of, run_to_end, "r", ops, expected)
     assert crashed > 20
     report(f"steps: {ops} disk calls, {crashed} crash points, no saved step run again")
 
@@ -160,15 +177,7 @@ async def call_sub(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def block_sessions(fs: SimulatedFileSystem) -> Any:
-    sim = SimSessions(fs)
-
-    class Sessions:
-        def run(self, body: Callable[[Pipelines], Awaitable[Any]]) -> BaseException | None:
-            return sim.run(
-                lambda e: body(Pipelines(e, [blocks, sub], lease_ms=10_000, recheck_ms=5_000))
-            )
-
-    return Sessions()
+    return sessions_of(fs, [blocks, sub])
 
 
 async def run_blocks(runs: Pipelines, out: list[Any]) -> None:
@@ -193,38 +202,9 @@ def test_a_power_loss_in_a_pipeline_with_a_branch_a_parallel_block_and_a_child(
         "kind": "a", "n": 2, "route": "a", "sub": 6,
         "__results__": {"left": ["ok", 3], "right": ["ok", 4]},
     }  # fmt: skip
-    crashed = 0
-    for k in range(1, ops + 1, 2):  # every other disk call (each torn or not)
-        for torn in (False, True):
-            fs = new_fs(k)
-            sessions = block_sessions(fs)
-            RAN.clear()
-            fs.crash_after(k, torn=torn, rng=random.Random(k))
-            sessions.run(lambda r: run_blocks(r, []))
-            if not fs.halted:
-                continue
-            crashed += 1
-            fs.restart()
-            before = list(RAN)
-            RAN.clear()
-            seen: dict[str, Any] = {}
-
-            async def resume(runs: Pipelines, seen: dict[str, Any] = seen) -> None:
-                try:
-                    seen["done"] = (await runs.describe("b")).done
-                except fa.FlowNotFound:
-                    seen["done"] = ()
-                finished: list[Any] = []
-                await run_blocks(runs, finished)
-                seen["out"] = finished[0]
-
-            assert sessions.run(resume) is None, (k, torn)
-            assert seen["out"] == expected, (k, torn)
-            after = list(RAN)
-            for name in seen["done"]:
-                if name in ("prep", "route_a"):  # parent steps saved: never again
-                    assert name not in after, (k, torn, name, after)
-            for ran in (before, after):
-                assert len(ran) == len(set(ran)), (k, torn, ran)
+    crashed = crash_everywhere(
+        block_sessions, run_blocks, "b", ops, expected, every=2,  # every other disk call
+        never_again=lambda step: step in ("prep", "route_a"),  # the parent's own steps
+    )  # fmt: skip
     assert crashed > 20
     report(f"steps with blocks: {ops} disk calls, {crashed} crash points, same result")

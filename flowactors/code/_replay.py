@@ -291,9 +291,9 @@ class Context:
         raises ActivityError here. `timeout` / `heartbeat_timeout` in ms. With
         `compensate=fn`, returns an ActivityRef and `fn(result)` is its compensation."""
         act = name or _fn_name(fn)
-        _values.check(list(args), f"activity {act} arguments")
-        _values.check(kwargs, f"activity {act} keyword arguments")
-        eff = self._enter("activity", act, _values.digest([list(args), kwargs]))
+        canonical = _values.check(list(args), f"activity {act} arguments")
+        canonical = _values.check(kwargs, f"activity {act} keyword arguments") or canonical
+        eff = self._enter("activity", act, _values.digest([list(args), kwargs], canonical))
         call = ActivityCall(fn, args, kwargs, retry, timeout, heartbeat_timeout, idempotency_key)
         eff = await self._wait(eff, call)
         if not eff.ok:

@@ -115,6 +115,13 @@ Events = list[dict[str, Any]]
 RunList = list["RunInfo"]
 
 
+def _next_chunk(replay: Replay, nchunks: int) -> dict[str, bytes] | None:
+    """The events a step fed, as the run's next journal chunk (None when it fed none)."""
+    if not replay.new_events:
+        return None
+    return {chunk_name(nchunks + 1): _values.encode_plain(replay.new_events)}
+
+
 def chunk_name(n: int) -> str:
     return f"{CHUNK}{n:06d}"
 
@@ -834,10 +841,12 @@ class CodeRunner:
     def _commit_values(
         self, flow: Flow, replay: Replay, events: Events, nchunks: int
     ) -> dict[str, bytes] | None:
-        if not replay.new_events:
-            return None
-        self._committing[flow.id] = (nchunks + 1, events + replay.new_events)
-        return {chunk_name(nchunks + 1): _values.encode_plain(replay.new_events)}
+        """The next journal chunk as a named value (None: nothing new); the journal it
+        makes is remembered once the command that stores it is acknowledged."""
+        chunk = _next_chunk(replay, nchunks)
+        if chunk is not None:
+            self._committing[flow.id] = (nchunks + 1, events + replay.new_events)
+        return chunk
 
     async def _drive(
         self,
@@ -861,13 +870,10 @@ class CodeRunner:
             next outside effect may then derive from it, with no claim in between."""
             nonlocal flow, events, nchunks, fed
             self.counts["step_continues"] += 1
-            values = None
-            if replay.new_events:
-                nchunks += 1
-                events = events + replay.new_events
-                values = {chunk_name(nchunks): _values.encode_plain(replay.new_events)}
+            values = _next_chunk(replay, nchunks)
             flow = await job.step_continue(values=values)
             if values is not None:
+                nchunks, events = nchunks + 1, events + replay.new_events
                 self._remember(flow.id, (nchunks, events))
             replay.rebase(self.engine.now_ms())
             fed = False

@@ -19,21 +19,29 @@ _SCALARS = (type(None), bool, int, float, str, bytes)
 MAX_DEPTH = 64
 
 
-def check(value: Any, where: str) -> None:
+def check(value: Any, where: str) -> bool:
     """Raise UnstorableValue (with the path) unless `value` is plain CBOR data: None, bool,
-    int, float, str, bytes, lists/tuples and dicts with str or int keys."""
-    _walk(value, where, 0)
+    int, float, str, bytes, lists/tuples and dicts with str or int keys. Returns whether
+    its canonical CBOR may differ from the plain encoding (see `digest`), found on the
+    same walk."""
+    return _walk(value, where, 0)
 
 
-def _walk(value: Any, path: str, depth: int) -> None:
+def _walk(value: Any, path: str, depth: int) -> bool:
+    """`check` of one value: whether it holds a float, a map of two or more keys, or a
+    subclass of a plain type (the cases where canonical and plain CBOR may differ)."""
+    kind = type(value)
+    if value is None or kind is int or kind is str or kind is bool or kind is bytes:
+        return False
     if isinstance(value, _SCALARS):
-        return
+        return True  # a float (shortest exact width), or a subclass: canonical to be sure
     if depth > MAX_DEPTH:
         raise UnstorableValue(f"{path}: nested deeper than {MAX_DEPTH} levels", path)
+    ordered = False
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _walk(item, f"{path}[{i}]", depth + 1)
-        return
+            ordered = _walk(item, f"{path}[{i}]", depth + 1) or ordered
+        return ordered or (kind is not list and kind is not tuple)
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, bool) or not isinstance(key, str | int):
@@ -41,8 +49,8 @@ def _walk(value: Any, path: str, depth: int) -> None:
                     f"{path}: key {key!r} is a {type(key).__name__}; keys must be str or int",
                     path,
                 )
-            _walk(item, f"{path}[{key!r}]", depth + 1)
-        return
+            ordered = _walk(item, f"{path}[{key!r}]", depth + 1) or ordered
+        return ordered or len(value) > 1 or kind is not dict
     raise UnstorableValue(
         f"{path} is a {type(value).__name__}, which cannot be stored "
         "(use None, bool, int, float, str, bytes, lists and dicts)",
@@ -65,24 +73,13 @@ def decode(data: bytes | None) -> Any:
     return None if not data else cbor2.loads(data)
 
 
-def _order_matters(value: Any) -> bool:
-    """Whether canonical CBOR of `value` may differ from the plain encoding: only a map
-    of two or more keys (sorted) or a float (shortest exact width) can make it differ;
-    ints, strings, bytes, None, bools and lists encode the same either way."""
-    kind = type(value)
-    if kind is list or kind is tuple:
-        return any(_order_matters(v) for v in value)
-    if kind is dict:
-        return len(value) > 1 or any(_order_matters(v) for v in value.values())
-    return kind is float or not (
-        value is None or kind is int or kind is str or kind is bool or kind is bytes
-    )
-
-
-def digest(value: Any) -> str:
-    """16 hex digits of sha256 over the canonical CBOR of `value` (encoded plainly when
-    that gives the same bytes, see `_order_matters`)."""
-    data = cbor2.dumps(value, canonical=_order_matters(value))
+def digest(value: Any, canonical: bool | None = None) -> str:
+    """16 hex digits of sha256 over the canonical CBOR of `value`. It is encoded plainly
+    when that gives the same bytes: `canonical` is what `check` returned for it (its walk
+    is not repeated); None walks it here."""
+    if canonical is None:
+        canonical = _walk(value, "value", 0)
+    data = cbor2.dumps(value, canonical=canonical)
     return hashlib.sha256(data).hexdigest()[:16]
 
 

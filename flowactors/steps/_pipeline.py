@@ -184,21 +184,26 @@ class StepContext:
         if timeout is not None:
             _check_ms(timeout, "timeout")
         got = self._wait(f"event:{name}", name=name, timeout=timeout)
-        return timeout_value if isinstance(got, dict) and got.get(_TIMED_OUT) else got
+        return timeout_value if _timed_out(got) else got
+
+    def _events(self, op: str, names: list[str], timeout: int | None) -> Any:
+        """The wait for several events (`op`: "all" or "any"), checked; what it produced,
+        or the timed-out marker."""
+        if not isinstance(names, list) or not names or len(set(names)) != len(names):
+            raise fa.InvalidArgument("names must be a non-empty list of distinct event names")
+        for name in names:
+            _check_event(name)
+        if timeout is not None:
+            _check_ms(timeout, "timeout")
+        return self._wait(f"{op}:{','.join(names)}", names=names, timeout=timeout)
 
     async def wait_for_all(
         self, names: list[str], *, timeout: int | None = None, timeout_value: Any = None
     ) -> Any:
         """{name: payload} once every event of `names` arrived, or `timeout_value` when
         `timeout` ms pass first."""
-        if not isinstance(names, list) or not names:
-            raise fa.InvalidArgument("names must be a non-empty list of event names")
-        for name in names:
-            _check_event(name)
-        if timeout is not None:
-            _check_ms(timeout, "timeout")
-        got = self._wait(f"all:{','.join(names)}", names=names, timeout=timeout)
-        return timeout_value if isinstance(got, dict) and got.get(_TIMED_OUT) else got
+        got = self._events("all", names, timeout)
+        return timeout_value if _timed_out(got) else got
 
     async def wait_for_any(
         self, names: list[str], *, timeout: int | None = None, timeout_value: Any = None
@@ -206,16 +211,8 @@ class StepContext:
         """(name, payload) of the first event of `names` sent to this run (ones sent
         before the wait are kept, taken in the order they came), or `timeout_value` when
         `timeout` ms pass first."""
-        if not isinstance(names, list) or not names or len(set(names)) != len(names):
-            raise fa.InvalidArgument("names must be a non-empty list of distinct event names")
-        for name in names:
-            _check_event(name)
-        if timeout is not None:
-            _check_ms(timeout, "timeout")
-        got = self._wait(f"any:{','.join(names)}", names=names, timeout=timeout)
-        if isinstance(got, dict) and got.get(_TIMED_OUT):
-            return timeout_value
-        return (got[0], got[1])
+        got = self._events("any", names, timeout)
+        return timeout_value if _timed_out(got) else (got[0], got[1])
 
     async def wait_for_input(
         self,
@@ -238,7 +235,7 @@ class StepContext:
         if timeout is not None:
             _check_ms(timeout, "timeout")
         got = self._wait(f"input:{name}", name=INPUT + name, timeout=timeout, input=spec)
-        return timeout_value if isinstance(got, dict) and got.get(_TIMED_OUT) else got
+        return timeout_value if _timed_out(got) else got
 
     async def wait_for_approval(self, name: str, *, prompt: str = "", **options: Any) -> Any:
         """`wait_for_input(name, type="approval")`: True / False (or timeout_value)."""
@@ -658,6 +655,13 @@ class Pipeline:
 
 
 _TIMED_OUT = "__flowactors_timed_out__"
+
+
+def _timed_out(got: Any) -> bool:
+    """Whether a wait's outcome is the workflow code's "the timeout came first"."""
+    return isinstance(got, dict) and bool(got.get(_TIMED_OUT))
+
+
 InputType = Literal["approval", "choice", "text", "form"]
 INPUT_TYPES = ("approval", "choice", "text", "form")
 INPUT = "input."  # the event a human input arrives as: input.<name>
