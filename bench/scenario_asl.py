@@ -5,7 +5,7 @@ execution is one flow: created by `AslRunner.start_many` (500 per call) with its
 and input, claimed once by the SDK worker behind `AslRunner`, which starts the interpreter,
 runs the task, fires the zero wait in memory and completes the flow with the whole history
 as one value chunk - so a durable execution costs a create, a claim and a complete, each
-group-committed with fdatasync (sync="always", 4 shards). A producer creates while one
+group-committed with fdatasync (sync="always", default shards: 1). A producer creates while one
 worker (concurrency 2000, batch 1000) executes, as in a live system.
 
 Measured: executions/s from the first create to the last completion. N = 20k executions

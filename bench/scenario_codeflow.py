@@ -6,8 +6,8 @@ one worker (concurrency 2000, batch 1000) runs them. A run costs a create and th
 each claim ending with one fenced command that stores that step's journal chunk: the first
 activity runs in the first claim (it derives from the input alone), each later one in the
 claim after the commit that journaled its predecessor's result, and the third claim
-completes the run. Every command is group-committed with fdatasync (sync="always", 4
-shards). Measured: workflows/s from the first start to the last completion. N = 20k runs
+completes the run. Every command is group-committed with fdatasync (sync="always",
+default shards: 1). Measured: workflows/s from the first start to the last completion. N = 20k runs
 (2k with --quick). Floor: 3,000 workflows/s on the 2-core VM.
 
 Replay cost. A workflow of N activities (N = 10, 100, 1000) is replayed against its full

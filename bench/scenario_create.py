@@ -1,6 +1,6 @@
 """The `create` scenario: how fast durable flows can be created in bulk.
 
-A fresh engine (sync="always", 4 shards) per run; one Trio task awaits
+A fresh engine (sync="always", default shards: 1) per run; one Trio task awaits
 `create_many(type, [1000 CreateSpec])` in a loop until N flows exist (200k; 20k with
 --quick), no payloads. Ids and specs are built before the timed section, the engine is
 opened before it. Reported: flows/s, the latency of one `create_many` call (p50 / p99),

@@ -1,7 +1,7 @@
 """The `dashboard` scenario: what serving the dashboard costs the engine.
 
 The lifecycle scenario's bulk run (create_many -> claim_due(1000) -> complete_many,
-sync="always", 4 shards; 200k flows, 20k with --quick), alternately without and with the
+sync="always", default shards (1); 200k flows, 20k with --quick), alternately without and with the
 dashboard served by the same Trio program and a browser-like poller: a thread that GETs
 the overview page (the HTML, whose queries are a superset of what the page's script polls
 at /api/overview) over TCP every 500 ms (100 ms with --quick, so a short run sees polls)

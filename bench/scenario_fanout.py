@@ -5,7 +5,8 @@ A parent is created and claimed, then `spawn_children` creates N children (10k; 
 acknowledges each batch with `complete_many`; the clock stops when the parent, resolved,
 has moved to its success state. children/s = N / (spawn + claim + complete + resolution).
 
-Two layouts, each on a fresh engine (sync="always", 4 shards):
+Two layouts, each on a fresh engine (sync="always", 4 shards: not the default of 1, as
+the cross-shard layout needs several):
 - same shard: the parent has a partition key and the children inherit it, so every child
   outcome reaches the parent inside the child's own commit;
 - cross shard: no partition keys, so children spread over the 4 shards by id and each
@@ -29,6 +30,8 @@ from flowactors import Ack, ChildSpec
 from ._engine_util import frozen_inputs, fsyncs
 from ._registry import register
 from ._session import Floor, Metric, Session
+
+SHARDS = 4
 
 FANOUT_FLOOR = 10_000.0  # children/s end to end, in one process
 CLAIM_LIMIT = 1000
@@ -88,7 +91,7 @@ def child_specs(n: int) -> list[ChildSpec]:
 
 async def _run(path: Path, children: list[ChildSpec], partition: str | None) -> tuple[float, int]:
     n = len(children)
-    async with flowactors.open_engine(path, maintenance_interval_ms=None) as engine:
+    async with flowactors.open_engine(path, shards=SHARDS, maintenance_interval_ms=None) as engine:
         await engine.create("parent", "batch", partition_key=partition)
         [parent] = await engine.claim_due("batch", "coordinator")
         before = fsyncs(engine)

@@ -3,7 +3,7 @@
 One unit of work is a flow's lifecycle in three durable single commands: `create`, then
 `claim_due(limit=1)`, then `complete` (each lifecycle on a flow type of its own, so the
 claim finds exactly its flow; see `_engine_util`). Each run gets a fresh engine
-(sync="always", 4 shards).
+(sync="always", default shards: 1).
 
 1. Capacity: a closed loop, 50 and then 200 Trio tasks each looping lifecycles for a fixed
    time (2 s; 0.3 s with --quick). Capacity is the higher of the two medians, in

@@ -1,6 +1,6 @@
 """The `lifecycle` scenario: flows created, claimed and completed, end to end, durably.
 
-Two measurements, each run on a fresh engine (sync="always", 4 shards):
+Two measurements, each run on a fresh engine (sync="always", default shards: 1):
 
 - bulk: N flows (200k; 10k with --quick) go through `create_many` (1000 per call), then one
   task loops `claim_due(limit=1000)` -> `complete_many([...])` until every flow is

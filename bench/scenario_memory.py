@@ -4,7 +4,7 @@ The data dir is built as in `restart`: N live flows (1M; 50k with --quick), queu
 100-byte payloads, created with sync="never" and closed cleanly. Each measured run is a
 fresh Python process (`sys.executable -c ...`, running `probe` below) that imports
 flowactors and Trio, runs `gc.collect()` and reads its RSS from /proc/self/statm, opens
-the engine (sync="always", 4 shards), checks `info()` reports all N flows, runs
+the engine (sync="always", default shards: 1), checks `info()` reports all N flows, runs
 `gc.collect()` and reads its RSS again with the engine still open. The difference over N
 is the RSS per live flow: the wal keydirs plus the shards' flow records and indexes.
 

@@ -7,7 +7,7 @@ for it, and its durability settings are read back from it (not assumed) and prin
 its figure:
 
 - flowactors: `create_many` (1000 per call) -> `claim_due(limit=1000)` -> `complete_many`,
-  sync="always" (4 shards; every acknowledged command batch fdatasynced), as `lifecycle`.
+  sync="always" (default shards: 1; every acknowledged command batch fdatasynced), as `lifecycle`.
 - huey (`huey` installed): `SqliteHuey(fsync=True, results=False)`, a no-op task enqueued N
   times (one commit each), then an in-process consumer loop `dequeue()` -> `execute()`, as
   the consumer's worker does; huey's dequeue deletes the row in one transaction (claim and

@@ -3,7 +3,7 @@
 N live flows (1M; 50k with --quick), queued and never completed, with 100-byte payloads,
 are created with sync="never" and `create_many` (1000 per call), and the engine is closed
 cleanly. Then, timed from entering `open_engine` until `await engine.info(type)` reports
-all N flows queued (4 shards; closing is not timed), three restarts:
+all N flows queued (default shards: 1; closing is not timed), three restarts:
 
 - after a crash: every `shard-*/records.ckpt` deleted first, so each shard rebuilds its
   state from the newest event of every flow (as after a crash, when the checkpoint no

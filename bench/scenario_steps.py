@@ -8,7 +8,7 @@ workflow code starts the child and waits for it without holding a worker; the ch
 step runs and the child completes, which wakes the parent; the second step runs again,
 finds the child's result, and the third step ends the run. The code-first twin does the
 same through `ctx.child` with no step re-run. One worker (concurrency 2000, batch 1000),
-4 shards, sync=always. N = 10k pipelines (1k with --quick). Floor: 1,500 pipelines/s on
+default shards (1), sync=always. N = 10k pipelines (1k with --quick). Floor: 1,500 pipelines/s on
 the 2-core VM (issue 18).
 """
 

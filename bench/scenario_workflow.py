@@ -2,7 +2,7 @@
 
 Each flow goes created -> charged -> shipped -> completed: three claims and three fenced
 acknowledgements (two transitions, one complete), every one group-committed with
-fdatasync (sync="always", 4 shards) before it is acknowledged. A producer task creates the
+fdatasync (sync="always", default shards: 1) before it is acknowledged. A producer task creates the
 flows with `Workflow.create_many` (1000 per call) while two `Worker`s (concurrency 2000,
 batch 1000, async handlers) process them, so creation and work overlap as in a live
 system. Measured: flows/s from the first create to the last completion, and each flow's

@@ -54,7 +54,9 @@ async def open_checked(
     path: str | os.PathLike[str], clock: FakeClock, **options: Any
 ) -> AsyncIterator[Any]:
     """`open_engine` on the fake clock, yielding a `Checked` engine (typed Any so tests
-    call the Engine API without casts)."""
+    call the Engine API without casts). Four shards unless told (a new engine's default
+    is one): the engine tests are where the cross-shard paths must run."""
+    options.setdefault("shards", 4)
     async with fa.open_engine(path, clock=clock, **options) as engine:
         engine._check()
         yield Checked(engine)

@@ -135,6 +135,28 @@ async def test_children_start_deterministically_and_report_outcomes(
         assert child.parent_id == "p1" and child.status == "completed"
 
 
+async def test_a_parent_takes_a_child_result_from_the_runner_that_completed_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child this runner created is known to run (no read before the parent waits),
+    and the result it completed with is handed to the parent's join (no read after):
+    at most the one check made once the parent's wait is stored reads the child."""
+    async with code_runner(tmp_path, REG) as r:
+        reads: list[str] = []
+        get = r.engine.get
+
+        async def counting(flow_id: str, *args: Any, **kwargs: Any) -> Any:
+            reads.append(flow_id)
+            return await get(flow_id, *args, **kwargs)
+
+        monkeypatch.setattr(r.engine, "get", counting)
+        out = await r.execute(parent, "p9", [])
+        assert out["direct"] == 10
+        (child,) = {i for i in reads if i.startswith("p9/")} or {"p9/?"}
+        assert reads.count(child) <= 1, reads
+        assert (await r.describe(child)).result == 10
+
+
 async def test_a_child_id_collision_is_a_typed_error(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

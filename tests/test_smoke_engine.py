@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 import flowactors as fa
 
 
@@ -23,3 +25,20 @@ async def test_lifecycle_survives_restart(tmp_path: Path) -> None:
         names = [e.name for e in await engine.history("o1")]
         assert names == ["created", "claimed", "transitioned", "claimed", "completed"]
         engine._check()
+
+
+async def test_shard_count_is_fixed_at_creation(tmp_path: Path) -> None:
+    """A new engine gets the default shard count; reopening takes the recorded count
+    whatever the default, and a different count given is refused, changing nothing."""
+    fresh, four = tmp_path / "fresh", tmp_path / "four"
+    async with fa.open_engine(fresh) as engine:
+        assert len(engine.statistics()["shards"]) == 1
+    async with fa.open_engine(four, shards=4) as engine:
+        await engine.create("a", "job")
+    async with fa.open_engine(four) as engine:
+        assert len(engine.statistics()["shards"]) == 4
+        assert (await engine.get("a")) is not None
+    with pytest.raises(fa.InvalidArgument, match="created with 4 shards"):
+        async with fa.open_engine(four, shards=2):
+            pass
+    assert sorted(p.name for p in four.glob("shard-*")) == [f"shard-00{i}" for i in range(4)]

@@ -99,6 +99,7 @@ CHUNK, SIG = "j:", "sig:"
 MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
 MAX_WAKES = 1000  # wakes sent at once by the waker
 MAX_FEEDS = 1000  # outcomes fed in one claim before it commits anyway (tight loops)
+MAX_KEPT_RESULTS = 10_000  # child results kept for their parents' joins (see _children_done)
 NO_RETRY = RetryPolicy(max_retries=0, backoff="none", jitter_pct=0)
 _LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
 
@@ -306,6 +307,13 @@ class CodeRunner:
         self._sticky_runs = sticky_runs
         self._watch: dict[str, tuple[str, Any]] = {}
         self._ended: dict[str, trio.Event] = {}
+        # Results of child runs this process completed, kept so that the parent's wake
+        # reads the outcome here rather than from the engine: run id -> result bytes,
+        # set when the Complete is decided (`_finishing`) and published once it is
+        # acknowledged (`_children_done`, taken by the parent's join). Both bounded: a
+        # parent that never joins (start_child) must not make them grow.
+        self._finishing: OrderedDict[str, bytes] = OrderedDict()
+        self._children_done: OrderedDict[str, bytes] = OrderedDict()
         self._workers: set[Worker] = set()
         self._wake_send, self._wake_recv = trio.open_memory_channel[tuple[str, str]](math.inf)
         self._alarms: list[int] = []  # due times of runs this process left waiting (a heap)
@@ -655,6 +663,9 @@ class CodeRunner:
 
     def _acked(self, flow: Flow) -> None:
         self.counts["commits"] += 1
+        result = self._finishing.pop(flow.id, None)
+        if result is not None and flow.state == "completed":
+            _bounded_put(self._children_done, flow.id, result)
         committed = self._committing.pop(flow.id, None)
         kept = self._sticky_pending.pop(flow.id, None)
         if kept is not None:
@@ -766,6 +777,7 @@ class CodeRunner:
         except _LOST:
             job.settled = True  # someone else owns the run now: acknowledge nothing
             self._committing.pop(job.flow.id, None)
+            self._finishing.pop(job.flow.id, None)
             kept = self._sticky_pending.pop(job.flow.id, None)
             if kept is not None:
                 kept[1].close()
@@ -878,6 +890,12 @@ class CodeRunner:
             replay.rebase(self.engine.now_ms())
             fed = False
 
+        # Children this claim created and found running: a join on one of them goes
+        # straight to waiting, without asking the engine again. If the child ends before
+        # the wait is stored, its wake finds the parent not yet waiting; the check made
+        # once the wait is acknowledged (the "child" watch, see `_acked`) catches that.
+        running: set[str] = set()
+
         async def feed() -> EngineOutcome:
             nonlocal fed
             for _ in range(MAX_FEEDS):
@@ -902,7 +920,8 @@ class CodeRunner:
                     if fed:
                         await durable()
                     for eff, child_wf, child_input in pending:
-                        await self._create_child(flow, replay, eff, child_wf, child_input)
+                        if await self._create_child(flow, replay, eff, child_wf, child_input):
+                            running.add(str(eff.extra["child"]))
                 replay.pending_children.clear()
                 if out.status == "returned":
                     value = out.value
@@ -913,10 +932,10 @@ class CodeRunner:
                         values = self._commit_values(flow, replay, events, nchunks) or {}
                         values["continued"] = successor.encode()
                         return Complete(_values.encode({"continued": successor}), values)
-                    return Complete(
-                        _values.encode_plain(value),
-                        self._commit_values(flow, replay, events, nchunks),
-                    )
+                    result = _values.encode_plain(value)
+                    if flow.parent_id is not None:
+                        _bounded_put(self._finishing, flow.id, result)
+                    return Complete(result, self._commit_values(flow, replay, events, nchunks))
                 if out.status == "raised":
                     assert out.error is not None
                     return Fail(
@@ -954,7 +973,7 @@ class CodeRunner:
                 elif eff.kind == "join_any":
                     children = [str(c) for c in eff.extra.get("children") or []]
                     for index, child_id in enumerate(children):
-                        ended = await self._child_outcome(child_id)
+                        ended = await self._child_outcome(child_id, consume=True)
                         if ended is not None:
                             ok, value = ended
                             key = "value" if ok else "error"
@@ -970,7 +989,11 @@ class CodeRunner:
                         await self.cancel(eff.name, str(eff.extra.get("reason") or "cancelled"))
                     replay.resolve(eff, None)
                 elif eff.kind == "join":
-                    outcome = await self._child_outcome(eff.name)
+                    outcome = (
+                        None
+                        if eff.name in running
+                        else await self._child_outcome(eff.name, consume=True)
+                    )
                     until = eff.extra.get("until")  # (await_child with a timeout)
                     if outcome is None:
                         if until is not None and until <= now:
@@ -1082,10 +1105,11 @@ class CodeRunner:
 
     async def _create_child(
         self, flow: Flow, replay: Replay, eff: Effect, wf: WorkflowDef, input: Any
-    ) -> None:
+    ) -> bool:
+        """Create (or find again, after a crash) the child run; True if it is running."""
         child_id = str(eff.extra["child"])
         try:
-            await self.engine.create(
+            child = await self.engine.create(
                 child_id,
                 self.type_of(eff.extra.get("queue") or wf.queue),
                 state=READY,
@@ -1102,14 +1126,22 @@ class CodeRunner:
         except (IdempotencyConflict, FlowExists, InvalidArgument) as exc:
             replay.fail(eff, {"type": "ChildIdCollision",
                               "message": f"child id {child_id!r}: {exc}"})  # fmt: skip
-            return
+            return False
         replay.resolve(eff, child_id)
         for worker in self._workers:
             worker.wake()
+        return not child.terminal
 
-    async def _child_outcome(self, child_id: str) -> tuple[bool, Any] | None:
+    async def _child_outcome(
+        self, child_id: str, *, consume: bool = False
+    ) -> tuple[bool, Any] | None:
         """(True, result) / (False, error) once the child (followed along its chain)
-        ended; None while it runs."""
+        ended; None while it runs. A result this process acknowledged is read from
+        `_children_done` (and, with `consume`, forgotten: the parent's join took it)."""
+        done = self._children_done
+        result = done.pop(child_id, None) if consume else done.get(child_id)
+        if result is not None:
+            return True, _values.decode(result)
         for _ in range(10_000):
             child = await self.engine.get(child_id, values=("continued",))
             if child is None:
@@ -1202,3 +1234,9 @@ class CodeRunner:
         for worker in self._workers:
             worker.wake()
         return successor
+
+
+def _bounded_put(table: OrderedDict[str, bytes], key: str, value: bytes) -> None:
+    table[key] = value
+    if len(table) > MAX_KEPT_RESULTS:
+        table.popitem(last=False)

@@ -1,7 +1,8 @@
 """The embeddable engine: `open_engine` and the one public `Engine` object.
 
 `async with open_engine(path) as engine:` checks the data directory's layout (`_layout`),
-opens N shards (default 4), each with its own wal directory `path/shard-NNN`, rebuilds
+opens its N shards (fixed when the directory is created; default 1, see
+`_layout.DEFAULT_SHARDS` for why), each with its own wal directory `path/shard-NNN`, rebuilds
 their state from the logs (or the records saved at the last clean close), runs one actor
 task per shard and the cross-shard couriers, and closes them all on exit.
 
@@ -158,7 +159,7 @@ def _report_recovery(recovery: EngineRecovery) -> None:
 async def open_engine(
     path: str | os.PathLike[str],
     *,
-    shards: int = 4,
+    shards: int | None = None,
     sync: str = "always",
     clock: Callable[[], int] | None = None,
     retry_policy: RetryPolicy | None = None,
@@ -171,6 +172,10 @@ async def open_engine(
     fs: wal.FileSystem | None = None,
 ) -> AsyncIterator[Engine]:
     """Open (creating if needed) an engine in `path`, inside the running Trio program.
+
+    `shards`: how many shards a new engine gets (default 1: see `_layout.DEFAULT_SHARDS`);
+    an existing one keeps the count it was created with, and None opens it whatever that
+    is (a different number given is an InvalidArgument).
 
     `clock` returns engine time in ms (default: wall clock; use `trio_clock_ms` with
     Trio's MockClock in tests). `sync` is the wal sync mode (`always` is durable).
@@ -185,7 +190,8 @@ async def open_engine(
     if not isinstance(path, str | os.PathLike):
         raise InvalidArgument(f"path must be a str or os.PathLike, not {type(path).__name__}")
     root = os.fspath(path)
-    m.check_int(shards, "shards", 1, SLOTS)
+    if shards is not None:
+        m.check_int(shards, "shards", 1, SLOTS)
     m.check_int(queue_capacity, "queue_capacity", 1, 1 << 20)
     if maintenance_interval_ms is not None:
         m.check_int(maintenance_interval_ms, "maintenance_interval_ms", 1, m.MAX_DELAY_MS)
@@ -203,6 +209,7 @@ async def open_engine(
     clock_fn = clock or wall_clock_ms
     opened: list[Shard] = []
     try:
+        shards = layout.shards
         for i in range(shards):
             opened.append(
                 await Shard.open(

@@ -205,18 +205,16 @@ class Request:
 
 
 class _Run:
-    """Requests of one kind decided together (see `Shard._plan`): the ids they touch, and
-    what the requests they passed over touch."""
+    """Requests of one kind decided together (see `Shard._plan`): the position in the
+    batch of its first member, and the ids its members touch."""
 
-    __slots__ = ("crossed_claims", "crossed_ids", "crossed_types", "ids", "kind", "members")
+    __slots__ = ("ids", "kind", "members", "start")
 
-    def __init__(self, kind: Any, first: Request, flow_id: str | None) -> None:
+    def __init__(self, kind: Any, first: Request, flow_id: str | None, start: int) -> None:
         self.kind = kind  # "created", COMPLETED, FAILED, or a claim's parameters (a tuple)
         self.members = [first]
         self.ids = set() if flow_id is None else {flow_id}
-        self.crossed_ids: set[str] = set()  # ids touched by requests passed over
-        self.crossed_types: set[str] = set()  # types of flows they touch
-        self.crossed_claims: set[str] = set()  # types they claim
+        self.start = start
 
 
 class Shard:
@@ -440,10 +438,19 @@ class Shard:
         policies) is a barrier that nothing passes."""
         units: list[Request | _Run] = []
         runs: dict[Any, _Run] = {}
+        # Where each id, claimed type and touched type was last touched (batch position),
+        # so that a join asks "touched since the run began?" in O(1) rather than every
+        # open run being told of every request (quadratic: 40% of a 1,000-request batch
+        # of claims on distinct types). For types, also by whom: a claim run's own members
+        # touch its type, and only others' touches cross it - `by_type[t]` is (last
+        # position, its run or request, the last position touched by any other).
+        id_touched: dict[str, int] = {}
+        claim_touched: dict[str, int] = {}
+        by_type: dict[str, tuple[int, object, int]] = {}
         state = self.state
         records = state.records
         now = self.clock()
-        for req in batch:
+        for pos, req in enumerate(batch):
             cmd = req.command
             fid: str | None
             key: Any
@@ -470,31 +477,41 @@ class Shard:
                 units.append(req)
                 continue
             joined = None if key is None else runs.get(key)
-            run: _Run | None
-            if joined is not None and (
-                ftype not in joined.crossed_types
-                if fid is None
-                else fid not in joined.ids
-                and fid not in joined.crossed_ids
-                and ftype not in joined.crossed_claims
-            ):
-                run = joined
-                run.members.append(req)
-                if fid is not None:
-                    run.ids.add(fid)
-            elif key is None:
-                run = None
-                units.append(req)
+            run: _Run | None = None
+            if joined is not None:
+                start = joined.start
+                if fid is None:
+                    last = by_type.get(ftype)
+                    crossed = last is not None and (
+                        last[0] > start if last[1] is not joined else last[2] > start
+                    )
+                else:
+                    crossed = (
+                        id_touched.get(fid, -1) >= start or claim_touched.get(ftype, -1) > start
+                    )
+                if not crossed:
+                    run = joined
+                    run.members.append(req)
+                    if fid is not None:
+                        run.ids.add(fid)
+            if run is None:
+                if key is None:
+                    units.append(req)
+                else:
+                    run = runs[key] = _Run(key, req, fid, pos)
+                    units.append(run)
+            who: object = req if run is None else run
+            if fid is None:
+                claim_touched[ftype] = pos
             else:
-                run = runs[key] = _Run(key, req, fid)
-                units.append(run)
-            for other in runs.values():
-                if other is not run:
-                    other.crossed_types.add(ftype)
-                    if fid is None:
-                        other.crossed_claims.add(ftype)
-                    else:
-                        other.crossed_ids.add(fid)
+                id_touched[fid] = pos
+            last = by_type.get(ftype)
+            if last is None:
+                by_type[ftype] = (pos, who, -1)
+            elif last[1] is who:
+                by_type[ftype] = (pos, who, last[2])
+            else:
+                by_type[ftype] = (pos, who, last[0])
         return units
 
     def _execute_run(self, run: _Run, now: int, frames: list[wal.Columns]) -> None:
