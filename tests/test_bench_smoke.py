@@ -127,7 +127,13 @@ FLOORS = {
 }
 # Counts that may honestly be zero in a quick run.
 MAY_BE_ZERO = {"wal_batch_api_rotations"}
-BASELINES = ["raw_fdatasync_per_s", "raw_seq_write_mb_per_s", "machine_cores"]
+BASELINES = [
+    "raw_fdatasync_per_s",
+    "raw_seq_write_mb_per_s",
+    "raw_python_kops_per_s",
+    "raw_python_after_kops_per_s",
+    "machine_cores",
+]
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:

@@ -806,7 +806,7 @@ class CodeRunner:
                     current=self.registry.latest(name).code_hash,
                 )
             return self._park("unknown_workflow", f"no workflow named {name!r} is registered")
-        nchunks_now = sum(1 for n in flow.value_sizes if n.startswith(CHUNK))
+        nchunks_now = len([n for n in flow.value_sizes if n.startswith(CHUNK)])
         sticky = self._sticky.pop(flow.id, None)
         if sticky is not None and sticky[0] == nchunks_now:
             nchunks, replay, events = sticky
