@@ -101,6 +101,20 @@ def crash_everywhere(
     return crashed
 
 
+def clean_run(
+    sessions: Callable[[SimulatedFileSystem], Any],
+    drive: Callable[[Pipelines, list[Any]], Awaitable[None]],
+) -> tuple[Any, int]:
+    """One session with no power loss: its result, and how many disk calls it made (the
+    crash points to try)."""
+    fs = new_fs(0)
+    RAN.clear()
+    out: list[Any] = []
+    start = fs.statistics().ops
+    assert sessions(fs).run(lambda r: drive(r, out)) is None
+    return out[0], fs.statistics().ops - start
+
+
 async def run_to_end(runs: Pipelines, out: list[Any]) -> None:
     await runs.start(crashy, "r", {})
     async with runs.running():
@@ -108,12 +122,7 @@ async def run_to_end(runs: Pipelines, out: list[Any]) -> None:
 
 
 def test_a_power_loss_at_any_disk_call_loses_no_saved_step(report: Any) -> None:
-    fs = new_fs(0)
-    RAN.clear()
-    out: list[Any] = []
-    start = fs.statistics().ops
-    assert sessions_of(fs).run(lambda r: run_to_end(r, out)) is None
-    expected, ops = out[0], fs.statistics().ops - start
+    expected, ops = clean_run(sessions_of, run_to_end)
     assert expected == {"a": 1, "b": 2, "c": 20}
     assert RAN == ["first", "second 1", "second 2", "third"]
     crashed = crash_everywhere(sessions_of, run_to_end, "r", ops, expected)
@@ -192,12 +201,7 @@ def test_a_power_loss_in_a_pipeline_with_a_branch_a_parallel_block_and_a_child(
     """The same promise through a branch, a parallel block (two child runs) and a
     call_workflow child: every session ends with the same result; nothing runs twice in
     one session; a parent step saved before the power loss never runs again."""
-    fs = new_fs(0)
-    RAN.clear()
-    out: list[Any] = []
-    start = fs.statistics().ops
-    assert block_sessions(fs).run(lambda r: run_blocks(r, out)) is None
-    expected, ops = out[0], fs.statistics().ops - start
+    expected, ops = clean_run(block_sessions, run_blocks)
     assert expected == {
         "kind": "a", "n": 2, "route": "a", "sub": 6,
         "__results__": {"left": ["ok", 3], "right": ["ok", 4]},

@@ -57,7 +57,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import trio
 
@@ -99,6 +99,7 @@ CHUNK, SIG = "j:", "sig:"
 MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
 MAX_WAKES = 1000  # wakes sent at once by the waker
 MAX_FEEDS = 1000  # outcomes fed in one claim before it commits anyway (tight loops)
+_T = TypeVar("_T")
 MAX_KEPT_RESULTS = 10_000  # child results kept for their parents' joins (see _children_done)
 NO_RETRY = RetryPolicy(max_retries=0, backoff="none", jitter_pct=0)
 _LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
@@ -665,7 +666,7 @@ class CodeRunner:
         self.counts["commits"] += 1
         result = self._finishing.pop(flow.id, None)
         if result is not None and flow.state == "completed":
-            _bounded_put(self._children_done, flow.id, result)
+            _bounded_put(self._children_done, flow.id, result, MAX_KEPT_RESULTS)
         committed = self._committing.pop(flow.id, None)
         kept = self._sticky_pending.pop(flow.id, None)
         if kept is not None:
@@ -748,10 +749,7 @@ class CodeRunner:
                 await self._alarm_changed.wait()
 
     def _remember(self, run_id: str, entry: tuple[int, Events]) -> None:
-        self._cache[run_id] = entry
-        self._cache.move_to_end(run_id)
-        while len(self._cache) > self._cache_runs:
-            self._cache.popitem(last=False)
+        _bounded_put(self._cache, run_id, entry, self._cache_runs)
 
     # -- one step -------------------------------------------------------------------------
 
@@ -934,7 +932,7 @@ class CodeRunner:
                         return Complete(_values.encode({"continued": successor}), values)
                     result = _values.encode_plain(value)
                     if flow.parent_id is not None:
-                        _bounded_put(self._finishing, flow.id, result)
+                        _bounded_put(self._finishing, flow.id, result, MAX_KEPT_RESULTS)
                     return Complete(result, self._commit_values(flow, replay, events, nchunks))
                 if out.status == "raised":
                     assert out.error is not None
@@ -1236,7 +1234,9 @@ class CodeRunner:
         return successor
 
 
-def _bounded_put(table: OrderedDict[str, bytes], key: str, value: bytes) -> None:
+def _bounded_put(table: OrderedDict[str, _T], key: str, value: _T, limit: int) -> None:
+    """Put `key` last (most recent) and drop the oldest entries beyond `limit`."""
     table[key] = value
-    if len(table) > MAX_KEPT_RESULTS:
+    table.move_to_end(key)
+    while len(table) > limit:
         table.popitem(last=False)

@@ -430,21 +430,10 @@ class Commands(Routing):
         and the old ones are stale. `from_state`, if given, must be the current step. One
         command where a transition and a claim would take two (FerricStore's
         FLOW.STEP_CONTINUE)."""
-        m.check_int(lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
-        if type(lease_token) is not str:
-            raise InvalidArgument(f"lease_token must be a string, got {type(lease_token).__name__}")
-        command = m.StepContinue(
-            flow_id,
-            lease_token,
-            fencing_token,
-            None if from_state is None else m.check_name(from_state, "from_state"),
-            None if to_state is None else m.check_active_state(to_state, "to_state"),
-            lease_ms,
-            None if worker is None else m.check_name(worker, "worker"),
-            m.check_blob(payload, "payload"),
-            m.check_values(values),
-            m.check_attributes(attributes),
-        )
+        command = _step_continue(
+            flow_id, lease_token, fencing_token, from_state, to_state, lease_ms, worker,
+            payload, values, attributes,
+        )  # fmt: skip
         m.check_carried(
             "step_continue", command.values, command.payload, attributes=command.attributes
         )
@@ -460,23 +449,11 @@ class Commands(Routing):
         commands: list[tuple[str, str | None, m.Command]] = []
         carried = 0
         for a in checked:
-            m.check_int(a.lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
-            if type(a.lease_token) is not str:
-                raise InvalidArgument(
-                    f"lease_token must be a string, got {type(a.lease_token).__name__}"
-                )
+            command = _step_continue(
+                a.id, a.lease_token, a.fencing_token, None, a.to_state, a.lease_ms, None,
+                a.payload, a.values, None,
+            )  # fmt: skip
             m.check_tokens(a.fencing_token, a.lease_token)
-            command = m.StepContinue(
-                a.id,
-                a.lease_token,
-                a.fencing_token,
-                None,
-                None if a.to_state is None else m.check_active_state(a.to_state, "to_state"),
-                a.lease_ms,
-                None,
-                m.check_blob(a.payload, "payload"),
-                m.check_values(a.values),
-            )
             if command.values:
                 carried += m.values_bytes(command.values)
             carried += len(command.payload or b"")
@@ -848,3 +825,33 @@ class Commands(Routing):
             ),
         )
         return flow
+
+
+def _step_continue(
+    flow_id: str,
+    lease_token: object,
+    fencing_token: int,
+    from_state: str | None,
+    to_state: str | None,
+    lease_ms: int,
+    worker: str | None,
+    payload: bytes | None,
+    values: Mapping[str, bytes] | None,
+    attributes: Mapping[str, str] | None,
+) -> m.StepContinue:
+    """A checked StepContinue (`step_continue` and each item of `step_continue_many`)."""
+    m.check_int(lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
+    if type(lease_token) is not str:
+        raise InvalidArgument(f"lease_token must be a string, got {type(lease_token).__name__}")
+    return m.StepContinue(
+        flow_id,
+        lease_token,
+        fencing_token,
+        None if from_state is None else m.check_name(from_state, "from_state"),
+        None if to_state is None else m.check_active_state(to_state, "to_state"),
+        lease_ms,
+        None if worker is None else m.check_name(worker, "worker"),
+        m.check_blob(payload, "payload"),
+        m.check_values(values),
+        m.check_attributes(attributes),
+    )

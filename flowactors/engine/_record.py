@@ -280,9 +280,6 @@ def encode_run(
                 tail = tails[key]
             else:
                 tail = tails[key] = None if meta is None else _meta_tail(meta)
-        if r[VALUES] is not None or r[ATTRIBUTES] is not None or r[EXT] is not None:
-            append(encode_event(r, name, meta, None))  # a tail of its own: no shared one
-            continue
         try:
             data: bytes | None = _encode_given(r, name, tail)
         except (struct.error, TypeError, ValueError):  # outside the fixed layout

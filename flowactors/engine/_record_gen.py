@@ -655,6 +655,8 @@ def encode_given(r: Record, name: str, tail: bytes | None) -> bytes | None:
     """`encode_packed` with the tail given (a run's shared meta, encoded once);
     None when the record's own fields need a tail of their own."""
     id, type, state, run_state, version, attempts, reclaims, fencing, lease_owner, lease_token, lease_deadline, created_at, updated_at, next_run_at, priority, partition, payload_ver, payload_size, result_ver, error_ver, values, attributes, parent_id, root_id, correlation_id, hist_floor, active_deadline, retention_until, retention_ms, create_digest, last_event, ext = r
+    if values is not None or attributes is not None or ext is not None:
+        return None  # (checked first: no head is built only to be dropped)
     mask = 0
     if run_state is None:
         mask |= 1
@@ -696,8 +698,6 @@ def encode_given(r: Record, name: str, tail: bytes | None) -> bytes | None:
     if text.count('\0') != 11:
         raise ValueError('NUL inside a string field')
     raw = text.encode()
-    if values is not None or attributes is not None or ext is not None:
-        return None
     if tail is None:
         return _pack(2, 0, mask, version, attempts, reclaims, fencing, lease_deadline, created_at, updated_at, next_run_at, priority, payload_ver, payload_size, result_ver, error_ver, hist_floor, active_deadline, retention_until, retention_ms, create_digest, len(raw)) + raw
     return b''.join((_pack(2, 1, mask, version, attempts, reclaims, fencing, lease_deadline, created_at, updated_at, next_run_at, priority, payload_ver, payload_size, result_ver, error_ver, hist_floor, active_deadline, retention_until, retention_ms, create_digest, len(raw)), raw, tail))
