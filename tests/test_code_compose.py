@@ -138,9 +138,10 @@ async def test_children_start_deterministically_and_report_outcomes(
 async def test_a_parent_takes_a_child_result_from_the_runner_that_completed_it(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A child this runner created is known to run (no read before the parent waits),
-    and the result it completed with is handed to the parent's join (no read after):
-    at most the one check made once the parent's wait is stored reads the child."""
+    """A child started and then joined is created by the command that stores its parent's
+    wait, so it is known to run (no read before the parent waits) and wakes the parent
+    itself (no check after); the result it completed with is handed to the parent's
+    join (no read after): the child is never read, nor the parent by the child."""
     async with code_runner(tmp_path, REG) as r:
         reads: list[str] = []
         get = r.engine.get
@@ -152,9 +153,10 @@ async def test_a_parent_takes_a_child_result_from_the_runner_that_completed_it(
         monkeypatch.setattr(r.engine, "get", counting)
         out = await r.execute(parent, "p9", [])
         assert out["direct"] == 10
-        (child,) = {i for i in reads if i.startswith("p9/")} or {"p9/?"}
-        assert reads.count(child) <= 1, reads
-        assert (await r.describe(child)).result == 10
+        assert [i for i in reads if i.startswith("p9/")] == [], reads
+        child = (await r.engine.by_parent("p9")).items[0]
+        assert (await r.describe(child.id)).result == 10
+        assert r.counts["wakes"] == 0  # the engine woke the parent, in the child's commit
 
 
 async def test_a_child_id_collision_is_a_typed_error(
@@ -162,6 +164,26 @@ async def test_a_child_id_collision_is_a_typed_error(
 ) -> None:
     async with code_runner(tmp_path, REG) as r:
         assert await r.execute(collide, "c1", None) == [10, "collision"]
+
+
+@workflow(check=False)
+async def joins_one(ctx: Context, _: None) -> Any:
+    try:
+        return await ctx.child(leaf, 1, id="kid")
+    except ChildIdCollision:
+        return "collision"
+
+
+async def test_a_child_id_taken_by_another_flow_is_a_typed_error(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The command that would store the parent's wait and create the child is refused
+    (the id is taken) and changes nothing; the claim ends, and the next one creates the
+    child on its own, which journals the collision."""
+    async with code_runner(tmp_path, registry(leaf, joins_one)) as r:
+        await r.engine.create("j1/kid", "someone-else")
+        assert await r.execute(joins_one, "j1", None) == "collision"
+        assert (await r.engine.get("j1/kid")).type == "someone-else"
 
 
 async def test_cancelling_a_parent_cascades_to_live_descendants(

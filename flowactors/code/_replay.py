@@ -385,9 +385,8 @@ class Context:
         started = (
             self._r.effects[handle.position] if handle.position < len(self._r.effects) else None
         )
-        if started is not None and started.done and not started.ok:
-            err = started.error or {}
-            raise ChildIdCollision(str(err.get("message")))
+        if _refused(started) and not self._joined_next(handle):
+            raise _collision(started)  # known refused before this join was ever entered
         if timeout is None:
             eff = self._enter("join", handle.run_id, "")
         else:
@@ -396,6 +395,8 @@ class Context:
             until = self._r.now_ms + timeout
             eff = self._enter("join", handle.run_id, _values.digest(timeout), {"until": until})
         eff = await self._wait(eff)
+        if _refused(started):  # refused while this join waited (the join failed with it)
+            raise _collision(started)
         if eff.ok:
             if timeout is None:
                 return eff.value
@@ -405,6 +406,14 @@ class Context:
         if err.get("type") == "cancelled":
             raise ChildCancelled(handle.run_id)
         raise ChildFailed(handle.run_id, str(err.get("type")), str(err.get("message")))
+
+    def _joined_next(self, handle: ChildHandle) -> bool:
+        """Whether the journal's next effect is this child's join: a start refused (its
+        id taken) while the join already waited, as when `child()` starts and joins at
+        once; that join is then replayed too, so the replay matches the journal."""
+        r = self._r
+        nxt = r.effects[r.cursor] if r.cursor < r.stored else None
+        return nxt is not None and nxt.kind == "join" and nxt.name == handle.run_id
 
     async def await_any_child(self, handles: Sequence[ChildHandle]) -> tuple[int, Any]:
         """(index, outcome) of the first of `handles` seen ended: its result, or the
@@ -618,6 +627,15 @@ class Replay:
             self.drift = self.drift or SuspendLeakError(f"run {self.run_id}: {exc}")
         except Exception:  # code in finally blocks failing while closing: ignored
             pass
+
+
+def _refused(started: Effect | None) -> bool:
+    return started is not None and started.done and not started.ok
+
+
+def _collision(started: Effect | None) -> ChildIdCollision:
+    err = (started.error if started is not None else None) or {}
+    return ChildIdCollision(str(err.get("message")))
 
 
 def timeout_value() -> dict[str, Any]:

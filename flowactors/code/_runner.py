@@ -62,6 +62,7 @@ from typing import Any, TypeVar, cast
 import trio
 
 from flowactors import (
+    ChildSpec,
     Complete,
     CreateSpec,
     Engine,
@@ -240,6 +241,13 @@ def _info(flow: Flow, code: dict[str, Any] | None = None) -> RunInfo:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Spawning(Transition):
+    """A claim's last command when it also creates the children its step started."""
+
+    children: Sequence[ChildSpec] = ()
+
+
 class CodeRunner:
     """Runs code workflows durably on an engine, and is their client.
 
@@ -308,13 +316,16 @@ class CodeRunner:
         self._sticky_runs = sticky_runs
         self._watch: dict[str, tuple[str, Any]] = {}
         self._ended: dict[str, trio.Event] = {}
-        # Results of child runs this process completed, kept so that the parent's wake
-        # reads the outcome here rather than from the engine: run id -> result bytes,
-        # set when the Complete is decided (`_finishing`) and published once it is
-        # acknowledged (`_children_done`, taken by the parent's join). Both bounded: a
-        # parent that never joins (start_child) must not make them grow.
-        self._finishing: OrderedDict[str, bytes] = OrderedDict()
+        # Child runs this process is ending: run id -> (result bytes when completing,
+        # whether the parent needs our wake), set when the outcome is decided
+        # (`_finishing`); a result is published once acknowledged (`_children_done`,
+        # taken by the parent's join, which then reads nothing from the engine). Both
+        # bounded: a parent that never joins (start_child) must not make them grow.
+        self._finishing: OrderedDict[str, tuple[bytes | None, bool]] = OrderedDict()
         self._children_done: OrderedDict[str, bytes] = OrderedDict()
+        # Children whose creation with their parent's step was refused (an id taken):
+        # created one by one from then on, which journals the collision (see `_step`).
+        self._collided: OrderedDict[str, None] = OrderedDict()
         self._workers: set[Worker] = set()
         self._wake_send, self._wake_recv = trio.open_memory_channel[tuple[str, str]](math.inf)
         self._alarms: list[int] = []  # due times of runs this process left waiting (a heap)
@@ -326,8 +337,13 @@ class CodeRunner:
 
     # -- the client API -------------------------------------------------------------------
 
-    def _payload(self, wf: WorkflowDef, input: Any, generation: int = 1) -> bytes:
-        return _values.encode({"w": wf.name, "i": input, "g": generation})
+    def _payload(
+        self, wf: WorkflowDef, input: Any, generation: int = 1, *, joined: bool = False
+    ) -> bytes:
+        doc = {"w": wf.name, "i": input, "g": generation}
+        if joined:  # created with its parent's step, and wakes it itself (see `_step`)
+            doc["j"] = 1
+        return _values.encode(doc)
 
     def _code(self, wf: WorkflowDef) -> bytes:
         return _values.encode({"h": wf.code_hash, "v": wf.version})
@@ -664,9 +680,9 @@ class CodeRunner:
 
     def _acked(self, flow: Flow) -> None:
         self.counts["commits"] += 1
-        result = self._finishing.pop(flow.id, None)
-        if result is not None and flow.state == "completed":
-            _bounded_put(self._children_done, flow.id, result, MAX_KEPT_RESULTS)
+        ending = self._finishing.pop(flow.id, None)
+        if ending is not None and ending[0] is not None and flow.state == "completed":
+            _bounded_put(self._children_done, flow.id, ending[0], MAX_KEPT_RESULTS)
         committed = self._committing.pop(flow.id, None)
         kept = self._sticky_pending.pop(flow.id, None)
         if kept is not None:
@@ -683,7 +699,7 @@ class CodeRunner:
             event = self._ended.pop(flow.id, None)
             if event is not None:
                 event.set()
-            if flow.parent_id is not None:
+            if flow.parent_id is not None and (ending is None or ending[1]):
                 self._wake_send.send_nowait(("wake", flow.parent_id))
             return
         if committed is not None:
@@ -771,7 +787,10 @@ class CodeRunner:
 
     async def _step(self, job: Job) -> EngineOutcome | None:
         try:
-            return await self._advance(job)
+            outcome = await self._advance(job)
+            if isinstance(outcome, _Spawning):
+                return await self._spawn(job, outcome)
+            return outcome
         except _LOST:
             job.settled = True  # someone else owns the run now: acknowledge nothing
             self._committing.pop(job.flow.id, None)
@@ -781,6 +800,51 @@ class CodeRunner:
                 kept[1].close()
             self._watch.pop(job.flow.id, None)
             return None
+
+    async def _spawn(self, job: Job, outcome: _Spawning) -> EngineOutcome | None:
+        """End the claim with one command that stores its step and creates the children
+        the step started (`Context.transition`): they exist exactly when the step that
+        started them is stored, so nothing outside the run came first; each wakes the
+        run when it ends (the engine makes it due, in the child's own commit), so the run
+        waits for them with no read and no wake of ours. A child id already taken
+        refuses the command: the claim then ends storing nothing, and the next replay
+        creates those children one by one, which journals the collision."""
+        try:
+            flow = await job.transition(
+                outcome.to_state,
+                run_at_ms=outcome.run_at_ms,
+                values=outcome.values,
+                children=outcome.children,
+            )
+        except (FlowExists, IdempotencyConflict):
+            for child in outcome.children:
+                _bounded_put(self._collided, child.id, None, MAX_KEPT_RESULTS)
+            run_id = job.flow.id
+            self._committing.pop(run_id, None)
+            self._watch.pop(run_id, None)
+            kept = self._sticky_pending.pop(run_id, None)
+            if kept is not None:
+                kept[1].close()
+            return Transition(READY)
+        self._acked(flow)
+        for worker in self._workers:
+            worker.wake()
+        return None
+
+    def _child_spec(self, child_id: str, eff: Effect, wf: WorkflowDef, input: Any) -> ChildSpec:
+        """A child created with its parent's step (see `_spawn`)."""
+        return ChildSpec(
+            child_id,
+            self.type_of(eff.extra.get("queue") or wf.queue),
+            payload=self._payload(wf, input, joined=True),
+            state=READY,
+            priority=wf.priority,
+            values={"code": self._code(wf)},
+            attributes={"workflow": wf.name},
+            correlation_id=child_id,
+            retention_ms=wf.retention_ms,
+            wake_parent=True,
+        )
 
     def _park(self, reason: str, message: str, **extra: Any) -> Transition:
         self.counts["parked"] += 1
@@ -813,7 +877,9 @@ class CodeRunner:
             if sticky is not None:
                 sticky[1].close()
             events, nchunks = await self._journal(flow)
-            if nchunks == 0 and flow.parent_id is not None:
+            if nchunks == 0 and flow.parent_id is not None and not params.get("j"):
+                # (a child created with its parent's step cannot outlive its cancel: the
+                # parent's cancel fences that step, and cancels the children it finds)
                 parent = await self.engine.get(flow.parent_id)
                 if parent is not None and parent.state == "cancelled":
                     error = {"type": "cancelled", "message": "parent cancelled"}
@@ -871,8 +937,23 @@ class CodeRunner:
         flow = job.flow
         fed = False  # an outcome was fed since the last commit: outside effects wait
 
+        # Children started since the last command, created by the command that ends the
+        # claim, with the step that started them (see `_spawn`) - unless something outside
+        # the run comes first (`create_deferred`): effect position -> (effect, workflow,
+        # input), and their ids.
+        deferred: dict[int, tuple[Effect, WorkflowDef, Any]] = {}
+        deferred_ids: set[str] = set()
+
         def commit(state: str, run_at: int | None = None) -> Transition:
+            children: list[ChildSpec] = []
+            for eff, child_wf, child_input in deferred.values():
+                child_id = str(eff.extra["child"])
+                replay.resolve(eff, child_id)
+                children.append(self._child_spec(child_id, eff, child_wf, child_input))
+            deferred.clear()
             values = self._commit_values(flow, replay, events, nchunks)
+            if children:
+                return _Spawning(state, run_at_ms=run_at, values=values, children=children)
             return Transition(state, run_at_ms=run_at, values=values)
 
         async def durable() -> None:
@@ -893,6 +974,27 @@ class CodeRunner:
         # the wait is stored, its wake finds the parent not yet waiting; the check made
         # once the wait is acknowledged (the "child" watch, see `_acked`) catches that.
         running: set[str] = set()
+        refused: dict[str, dict[str, Any]] = {}  # child id -> why its creation was refused
+        started: set[str] = set()  # ids this claim created
+
+        async def create_deferred() -> None:
+            """Something outside the run is next: create the deferred children now, one by
+            one, once what they derive from is stored."""
+            if fed:
+                await durable()
+            for eff, child_wf, child_input in deferred.values():
+                child_id = str(eff.extra["child"])
+                if await self._create_child(flow, replay, eff, child_wf, child_input):
+                    running.add(child_id)
+                if eff.ok:
+                    refused.pop(child_id, None)
+                    started.add(child_id)
+                elif child_id not in started:
+                    # Refused, and no earlier start of this run holds the id: a join that
+                    # already waits on it fails with it (await_child: ChildIdCollision).
+                    refused[child_id] = eff.error or {}
+            deferred.clear()
+            deferred_ids.clear()
 
         async def feed() -> EngineOutcome:
             nonlocal fed
@@ -913,14 +1015,20 @@ class CodeRunner:
                         got=getattr(err, "got", None),
                         position=getattr(err, "position", -1),
                     )
-                pending = [c for c in replay.pending_children.values() if not c[0].done]
-                if pending:
-                    if fed:
-                        await durable()
-                    for eff, child_wf, child_input in pending:
-                        if await self._create_child(flow, replay, eff, child_wf, child_input):
-                            running.add(str(eff.extra["child"]))
+                clash = False  # two children under one id: created one by one, which
+                for item in replay.pending_children.values():  # journals the collision
+                    if not item[0].done:
+                        child_id = str(item[0].extra["child"])
+                        clash = clash or child_id in deferred_ids
+                        deferred[item[0].pos] = item
+                        deferred_ids.add(child_id)
                 replay.pending_children.clear()
+                if deferred and (
+                    clash
+                    or out.status != "suspended"  # the run ends: no command to carry them
+                    or not self._collided.keys().isdisjoint(deferred_ids)
+                ):
+                    await create_deferred()
                 if out.status == "returned":
                     value = out.value
                     if isinstance(value, ContinueAsNew):
@@ -932,10 +1040,14 @@ class CodeRunner:
                         return Complete(_values.encode({"continued": successor}), values)
                     result = _values.encode_plain(value)
                     if flow.parent_id is not None:
-                        _bounded_put(self._finishing, flow.id, result, MAX_KEPT_RESULTS)
+                        ending: tuple[bytes | None, bool] = (result, not params.get("j"))
+                        _bounded_put(self._finishing, flow.id, ending, MAX_KEPT_RESULTS)
                     return Complete(result, self._commit_values(flow, replay, events, nchunks))
                 if out.status == "raised":
                     assert out.error is not None
+                    if flow.parent_id is not None:
+                        ending = (None, not params.get("j"))
+                        _bounded_put(self._finishing, flow.id, ending, MAX_KEPT_RESULTS)
                     return Fail(
                         _values.encode(error_of(out.error)),
                         self._commit_values(flow, replay, events, nchunks),
@@ -948,6 +1060,8 @@ class CodeRunner:
                 if eff.kind in ("activity", "compensate"):
                     if eff.retry_at is not None and eff.retry_at > now:
                         return commit(WAITING, eff.retry_at)
+                    if deferred:
+                        await create_deferred()
                     if fed:
                         await durable()
                     assert replay.call is not None
@@ -971,25 +1085,38 @@ class CodeRunner:
                 elif eff.kind == "join_any":
                     children = [str(c) for c in eff.extra.get("children") or []]
                     for index, child_id in enumerate(children):
-                        ended = await self._child_outcome(child_id, consume=True)
+                        if child_id in deferred_ids:
+                            continue  # not even created yet
+                        ended = (
+                            (False, refused[child_id])
+                            if child_id in refused
+                            else await self._child_outcome(child_id, consume=True)
+                        )
                         if ended is not None:
                             ok, value = ended
                             key = "value" if ok else "error"
                             replay.resolve(eff, {"index": index, "ok": ok, key: value})
                             break
                     else:
-                        self._watch[flow.id] = ("child", "\x01".join(children))
+                        watched = [c for c in children if c not in deferred_ids]
+                        if watched:
+                            self._watch[flow.id] = ("child", "\x01".join(watched))
                         return commit(WAITING, now + self.recheck_ms)
                 elif eff.kind == "cancel_child":
                     # No outside effect derives from it: cancelling again after a crash
                     # finds the child ended and does nothing.
+                    if deferred:
+                        await create_deferred()
                     with contextlib.suppress(FlowNotFound):
                         await self.cancel(eff.name, str(eff.extra.get("reason") or "cancelled"))
                     replay.resolve(eff, None)
                 elif eff.kind == "join":
+                    if eff.name in refused:  # (await_child raises ChildIdCollision)
+                        replay.fail(eff, refused[eff.name])
+                        continue
                     outcome = (
                         None
-                        if eff.name in running
+                        if eff.name in running or eff.name in deferred_ids
                         else await self._child_outcome(eff.name, consume=True)
                     )
                     until = eff.extra.get("until")  # (await_child with a timeout)
@@ -997,7 +1124,8 @@ class CodeRunner:
                         if until is not None and until <= now:
                             replay.resolve(eff, {"timeout": True})
                             continue
-                        self._watch[flow.id] = ("child", eff.name)
+                        if eff.name not in deferred_ids:  # (those wake the run themselves)
+                            self._watch[flow.id] = ("child", eff.name)
                         due = now + self.recheck_ms
                         return commit(WAITING, due if until is None else min(until, due))
                     ok, value = outcome

@@ -9,6 +9,7 @@ from typing import Any
 
 import trio
 
+from . import _coord as c
 from . import _machine as m
 from ._errors import (
     EngineClosed,
@@ -23,6 +24,7 @@ from ._routing import Routing, _hydrate, _tuple_new, slot_of
 from ._shard import Request
 from ._types import (
     Ack,
+    ChildSpec,
     ContinueSpec,
     CreateSpec,
     Flow,
@@ -520,9 +522,15 @@ class Commands(Routing):
         values: Mapping[str, bytes] | None = None,
         attributes: Mapping[str, str] | None = None,
         partition_key: str | None = None,
+        children: Sequence[ChildSpec] = (),
     ) -> Flow:
         """Move a flow from `from_state` (`running` for a claimed flow) to `to_state`,
-        due at `run_at_ms`/after `delay_ms` (default now). Releases the lease."""
+        due at `run_at_ms`/after `delay_ms` (default now). Releases the lease.
+
+        `children` are created by the same command, on the flow's shard, with the flow as
+        their parent: they exist exactly when the move is durable, and a child whose id is
+        taken refuses the whole command (FlowExists). A child with `wake_parent` makes the
+        flow due at once when it ends, if the flow is then waiting unleased."""
         command = self._transition_cmd(
             flow_id,
             from_state,
@@ -536,8 +544,25 @@ class Commands(Routing):
             values,
             attributes,
         )
-        result: Flow = await self._one(flow_id, partition_key, command)
-        return result
+        creates: list[m.Create] = []
+        if not (type(children) is tuple and not children):  # (the default: none)
+            creates = c.child_creates(children, "transition")
+        if not creates:
+            result: Flow = await self._one(flow_id, partition_key, command)
+            return result
+        m.check_command_bytes(
+            sum(m.create_bytes(ch) for ch in creates) + m.values_bytes(command.values or {}),
+            "transition",
+        )
+        home = self._locate(flow_id, partition_key)
+        with self._reserving((ch.id, home) for ch in creates):
+            moved: Flow = await self._call(
+                self._shards[home],
+                Request(
+                    c.TransitionWithChildren(command, creates, [s.wake_parent for s in children])
+                ),
+            )
+        return moved
 
     async def complete(
         self,

@@ -29,8 +29,9 @@ Child lists live on disk (`g<parent>\\0<group>`), read only by queries and clean
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from typing import Any
 
 import cbor2
@@ -52,6 +53,7 @@ from ._record import (
     FENCING,
     HIST_FLOOR,
     ID,
+    NEXT_RUN_AT,
     PARENT_ID,
     PARTITION,
     PAYLOAD_VER,
@@ -75,6 +77,7 @@ from ._record import (
     value_key,
 )
 from ._state import ShardState
+from ._types import ChildSpec
 
 # -- mutations beyond Write -------------------------------------------------------------
 
@@ -158,6 +161,54 @@ class Spawn:
 
 
 @dataclass(slots=True)
+class TransitionWithChildren:
+    """`Engine.transition(children=)`: the transition, and children created in the same
+    decision on the parent's shard; `wakes[i]`: child i wakes its parent when it ends."""
+
+    transition: m.Transition
+    children: list[m.Create]
+    wakes: list[bool]
+
+
+def child_creates(children: Sequence[ChildSpec], what: str) -> list[m.Create]:
+    """The creates of a command's children, each checked, ids distinct, their bytes within
+    a command's; parent, root and (by default) correlation are filled in when decided."""
+    m.check_items(children, ChildSpec, what)
+    creates: list[m.Create] = []
+    seen: set[str] = set()
+    carried = 0
+    for spec in children:
+        if not isinstance(spec, ChildSpec):
+            raise InvalidArgument(f"{what}: children must be ChildSpec items")
+        if spec.retention_ms is not None:
+            m.check_int(spec.retention_ms, "retention_ms", 0, m.MAX_ACTIVE_MS)
+        m.check_bool(spec.wake_parent, "wake_parent")
+        create = m.Create(
+            spec.id,
+            m.check_type(spec.type),
+            m.check_active_state(spec.state, "child state"),
+            spec.payload,
+            spec.partition_key,
+            spec.run_at_ms,
+            spec.priority if spec.priority is not None else 0,
+            spec.values,
+            spec.attributes,
+            None,
+            None,
+            spec.correlation_id,
+            retention_ms=spec.retention_ms,
+        )
+        m.validate_create_item(create)
+        if create.id in seen:
+            raise InvalidArgument(f"duplicate child id {create.id!r}")
+        seen.add(create.id)
+        creates.append(create)
+        carried += m.create_bytes(create)
+    m.check_command_bytes(carried, what)
+    return creates
+
+
+@dataclass(slots=True)
 class Signal:
     id: str
     name: str
@@ -200,7 +251,9 @@ class Acked:
     msg_ids: list[str]
 
 
-CoordCommand = Spawn | Signal | Rewind | Cleanup | PutPolicy | Deliver | Acked
+CoordCommand = (
+    Spawn | TransitionWithChildren | Signal | Rewind | Cleanup | PutPolicy | Deliver | Acked
+)
 AnyCommand = m.Command | CoordCommand
 Decision = tuple[Any, list[Any]]
 
@@ -279,6 +332,8 @@ def _settle(state: ShardState, mutations: list[Any], now: int, config: m.Config)
         if terminal(rec) and (before is None or not terminal(before)) and rec[EXT] is not None:
             if "g" in rec[EXT]:
                 _report_to_parent(tx, rec, mut)
+            elif "wp" in rec[EXT]:
+                _wake_parent(tx, rec)
             groups = rec[EXT].get("groups")
             if groups:
                 gids = [gid for gid, g in groups.items() if g["opc"]]
@@ -432,6 +487,65 @@ def decide_spawn(state: ShardState, c: Spawn, now: int, config: m.Config) -> Dec
         )
     tx.write(Write(new, "children_spawned", meta))
     return new, tx.mutations
+
+
+def decide_transition_children(
+    state: ShardState, c: TransitionWithChildren, now: int, config: m.Config
+) -> Decision:
+    """The transition, then its children: created on this shard, under the parent, in the
+    same decision (so in the same frame: they exist exactly when the move is durable). Any
+    child refused (its id taken, a partition not the parent's) refuses the whole command."""
+    parent, writes = m.decide_transition(state, c.transition, now, config)
+    if not writes:
+        return parent, []  # an exact replay: the children came with the first one
+    tx = _Tx(state, now, config, [])
+    (moved,) = writes
+    assert type(moved) is Write
+    tx.write(moved)
+    root = parent[ROOT_ID] or parent[ID]
+    for create, wake in zip(c.children, c.wakes, strict=True):
+        if create.id == parent[ID]:
+            raise InvalidArgument(f"flow {parent[ID]!r} cannot be its own child")
+        if create.partition is not None and create.partition != parent[PARTITION]:
+            raise InvalidArgument(
+                f"child {create.id!r}: a transition's children live in their parent's "
+                f"partition ({parent[PARTITION]!r}), not {create.partition!r}"
+            )
+        if tx.get(create.id) is not None:
+            raise FlowExists(f"child {create.id!r} already exists")
+        corr = create.correlation_id
+        child = dataclass_replace(
+            create,
+            partition=parent[PARTITION],
+            parent_id=parent[ID],
+            root_id=root,
+            correlation_id=corr if corr is not None else parent[CORRELATION_ID],
+        )
+        record, (w,) = m.decide_create(state, child, now)
+        if wake:
+            w.record = evolve(record, ext={"wp": 1})
+        tx.write(w)
+    return parent, tx.mutations
+
+
+def _wake_parent(tx: _Tx, child: Record) -> None:
+    """A `wake_parent` child ended: its parent, if waiting unleased for a later due time,
+    is due now. Anything else (leased, due already, parked with no due time, gone) is
+    left alone: the runtime that waits this way checks its children itself then."""
+    parent = tx.get(child[PARENT_ID])
+    if parent is None or terminal(parent) or leased(parent):
+        return
+    due = parent[NEXT_RUN_AT]
+    if due is None or due <= tx.now:
+        return
+    new = evolve(
+        parent,
+        version=parent[VERSION] + 1,
+        next_run_at=tx.now,
+        updated_at=tx.now,
+        last_event="child_ended",
+    )
+    tx.write(Write(new, "child_ended", {"child": child[ID], "state": child[STATE]}))
 
 
 def _move(r: Record, target: str, now: int, config: m.Config, **changes: Any) -> Record:
@@ -766,6 +880,7 @@ def decide_put_policy(state: ShardState, c: PutPolicy, now: int, config: m.Confi
 
 _DECIDERS: dict[type, Any] = {
     Spawn: decide_spawn,
+    TransitionWithChildren: decide_transition_children,
     Signal: decide_signal,
     Rewind: decide_rewind,
     Cleanup: decide_cleanup,

@@ -83,34 +83,12 @@ class Coordination(Routing):
         m.check_active_state(wait_state, "wait_state")
         m.check_state(success_state, "success_state")
         m.check_state(failure_state, "failure_state")
-        m.check_items(children, ChildSpec, "spawn_children")
-        creates: list[m.Create] = []
-        seen: set[str] = set()
-        carried = 0
-        for spec in children:
-            if not isinstance(spec, ChildSpec):
-                raise InvalidArgument("children must be ChildSpec items")
-            create = m.Create(
-                spec.id,
-                m.check_type(spec.type),
-                m.check_active_state(spec.state, "child state"),
-                spec.payload,
-                spec.partition_key,
-                spec.run_at_ms,
-                spec.priority if spec.priority is not None else 0,
-                spec.values,
-                spec.attributes,
-                None,
-                None,
-                spec.correlation_id,
+        creates = c.child_creates(children, "spawn_children")
+        if any(ch.wake_parent or ch.retention_ms is not None for ch in children):
+            raise InvalidArgument(
+                "spawn_children: retention_ms and wake_parent are for a transition's "
+                "children (a fanout group reports to its parent itself)"
             )
-            m.validate_create_item(create)
-            if create.id in seen:
-                raise InvalidArgument(f"duplicate child id {create.id!r}")
-            seen.add(create.id)
-            creates.append(create)
-            carried += m.create_bytes(create)
-        m.check_command_bytes(carried, "spawn_children")
         command = c.Spawn(
             parent_id,
             lease_token,
@@ -126,27 +104,21 @@ class Coordination(Routing):
         )
         home = self._locate(parent_id, partition_key)
         record = self._records[home].get(parent_id)
-        table = self._slot_table
-        targets: set[int] = set()
-        reserved: list[str] = []
-        try:
-            if record is not None:
-                # Where each child will live (as `_coord.decide_spawn` places it), each id
-                # held against a create of the same id elsewhere until the spawn landed.
-                for ch in creates:
-                    part = ch.partition if ch.partition is not None else record[PARTITION]
-                    target = home if part is None else table[slot_of(part)]
-                    self._reserve(ch.id, table[slot_of(ch.id)], target, False)
-                    reserved.append(ch.id)
-                    targets.add(target)
+        # Where each child will live (as `_coord.decide_spawn` places it), each id held
+        # against a create of the same id elsewhere until the spawn landed.
+        placed: list[tuple[str, int]] = []
+        if record is not None:
+            table = self._slot_table
+            for ch in creates:
+                part = ch.partition if ch.partition is not None else record[PARTITION]
+                placed.append((ch.id, home if part is None else table[slot_of(part)]))
+        with self._reserving(placed):
             parent: Flow = await self._call(self._shards[home], Request(command))
+            targets = {target for _id, target in placed}
             targets.discard(home)
             await self._delivered(
                 self._shards[home], [f"s\x00{parent_id}\x00{gid}\x00{t}" for t in targets]
             )
-        finally:
-            for fid in reserved:
-                self._release(fid)
         return parent
 
     async def settle(self) -> None:

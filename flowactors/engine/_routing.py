@@ -12,8 +12,9 @@ mixins over it; `_engine.Engine` puts them together.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -201,6 +202,21 @@ class Routing:
             del self._also_creating[flow_id]
         else:
             self._also_creating[flow_id] = more - 1
+
+    @contextlib.contextmanager
+    def _reserving(self, placed: Iterable[tuple[str, int]]) -> Iterator[None]:
+        """`_reserve` each (id, target shard) for the duration of the block (children of
+        one command, placed with their parent), all or none."""
+        table = self._slot_table
+        held: list[str] = []
+        try:
+            for fid, target in placed:
+                self._reserve(fid, table[slot_of(fid)], target, False)
+                held.append(fid)
+            yield
+        finally:
+            for fid in held:
+                self._release(fid)
 
     def _reserve_group(self, ids: list[str], target: int, idempotent: bool, away: bool) -> None:
         """`_reserve` of every id of one shard's group, all or none. When no id is being

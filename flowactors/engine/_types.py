@@ -193,8 +193,14 @@ OnParentClosed = Literal["cancel_children", "abandon_children"]
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
-    """One child of `spawn_children`. The partition defaults to the parent's, so children
-    live on the parent's shard unless you give them another partition."""
+    """One child of `spawn_children`, or of `transition(children=)`. The partition
+    defaults to the parent's, so children live on the parent's shard unless you give them
+    another partition (a transition's children always live with their parent).
+
+    Only for a transition's children: `retention_ms` (as `create`'s), and `wake_parent`:
+    when the child ends, its parent, if it is then waiting unleased for a later due time,
+    is made due at once (a `child_ended` event) - for runtimes that keep their own joins
+    (flowactors.code); a fanout group reports to its parent on its own."""
 
     id: str
     type: str
@@ -206,6 +212,8 @@ class ChildSpec:
     values: Mapping[str, bytes] | None = None
     attributes: Mapping[str, str] | None = None
     correlation_id: str | None = None
+    retention_ms: int | None = None
+    wake_parent: bool = False
 
 
 class ChildStatus(NamedTuple):

@@ -510,8 +510,8 @@ class Worker:
         if job.lost or outcome is None or ctx.settled:
             if job.lost:
                 self._counts["lost_leases"] += 1
-            elif ctx.settled:
-                self._counts["spawned"] += 1
+            elif ctx.settled_as is not None:
+                self._counts[ctx.settled_as] += 1
             self._done()
             return
         job.outcome = outcome

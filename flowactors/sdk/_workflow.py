@@ -128,6 +128,7 @@ class Context:
         self.flow = flow
         self.lease_ms = lease_ms
         self.settled = False  # the handler already ended the claim (spawn_children)
+        self.settled_as: str | None = None  # how (the worker's count it goes in)
         # Set by a Worker: gathers the step_continues of its handlers (`_Continuer`).
         self.continuer: Any = None
 
@@ -226,8 +227,35 @@ class Context:
         """Spawn children now; the parent moves to the wait state and this claim ends
         (the worker acknowledges nothing more for it)."""
         parent = await self.workflow.spawn_children(self.flow, children, **options)
-        self.settled = True
+        self.settled, self.settled_as = True, "spawned"
         return parent
+
+    async def transition(
+        self,
+        to_state: str,
+        *,
+        run_at_ms: int | None = None,
+        values: Mapping[str, bytes] | None = None,
+        children: Sequence[ChildSpec] = (),
+    ) -> Flow:
+        """End this claim now: move the flow to `to_state` (the engine's `transition`,
+        `children` created by the same command). The worker acknowledges nothing more;
+        the moved flow is returned (for handlers that must see the command's answer,
+        as the code-workflow runner does when a child id is taken)."""
+        flow = self.flow
+        moved = await self.workflow.engine.transition(
+            flow.id,
+            "running",
+            to_state,
+            flow.fencing_token,
+            lease_token=flow.lease_token,
+            run_at_ms=run_at_ms,
+            values=values,
+            children=children,
+            partition_key=flow.partition_key,
+        )
+        self.settled, self.settled_as = True, "transitioned"
+        return moved
 
 
 def _flow_of(job: Job) -> Flow:
