@@ -525,8 +525,10 @@ class Replay:
         self.drift: NonDeterminismError | None = None
         self.closing = False
         self.pending_children: dict[int, tuple[Effect, WorkflowDef, Any]] = {}
-        self.ctx = Context(self)
-        self._coro = cast(Coroutine[Any, Any, Any], workflow.fn(self.ctx, input))
+        # The coroutine holds its ctx, and ctx this replay: a cycle only while it is
+        # suspended (not kept here too), so a finished or closed replay is freed at once
+        # rather than left to the cyclic GC.
+        self._coro = cast(Coroutine[Any, Any, Any], workflow.fn(Context(self), input))
         self._finished = False
 
     def rebase(self, now_ms: int) -> None:

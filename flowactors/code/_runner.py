@@ -1210,6 +1210,9 @@ class CodeRunner:
         elif failed is not None:
             error = error_of(failed)
             retryable = not isinstance(failed, NonRetryable)
+            # Its traceback holds this frame, which holds it: drop it, or every failed
+            # attempt (each step suspension too) waits for the cyclic GC, frames and all.
+            failed = None
         else:
             try:
                 _values.check(result, f"activity {eff.name} result")
