@@ -125,7 +125,7 @@ def test_a_journal_replays_to_the_same_outcome_with_no_new_effect(name: str) -> 
     assert second.status == "returned"
     assert second.value == out.value
     assert again.new_events == []
-    assert not again.ctx.is_replaying
+    assert again.cursor == again.stored  # (ctx.is_replaying: False at the end)
 
 
 def test_effect_outcomes_are_as_recorded() -> None:
