@@ -331,3 +331,36 @@ def test_digest_is_the_hash_of_canonical_cbor_however_it_is_encoded(value: Any) 
     canonical = hashlib.sha256(cbor2.dumps(value, canonical=True)).hexdigest()[:16]
     assert _values.digest(value) == canonical
     assert _values.decode(_values.encode_plain(value)) == _values.decode(_values.encode(value))
+
+
+class _Str(str):
+    pass
+
+
+_ODD = st.sampled_from([set(), _Str("s"), (1, 2), frozenset(), object(), 1.5, True])
+_KEYS = st.sampled_from([_Str("k"), (1, 2), frozenset(), 1.5, True, b"b"])
+_ANY = st.recursive(
+    _SCALARS | _ODD,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4) | st.integers(-9, 9) | _KEYS, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_ANY)
+def test_the_fast_check_judges_as_the_walk_with_paths(value: Any) -> None:
+    """`check` takes a path-free walk for plain values and falls back to the walk that
+    names paths: both must accept, refuse and answer "canonical?" alike."""
+    from flowactors.code import UnstorableValue, _values
+
+    def judge(fn: Any) -> Any:
+        try:
+            return fn()
+        except UnstorableValue as exc:
+            return str(exc)
+
+    assert judge(lambda: _values.check(value, "v")) == judge(lambda: _values._walk(value, "v", 0))

@@ -24,7 +24,47 @@ def check(value: Any, where: str) -> bool:
     int, float, str, bytes, lists/tuples and dicts with str or int keys. Returns whether
     its canonical CBOR may differ from the plain encoding (see `digest`), found on the
     same walk."""
-    return _walk(value, where, 0)
+    try:
+        return _plain(value, 0)
+    except _Unusual:
+        return _walk(value, where, 0)
+
+
+class _Unusual(Exception):
+    """`_plain` met something it does not judge: `_walk` judges it, and names the path."""
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """`_walk` for values made of exactly the plain types, with no path strings built (every
+    activity's arguments and result pass here); anything else raises _Unusual."""
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool or kind is bytes:
+        return False
+    if kind is float:
+        return True
+    if depth > MAX_DEPTH:
+        raise _Unusual
+    ordered = False
+    if kind is list or kind is tuple:
+        for item in value:
+            t = type(item)
+            if t is str or t is int or item is None or t is bool or t is bytes:
+                continue
+            if _plain(item, depth + 1):
+                ordered = True
+        return ordered
+    if kind is dict:
+        for key, item in value.items():
+            t = type(key)
+            if t is not str and t is not int:
+                raise _Unusual
+            t = type(item)
+            if t is str or t is int or item is None or t is bool or t is bytes:
+                continue
+            if _plain(item, depth + 1):
+                ordered = True
+        return ordered or len(value) > 1
+    raise _Unusual
 
 
 def _walk(value: Any, path: str, depth: int) -> bool:
@@ -78,7 +118,7 @@ def digest(value: Any, canonical: bool | None = None) -> str:
     when that gives the same bytes: `canonical` is what `check` returned for it (its walk
     is not repeated); None walks it here."""
     if canonical is None:
-        canonical = _walk(value, "value", 0)
+        canonical = check(value, "value")
     data = cbor2.dumps(value, canonical=canonical)
     return hashlib.sha256(data).hexdigest()[:16]
 
