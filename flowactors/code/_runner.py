@@ -951,6 +951,7 @@ class CodeRunner:
                 replay.resolve(eff, child_id)
                 children.append(self._child_spec(child_id, eff, child_wf, child_input))
             deferred.clear()
+            deferred_ids.clear()
             values = self._commit_values(flow, replay, events, nchunks)
             if children:
                 return _Spawning(state, run_at_ms=run_at, values=values, children=children)
