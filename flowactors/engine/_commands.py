@@ -546,14 +546,11 @@ class Commands(Routing):
         )
         creates: list[m.Create] = []
         if not (type(children) is tuple and not children):  # (the default: none)
-            creates = c.child_creates(children, "transition")
+            carried = m.values_bytes(command.values or {})
+            creates = c.child_creates(children, "transition", carried)
         if not creates:
             result: Flow = await self._one(flow_id, partition_key, command)
             return result
-        m.check_command_bytes(
-            sum(m.create_bytes(ch) for ch in creates) + m.values_bytes(command.values or {}),
-            "transition",
-        )
         home = self._locate(flow_id, partition_key)
         with self._reserving((ch.id, home) for ch in creates):
             moved: Flow = await self._call(

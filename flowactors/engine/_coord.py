@@ -170,13 +170,13 @@ class TransitionWithChildren:
     wakes: list[bool]
 
 
-def child_creates(children: Sequence[ChildSpec], what: str) -> list[m.Create]:
-    """The creates of a command's children, each checked, ids distinct, their bytes within
-    a command's; parent, root and (by default) correlation are filled in when decided."""
+def child_creates(children: Sequence[ChildSpec], what: str, carried: int = 0) -> list[m.Create]:
+    """The creates of a command's children, each checked, ids distinct, their bytes with
+    the `carried` bytes of the rest of the command within a command's; parent, root and
+    (by default) correlation are filled in when decided."""
     m.check_items(children, ChildSpec, what)
     creates: list[m.Create] = []
     seen: set[str] = set()
-    carried = 0
     for spec in children:
         if not isinstance(spec, ChildSpec):
             raise InvalidArgument(f"{what}: children must be ChildSpec items")
