@@ -3,10 +3,11 @@
 `decide_claim`, `decide_create_many`, `decide_finish_run` and `decide_transition_run` build
 the common case inline (positional evolvers, one `Writes` run per decision,
 `ShardState.put_many`); everything else goes the per-item way (`take`, `decide_create`,
-`_finish`, `decide_transition`, `put`). Installing any
-policy turns the batch paths off (`Config.installed`), and an empty policy of an unrelated
-type changes nothing else: so two engines driven by the same commands on the same clock,
-one of them with such a policy, must answer alike and hold identical flows and histories.
+`_finish`, `decide_transition`, `put`). A policy that
+acts on writes turns the batch paths off for its type (`Config.settled`), and a history cap
+no flow reaches changes nothing else: so two engines driven by the same commands on the
+same clock, one of them with such a policy for the type, must answer alike and hold
+identical flows and histories.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ async def _drive(path: Path, steps: list[Any], batch_paths: bool) -> list[Any]:
     answers: list[Any] = []
     async with open_checked(path, clock, shards=2) as engine:
         if not batch_paths:
-            await engine.install_policy("unrelated", fa.FlowPolicy())
+            await engine.install_policy(TYPE, fa.FlowPolicy(history_max_events=1_000_000))
         # Every run starts with flows held under leases (two with max_active_ms), so
         # that even short step lists reach the outcome and transition paths.
         await engine.create_many(TYPE, [fa.CreateSpec(f"p{i}", priority=i % 3) for i in range(4)])
@@ -382,6 +383,48 @@ def test_the_batch_paths_are_taken() -> None:
             assert fast == slow
     finally:
         m.Writes.__init__ = original  # type: ignore[method-assign]
+
+
+def test_a_policy_turns_off_the_batch_paths_of_its_own_type_only() -> None:
+    """A type with a policy acting on writes (here a history cap) is decided one write at
+    a time, so the policy applies to every write; other types, and a type whose policy
+    holds retry settings only, keep their batch paths."""
+    seen: list[tuple[str, tuple[str, ...]]] = []
+    original = m.Writes.__init__
+
+    def spy(self: m.Writes, records: list[Any], event: str, *args: Any) -> None:
+        seen.append((event, tuple(sorted({r[rec.TYPE] for r in records}))))
+        original(self, records, event, *args)
+
+    async def drive(path: Path) -> list[int]:
+        async with open_checked(path, FakeClock(), shards=1) as engine:
+            await engine.install_policy("capped", fa.FlowPolicy(history_max_events=2))
+            await engine.install_policy(TYPE, fa.FlowPolicy(max_reclaims=1000, max_retries=9))
+            for ftype in (TYPE, "capped"):
+                await engine.create_many(ftype, [fa.CreateSpec(f"{ftype}{i}") for i in range(3)])
+                held = await engine.claim_due(ftype, "w", limit=3)
+                await engine.transition_many(
+                    [fa.Ack(f.id, f.lease_token, f.fencing_token) for f in held],
+                    "running",
+                    "queued",
+                )
+                held = await engine.claim_due(ftype, "w", limit=3)
+                await engine.complete_many(
+                    [fa.Ack(f.id, f.lease_token, f.fencing_token) for f in held]
+                )
+            return [len(await engine.history(f"{t}0")) for t in (TYPE, "capped")]
+
+    m.Writes.__init__ = spy  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            kept = trio.run(drive, Path(tmp))
+    finally:
+        m.Writes.__init__ = original  # type: ignore[method-assign]
+    assert kept == [5, 2]  # created, claimed, transitioned, claimed, completed: capped at 2
+    assert {types for _event, types in seen} == {(TYPE,)}
+    assert sorted({event for event, _types in seen}) == [
+        "claimed", "completed", "created", "transitioned"
+    ]  # fmt: skip
 
 
 def test_to_flows_builds_what_to_flow_builds() -> None:

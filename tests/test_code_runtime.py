@@ -14,6 +14,7 @@ from code_helpers import code_runner, registry
 import flowactors as fa
 from flowactors.code import (
     ActivityError,
+    CodeRunner,
     Context,
     NonRetryable,
     Timeout,
@@ -25,6 +26,7 @@ from flowactors.code import (
     seconds,
     workflow,
 )
+from flowactors.code._runner import MAX_RECLAIMS
 
 CALLS: list[str] = []
 
@@ -330,3 +332,33 @@ async def test_unstorable_results_and_time_limits_fail_the_activity(
             "ActivityHeartbeatTimeout",
             "finished",
         ]
+
+
+async def test_a_run_outlives_the_engine_default_crash_budget(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A run whose claim is lost more often than the engine's default `max_reclaims` (10,
+    counted over the run's whole life: workers killed, deploys) still completes: the runner
+    gives its flow types a budget of MAX_RECLAIMS, and keeps one the operator set."""
+    async with code_runner(tmp_path, REG, queues={"q": 1}) as r:
+        await r.engine.install_policy("code.q", fa.FlowPolicy(max_reclaims=3))
+        await r.install_crash_budget()
+        assert (await r.engine.get_policy("code")).max_reclaims == MAX_RECLAIMS
+        assert (await r.engine.get_policy("code.q")).max_reclaims == 3  # the operator's
+        await r.start(three_steps, "long", 5)
+        for _ in range(15):  # a worker claims it and dies, again and again
+            assert [f.id for f in await r.engine.claim_due("code", "dead", lease_ms=10)] == [
+                "long"
+            ]
+            await trio.sleep(0.02)
+        async with r.running():
+            assert await r.result("long") == {"a": 10, "b": 11, "c": 22, "t": True}
+        flow = await r.engine.get("long")
+        assert flow is not None and flow.reclaims >= 14
+
+
+async def test_the_crash_budget_must_be_a_valid_max_reclaims(tmp_path: Path) -> None:
+    async with code_runner(tmp_path, REG) as r:
+        for bad in (-1, True, "many"):
+            with pytest.raises(fa.InvalidArgument):
+                CodeRunner(r.engine, REG, max_reclaims=bad)

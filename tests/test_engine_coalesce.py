@@ -5,7 +5,9 @@ decides single creates and single completes / fails that commute with what they 
 over as one run (`Shard._plan`). Two engines on one clock: the first gets each round's
 commands from concurrent tasks (one command each), the second gets the very requests the
 first one's shards received, in the order each shard received them, one at a time. Every
-answer, every record and every history must be the same.
+answer, every record and every history must be the same. One of the two types has an
+installed policy, which makes its commands barriers that the other type's runs form
+around.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from flowactors.engine import _machine as m
 from flowactors.engine import _shard
 
 TYPES = ("a", "b")
+# Type b has a policy: its writes are settled one at a time (the cap trims its history,
+# the deadline times its flows out), and a command of type b is decided alone.
+POLICY = fa.FlowPolicy(history_max_events=3, max_active_ms=200)
 IDS = [f"f{i}" for i in range(10)]
 
 _op = st.one_of(
@@ -126,6 +131,8 @@ async def _compare(base: Path, rounds: list[tuple[list[Any], int]]) -> list[int]
         fa.open_engine(base / "together", clock=clock, shards=2) as together,
         fa.open_engine(base / "one-by-one", clock=clock, shards=2) as serial,
     ):
+        for engine in (together, serial):  # type b's commands are barriers to the others
+            await engine.install_policy("b", POLICY)
         sent: list[tuple[int, _shard.Request]] = []
         call = together._call
 

@@ -70,6 +70,7 @@ from flowactors import (
     Fail,
     Flow,
     FlowError,
+    FlowPolicy,
     FlowExists,
     FlowNotFound,
     FlowTerminal,
@@ -98,6 +99,11 @@ READY, WAITING, PARKED = "ready", "waiting", "parked"
 LIVE_STATES = (READY, WAITING, "running")
 CHUNK, SIG = "j:", "sig:"
 MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
+# A run's crash budget: how many times its claim may be lost (its worker died, a deploy
+# restarted it) before the engine fails it. The engine counts reclaims over a flow's whole
+# life, and a run may live for months across many restarts: its default of 10 would fail a
+# healthy long run. `run()` installs this unless the type's policy sets its own.
+MAX_RECLAIMS = 1000
 MAX_WAKES = 1000  # wakes sent at once by the waker
 MAX_FEEDS = 1000  # outcomes fed in one claim before it commits anyway (tight loops)
 _T = TypeVar("_T")
@@ -270,8 +276,13 @@ class CodeRunner:
         cache_runs: int = 10_000,
         sticky_runs: int = 2_000,
         queues: Mapping[str, int] | None = None,
+        max_reclaims: int = MAX_RECLAIMS,
     ) -> None:
         self.engine = engine
+        if isinstance(max_reclaims, bool) or not isinstance(max_reclaims, int):
+            raise InvalidArgument("max_reclaims must be an int")
+        self.max_reclaims = max_reclaims
+        FlowPolicy(max_reclaims=max_reclaims)  # checks its range, as the engine will
         if workflows is None:
             self.registry = REGISTRY
         elif isinstance(workflows, Registry):
@@ -628,7 +639,9 @@ class CodeRunner:
         """Run a worker for the default queue and one for each named queue, and the
         waker, until cancelled or `stop()`. The named queues are those this runner was
         given (with their concurrency) and those its registered workflows declare (with
-        the options' concurrency)."""
+        the options' concurrency). First, each of those flow types whose policy sets no
+        `max_reclaims` gets this runner's (see MAX_RECLAIMS)."""
+        await self.install_crash_budget()
         workers = [self.worker(**options)]
         for queue in self._queue_names():
             limit = self.queues.get(queue)
@@ -650,6 +663,15 @@ class CodeRunner:
                 nursery.cancel_scope.cancel()
         finally:
             self._workers.difference_update(workers)
+
+    async def install_crash_budget(self) -> None:
+        """Give every flow type of this runner's runs a `max_reclaims` of `max_reclaims`,
+        merged into its policy, unless that policy sets one (then it is the operator's)."""
+        for flow_type in self._types():
+            if (await self.engine.get_policy(flow_type)).max_reclaims is None:
+                await self.engine.install_policy(
+                    flow_type, FlowPolicy(max_reclaims=self.max_reclaims)
+                )
 
     def stop(self) -> None:
         for worker in list(self._workers):

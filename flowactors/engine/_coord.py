@@ -299,13 +299,15 @@ def decide(state: ShardState, command: AnyCommand, now: int, config: m.Config) -
 
 
 def _needs_settle(mutations: list[Any], config: m.Config) -> bool:
-    if config.installed:
-        return True
+    settled = config.settled
     for mut in mutations:
         kind = type(mut)
         if kind is m.Writes:
-            continue  # no policy is installed, and no record in it closes with ext
-        if kind is not Write or mut.record[EXT] is not None:
+            continue  # no policy settles its types, no record in it closes with ext
+        if kind is not Write:
+            return True
+        rec = mut.record
+        if rec[EXT] is not None or rec[HIST_FLOOR] != 1 or (settled and rec[TYPE] in settled):
             return True
     return False
 
@@ -326,8 +328,8 @@ def _settle(state: ShardState, mutations: list[Any], now: int, config: m.Config)
             continue
         rec = mut.record
         before = previous[rec[ID]] if rec[ID] in previous else state.get(rec[ID])
-        if config.installed:
-            rec = _apply_policy(tx, mut, before)
+        if rec[TYPE] in config.settled or rec[HIST_FLOOR] != 1:
+            rec = _apply_policy(tx, mut, before)  # (a trimmed history keeps trimming pins)
         previous[rec[ID]] = rec
         if terminal(rec) and (before is None or not terminal(before)) and rec[EXT] is not None:
             if "g" in rec[EXT]:

@@ -48,6 +48,7 @@ from ._record import (
     EXT,
     FAILED,
     FENCING,
+    HIST_FLOOR,
     ID,
     KEEP,
     LAST_EVENT,
@@ -74,6 +75,10 @@ from ._record import (
 from ._retry import backoff_delay_ms
 from ._state import ShardState
 from ._types import RETRY_FIELDS, FlowPolicy, RetryPolicy
+
+# The policy fields that act on writes (a creation's deadline, a close's retention, the
+# history cap), as opposed to the retry fields read only where a retry is decided.
+WRITE_POLICY_FIELDS = frozenset(("max_active_ms", "retention_ms", "history_max_events"))
 
 # -- limits (documented in README "Limits") ---------------------------------------------
 
@@ -106,16 +111,28 @@ class Config:
 
     `installed` holds the flow policies installed through the engine; the engine replaces
     entries (and clears the cache) only between commands, so every decision sees one
-    consistent policy table."""
+    consistent policy table. `settled` names the types whose policy acts on writes
+    (max_active_ms, retention_ms or history_max_events in any layer): their writes are
+    settled one at a time (`_coord._apply_policy`), so no batch path takes them. A policy
+    of retry settings only is read where a retry or reclaim is decided, and leaves the
+    batch paths to its type."""
 
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     type_policies: Mapping[str, RetryPolicy] = field(default_factory=dict)
     default_retention_ms: int = DEFAULT_RETENTION_MS
     installed: dict[str, FlowPolicy] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
     _cache: dict[tuple[str, str, str | None], Any] = field(default_factory=dict)
 
     def install(self, flow_type: str, policy: FlowPolicy) -> None:
         self.installed[flow_type] = policy
+        if any(
+            layer.fields().keys() & WRITE_POLICY_FIELDS
+            for layer in (policy, *policy.states.values())
+        ):
+            self.settled.add(flow_type)
+        else:
+            self.settled.discard(flow_type)
         self._cache.clear()
 
     def _layered(self, flow_type: str, state: str | None) -> dict[str, Any]:
@@ -177,10 +194,11 @@ class Writes:
     no object per write: `records[i]` is a new version whose history event is `event`,
     with `meta` shared by all (or `metas[i]` each) and `blobs[i]` (or no blobs at all).
 
-    Only records that coordination has nothing to settle on travel this way: no policy is
-    installed, and a record that becomes terminal holds no `ext` (a fanout child reports
-    its outcome, a parent cascades; a claim or a move settles nothing). The deciders check
-    both. `expand()` gives the equivalent `Write`s, one per record."""
+    Only records that coordination has nothing to settle on travel this way: no policy acts
+    on writes of their type (`Config.settled`), their history is whole, and a record that
+    becomes terminal holds no `ext` (a fanout child reports its outcome, a parent cascades;
+    a claim or a move settles nothing). The deciders check both. `expand()` gives the
+    equivalent `Write`s, one per record."""
 
     records: list[Record]
     event: str
@@ -743,8 +761,10 @@ def _terminal(
     `extra` field (a rewind's, a group's ext) is applied through the generic `evolve`."""
     retention = r[RETENTION_MS]
     if retention is None:
-        # (no installed policy: no layer can set it, skip the cached lookup's key build)
-        retention = config.setting("retention_ms", r[TYPE], state) if config.installed else None
+        # (no policy acting on writes: no layer sets it, skip the cached lookup's key build)
+        retention = (
+            config.setting("retention_ms", r[TYPE], state) if r[TYPE] in config.settled else None
+        )
         if retention is None:
             retention = config.default_retention_ms
     new = _CLOSE(
@@ -837,10 +857,10 @@ def decide_create_run(
 ) -> tuple[list[Record | FlowError], Writes | None]:
     """Single creates that arrived together (`Shard` coalesces them), decided as each would
     be alone, in order: `results[i]` is the new record, the existing one (an idempotent
-    repeat, nothing written) or the item's FlowError (only that item fails). The new
-    records travel as one `Writes` run. The caller guarantees distinct ids, no named
-    values, no parent and no installed policy, so no item can see another's effect and
-    nothing needs coordination (tests compare this with `decide_create`)."""
+    repeat, nothing written) or the item's FlowError (only that item fails). The new records
+    travel as one `Writes` run. The caller guarantees distinct ids, no named values, no
+    parent and no policy of its type acting on writes, so no item can see another's effect
+    and nothing needs coordination (tests compare this with `decide_create`)."""
     results: list[Record | FlowError] = []
     run: list[Record] = []
     blobs: list[dict[str, bytes] | None] = []
@@ -878,7 +898,7 @@ def decide_create_many(
     run: list[Record] = []
     blobs: list[dict[str, bytes] | None] = []
     any_blob = False
-    batchable = config is None or not config.installed
+    settled = config.settled if config is not None else ()
     for item in cm.items:
         if item.id in seen:
             raise InvalidArgument(f"duplicate id {item.id!r} in one create_many batch")
@@ -889,7 +909,7 @@ def decide_create_many(
             continue
         results.append(record)
         payload = item.payload
-        if batchable and not item.values:
+        if not item.values and item.type not in settled:
             run.append(record)
             if payload is None:
                 blobs.append(None)
@@ -944,10 +964,10 @@ _CLAIMED = evolver(
 def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decision:
     """Claim up to `limit` due flows of one type, reclaiming expired leases as asked.
 
-    First claims of flows whose active deadline (if any) is not yet due, under no
-    installed policy, are built inline and written as one `Writes` run (shared meta);
-    reclaims and timeouts go through `take`, one `Write` each. Both build the same record
-    (tests compare them)."""
+    First claims of flows whose active deadline (if any) is not yet due, of a type with no
+    policy acting on writes and a whole history, are built inline and written as one
+    `Writes` run (shared meta); reclaims and timeouts go through `take`, one `Write` each.
+    Both build the same record (tests compare them)."""
     claimed: list[Record] = []
     mutations: list[Mutation] = []
     taken: set[str] = set()
@@ -1023,14 +1043,18 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
         if len(states) > 1:
             candidates.sort()
         limit, worker = c.limit, c.worker
-        batchable = not config.installed
+        batchable = c.type not in config.settled
         for _p, _due, fid in candidates:
             if len(claimed) >= limit:
                 break
             if fid in taken:
                 continue
             r = records[fid]
-            if batchable and (r[ACTIVE_DEADLINE] is None or now < r[ACTIVE_DEADLINE]):
+            if (
+                batchable
+                and (r[ACTIVE_DEADLINE] is None or now < r[ACTIVE_DEADLINE])
+                and r[HIST_FLOOR] == 1
+            ):
                 fencing = r[FENCING] + 1
                 new = _CLAIMED(
                     r,
@@ -1294,21 +1318,19 @@ def decide_finish_run(
     """The batch path of `complete_many` / `fail_many`: `(results, run, slow)`.
 
     Every item that is a first outcome of a flow running under the lease it presents, with
-    nothing else to it (no values, no max_active_ms, no coordination data, no installed
-    policy: the common case) is decided here, all of them together: `results[i]` is
-    `(id, new record, None)` and the records travel in one `Writes` run. The indices of
-    the others are `slow` (their `results[i]` None): the shard decides those one by one
-    as `Complete` / `Fail` after applying the run, so each sees the state the earlier
-    items left, exactly as the per-item path would. An id that appears twice goes the slow
-    way at every occurrence, so its items keep their order. A slow item cannot touch a
-    run's record: what coordination changes besides the item's own flow (a parent, its
-    fanout children) holds `ext`, which keeps a flow out of the run.
+    nothing else to it (no values, no max_active_ms, no coordination data, no policy acting
+    on writes of its type, a whole history: the common case) is decided here, all of them
+    together: `results[i]` is `(id, new record, None)` and the records travel in one
+    `Writes` run. The indices of the others are `slow` (their `results[i]` None): the shard
+    decides those one by one as `Complete` / `Fail` after applying the run, so each sees the
+    state the earlier items left, exactly as the per-item path would. An id that appears
+    twice goes the slow way at every occurrence, so its items keep their order. A slow item
+    cannot touch a run's record: what coordination changes besides the item's own flow (a
+    parent, its fanout children) holds `ext`, which keeps a flow out of the run.
 
     Tests compare this path with the per-item one (`test_batch_paths.py`)."""
     items = c.items
-    n = len(items)
-    if config.installed:
-        return [None] * n, None, list(range(n))
+    settled = config.settled
     target = c.target
     data_is_result = target == COMPLETED
     dup = _duplicates(items)
@@ -1331,6 +1353,8 @@ def decide_finish_run(
             or not holds_lease(r, fencing, token)  # leased: running, hence not terminal
             or r[ACTIVE_DEADLINE] is not None
             or r[EXT] is not None
+            or r[HIST_FLOOR] != 1
+            or (settled and r[TYPE] in settled)
             or (data is not None and type(data) is not bytes)
             or (len(item) > 5 and item[5])  # values: the per-item path stores them
         ):
@@ -1404,12 +1428,14 @@ def decide_transition_run(
 ) -> tuple[list[Any], Writes | None, list[int]]:
     """The batch path of `transition_many`, as `decide_finish_run` is of outcomes: every
     item that moves a flow running under the lease it presents out of `running` (under no
-    installed policy) is decided here, together; the indices of the others are returned
-    for the per-item path (`Transition`). Tests compare both paths."""
+    policy acting on writes of its type, a whole history) is decided here, together; the
+    indices of the others are returned for the per-item path (`Transition`). Tests compare
+    both paths."""
     items = c.items
     n = len(items)
-    if config.installed or c.from_state != RUNNING:
+    if c.from_state != RUNNING:
         return [None] * n, None, list(range(n))
+    settled = config.settled
     dup = _duplicates(items)
     get = state.records.get
     to_state = c.to_state
@@ -1427,6 +1453,8 @@ def decide_transition_run(
             or type(token) is not str
             or type(fencing) is not int
             or not holds_lease(r, fencing, token)  # a leased record is running
+            or r[HIST_FLOOR] != 1
+            or (settled and r[TYPE] in settled)
         ):
             results.append(None)
             slow.append(i)

@@ -364,7 +364,7 @@ class Shard:
             # First in the batch, so every answer of the batch sees the state after it.
             sweep = Request(c.Cleanup(MAINTENANCE_LIMIT))
             batch.insert(0, sweep)
-        units = self._plan(batch) if len(batch) > 1 and not self.config.installed else batch
+        units = self._plan(batch) if len(batch) > 1 else batch
         for unit in units:
             if isinstance(unit, _Run):
                 if self.broken is None:
@@ -434,8 +434,8 @@ class Shard:
         type; a claim joins claims asking the same of the same type (any limit) unless
         a request it passes touches its type, and only when no lease of that type has
         expired (a run of claims then takes exactly what they would take in turn, see
-        `_execute_run`). Anything else (queries, batches, other commands, installed
-        policies) is a barrier that nothing passes."""
+        `_execute_run`). Anything else (queries, batches, other commands, a command on a
+        type whose policy acts on writes, `Config.settled`) is a barrier that nothing passes."""
         units: list[Request | _Run] = []
         runs: dict[Any, _Run] = {}
         # Where each id, claimed type and touched type was last touched (batch position),
@@ -449,6 +449,7 @@ class Shard:
         by_type: dict[str, tuple[int, object, int]] = {}
         state = self.state
         records = state.records
+        settled = self.config.settled
         now = self.clock()
         for pos, req in enumerate(batch):
             cmd = req.command
@@ -474,6 +475,10 @@ class Shard:
                            req.hydrate)  # fmt: skip
             else:
                 runs.clear()
+                units.append(req)
+                continue
+            if settled and type(ftype) is str and ftype in settled:
+                runs.clear()  # (its policy's effects are settled one command at a time)
                 units.append(req)
                 continue
             joined = None if key is None else runs.get(key)
