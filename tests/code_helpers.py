@@ -9,7 +9,7 @@ from typing import Any
 
 from sdk_helpers import trio_engine
 
-from flowactors.code import CodeRunner, Registry, WorkflowDef
+from flowactors.code import CodeRunner, Context, Registry, WorkflowDef, workflow
 
 
 def registry(*workflows: WorkflowDef) -> Registry:
@@ -25,3 +25,19 @@ async def code_runner(
 ) -> AsyncIterator[CodeRunner]:
     async with trio_engine(path) as engine:
         yield CodeRunner(engine, workflows, **options)
+
+
+LOOP = Registry()
+
+
+async def bump(n: int) -> int:
+    return n + 1
+
+
+@workflow(check=False, registry=LOOP)
+async def counter(ctx: Context, k: int) -> int:
+    """k activities in a row, each its own step (a long run when k is large)."""
+    total = 0
+    for i in range(k):
+        total += await ctx.activity(bump, i)
+    return total

@@ -347,9 +347,7 @@ async def test_a_run_outlives_the_engine_default_crash_budget(
         assert (await r.engine.get_policy("code.q")).max_reclaims == 3  # the operator's
         await r.start(three_steps, "long", 5)
         for _ in range(15):  # a worker claims it and dies, again and again
-            assert [f.id for f in await r.engine.claim_due("code", "dead", lease_ms=10)] == [
-                "long"
-            ]
+            assert [f.id for f in await r.engine.claim_due("code", "dead", lease_ms=10)] == ["long"]
             await trio.sleep(0.02)
         async with r.running():
             assert await r.result("long") == {"a": 10, "b": 11, "c": 22, "t": True}

@@ -36,6 +36,7 @@ LAYERS: dict[str, set[str]] = {
         "flowactors.engine",
         "flowactors.sdk",
         "flowactors.asl",
+        "flowactors.code",  # (the journal layout, to show a code run's steps)
         "flowactors",
     },
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 import trio.testing
-from code_helpers import code_runner, registry
+from code_helpers import LOOP, code_runner, counter, registry
 
 from flowactors.code import Context, workflow
 from flowactors.ops import _pages, _read
@@ -36,3 +36,20 @@ async def test_a_code_run_shows_its_journal(
         assert detail.as_json()["asl_steps"]
         panel = str(_pages.asl_panel(detail))
         assert "Code workflow journal" in panel and "scheduled" in panel
+
+
+async def test_a_long_run_shows_its_journal_in_order(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Past its first 16 steps a run's journal is kept in binary levels: the step view
+    lists the per-step chunks, then the levels oldest first, and no empty level."""
+    async with code_runner(tmp_path, LOOP) as r:
+        assert await r.execute(counter, "long", 40) == sum(range(1, 41))
+        detail = await _read.flow_detail(r.engine, "long")
+        names = [step.chunk for step in detail.asl_steps]
+        assert names[:16] == [f"j:{n:06d}" for n in range(1, 17)]
+        assert names[16:] == sorted(names[16:], reverse=True) and all(
+            n.startswith("j:L") for n in names[16:]
+        )
+        events = [e for step in detail.asl_steps for e in step.events]
+        assert events == await r.history("long")

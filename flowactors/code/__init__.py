@@ -44,6 +44,7 @@ from ._errors import (
     VersionMismatch,
     WorkflowFailed,
 )
+from ._journal import journal_names
 from ._replay import Context, Effect, Replay, fold
 from ._runner import ActivityInfo, CodeRunner, RunInfo, activity_info
 from ._scan import DENYLIST, scan, trust_modules
@@ -81,6 +82,7 @@ __all__ = [
     "days",
     "fold",
     "hours",
+    "journal_names",
     "minutes",
     "pure",
     "scan",

@@ -6,8 +6,9 @@
 # idempotent start compares (the same start again is a no-op; another input under the same
 # id is an IdempotencyConflict). Its named values:
 #   code              CBOR {h: code hash, v: declared version}, written at start
-#   j:000001 ...      journal chunks: CBOR lists of journal events (see `_replay`), one
-#                     chunk per step, written by the command that ends the step
+#   j:000001 ...      the journal: CBOR lists of journal events (see `_replay`), written
+#   j:L00 ...         by the command that ends each step; a value per step for the first
+#                     16 steps, then binary levels (`_journal`: a long run keeps few)
 #   sig:<name>:<id>   the mailbox: CBOR [name, value, delivery id], one per delivery
 #   parked            CBOR {reason, message, ...} when the run is parked
 #   continued         the successor's run id, when the run continued as new
@@ -23,7 +24,8 @@
 # coroutine suspends, the host answers what it waits for, in the same claim when it can:
 # a due timer fires, a kept signal is consumed, a finished child's outcome is taken, a
 # child to start is created, an activity runs. Then the coroutine resumes (no second
-# replay). Each step's new events are stored as the next chunk by ONE engine command:
+# replay). Each step's new events are stored as the journal's next unit (`_journal`: a
+# value per step at first, then binary levels, so a long run keeps few) by ONE engine command:
 # `step_continue` when the claim goes on (the run stays leased to this worker, under the
 # next fencing token), or, to end the claim, complete / fail (the run ended), transition
 # to ready (a step bound per claim was reached), waiting (due when something can change),
@@ -70,9 +72,9 @@ from flowactors import (
     Fail,
     Flow,
     FlowError,
-    FlowPolicy,
     FlowExists,
     FlowNotFound,
+    FlowPolicy,
     FlowTerminal,
     IdempotencyConflict,
     InvalidArgument,
@@ -89,15 +91,16 @@ from flowactors import (
 from flowactors import Context as Job
 from flowactors import Outcome as EngineOutcome
 
-from . import _values
+from . import _journal, _values
 from ._define import REGISTRY, ContinueAsNew, Registry, WorkflowDef, check_queue
 from ._errors import NonRetryable, RunCancelled, UnstorableValue, WorkflowFailed
+from ._journal import Journal
 from ._replay import ActivityCall, Effect, Replay, error_of, fold
 
 FLOW_TYPE = "code"
 READY, WAITING, PARKED = "ready", "waiting", "parked"
 LIVE_STATES = (READY, WAITING, "running")
-CHUNK, SIG = "j:", "sig:"
+SIG = "sig:"
 MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
 # A run's crash budget: how many times its claim may be lost (its worker died, a deploy
 # restarted it) before the engine fails it. The engine counts reclaims over a flow's whole
@@ -122,17 +125,6 @@ STATUS_STATES = {
 
 Events = list[dict[str, Any]]
 RunList = list["RunInfo"]
-
-
-def _next_chunk(replay: Replay, nchunks: int) -> dict[str, bytes] | None:
-    """The events a step fed, as the run's next journal chunk (None when it fed none)."""
-    if not replay.new_events:
-        return None
-    return {chunk_name(nchunks + 1): _values.encode_plain(replay.new_events)}
-
-
-def chunk_name(n: int) -> str:
-    return f"{CHUNK}{n:06d}"
 
 
 @dataclass(frozen=True)
@@ -317,13 +309,13 @@ class CodeRunner:
         for queue in self.queues:
             self._flows_of(queue)
         self._threads = trio.CapacityLimiter(activity_threads)
-        self._cache: OrderedDict[str, tuple[int, Events]] = OrderedDict()
+        self._cache: OrderedDict[str, Journal] = OrderedDict()
         self._cache_runs = cache_runs
-        self._committing: dict[str, tuple[int, Events]] = {}
+        self._committing: dict[str, Journal] = {}
         # Suspended replays kept after their step committed (see `_advance`): run id ->
-        # (chunks once committed, replay, events); pending until the commit is acked.
-        self._sticky: OrderedDict[str, tuple[int, Replay, Events]] = OrderedDict()
-        self._sticky_pending: dict[str, tuple[int, Replay, Events]] = {}
+        # (replay, the journal once committed); pending until the commit is acked.
+        self._sticky: OrderedDict[str, tuple[Replay, Journal]] = OrderedDict()
+        self._sticky_pending: dict[str, tuple[Replay, Journal]] = {}
         self._sticky_runs = sticky_runs
         self._watch: dict[str, tuple[str, Any]] = {}
         self._ended: dict[str, trio.Event] = {}
@@ -577,8 +569,8 @@ class CodeRunner:
         flow = await self.engine.get(run_id)
         if flow is None:
             raise FlowNotFound(f"no run {run_id!r}")
-        events, _n = await self._journal(flow)
-        return [dict(e) for e in events]
+        journal = await self._read_journal(flow)
+        return [dict(e) for e in journal.events]
 
     async def list(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 1000
@@ -709,12 +701,12 @@ class CodeRunner:
         kept = self._sticky_pending.pop(flow.id, None)
         if kept is not None:
             if flow.terminal or flow.state not in (READY, WAITING):
-                kept[1].close()
+                kept[0].close()
             else:
                 self._sticky[flow.id] = kept
                 self._sticky.move_to_end(flow.id)
                 while len(self._sticky) > self._sticky_runs:
-                    self._sticky.popitem(last=False)[1][1].close()
+                    self._sticky.popitem(last=False)[1][0].close()
         if flow.terminal:
             self._cache.pop(flow.id, None)
             self._watch.pop(flow.id, None)
@@ -786,26 +778,23 @@ class CodeRunner:
             with trio.move_on_after(delay_ms / 1000):
                 await self._alarm_changed.wait()
 
-    def _remember(self, run_id: str, entry: tuple[int, Events]) -> None:
-        _bounded_put(self._cache, run_id, entry, self._cache_runs)
+    def _remember(self, run_id: str, journal: Journal) -> None:
+        _bounded_put(self._cache, run_id, journal, self._cache_runs)
 
     # -- one step -------------------------------------------------------------------------
 
-    async def _journal(self, flow: Flow) -> tuple[Events, int]:
-        names = sorted(n for n in flow.value_sizes if n.startswith(CHUNK))
+    async def _read_journal(self, flow: Flow) -> Journal:
+        """The run's stored journal, reading only what the cached one lacks."""
+        now = _journal.layout(flow.value_sizes)
         cached = self._cache.get(flow.id)
-        start, events = 0, cast(Events, [])
-        if cached is not None and cached[0] <= len(names):
-            start, events = cached[0], cached[1]
-        if start < len(names):
-            got = await self.engine.get_values(
-                flow.id, names[start:], partition_key=flow.partition_key
-            )
-            events = list(events)
-            for n in names[start:]:
-                events.extend(_values.decode(got[n]))
-            self._remember(flow.id, (len(names), events))
-        return events, len(names)
+        keep, names = _journal.plan(cached, now)
+        if cached is not None and not names and keep == len(cached.events):
+            return cached
+        got = await self.engine.get_values(flow.id, names, partition_key=flow.partition_key)
+        chunks = [(n, cast(Events, _values.decode(got.get(n)) or [])) for n in names]
+        journal = _journal.assemble(cached, now, keep, chunks)
+        self._remember(flow.id, journal)
+        return journal
 
     async def _step(self, job: Job) -> EngineOutcome | None:
         try:
@@ -819,7 +808,7 @@ class CodeRunner:
             self._finishing.pop(job.flow.id, None)
             kept = self._sticky_pending.pop(job.flow.id, None)
             if kept is not None:
-                kept[1].close()
+                kept[0].close()
             self._watch.pop(job.flow.id, None)
             return None
 
@@ -846,7 +835,7 @@ class CodeRunner:
             self._watch.pop(run_id, None)
             kept = self._sticky_pending.pop(run_id, None)
             if kept is not None:
-                kept[1].close()
+                kept[0].close()
             return Transition(READY)
         self._acked(flow)
         for worker in self._workers:
@@ -890,16 +879,15 @@ class CodeRunner:
                     current=self.registry.latest(name).code_hash,
                 )
             return self._park("unknown_workflow", f"no workflow named {name!r} is registered")
-        nchunks_now = len([n for n in flow.value_sizes if n.startswith(CHUNK)])
         sticky = self._sticky.pop(flow.id, None)
-        if sticky is not None and sticky[0] == nchunks_now:
-            nchunks, replay, events = sticky
+        if sticky is not None and sticky[1].units == _journal.units(flow.value_sizes):
+            replay, journal = sticky
             replay.rebase(self.engine.now_ms())
         else:
             if sticky is not None:
-                sticky[1].close()
-            events, nchunks = await self._journal(flow)
-            if nchunks == 0 and flow.parent_id is not None and not params.get("j"):
+                sticky[0].close()
+            journal = await self._read_journal(flow)
+            if journal.units == 0 and flow.parent_id is not None and not params.get("j"):
                 # (a child created with its parent's step cannot outlive its cancel: the
                 # parent's cancel fences that step, and cancels the children it finds)
                 parent = await self.engine.get(flow.parent_id)
@@ -908,11 +896,16 @@ class CodeRunner:
                     return Fail(_values.encode(error))
             self.counts["replays"] += 1
             replay = Replay(
-                wf, flow.id, params["i"], fold(events), self.engine.now_ms(), self.registry.resolve
+                wf,
+                flow.id,
+                params["i"],
+                fold(journal.events),
+                self.engine.now_ms(),
+                self.registry.resolve,
             )
         keep = False
         try:
-            outcome, events, nchunks = await self._drive(job, params, replay, events, nchunks)
+            outcome, journal = await self._drive(job, params, replay, journal)
             flow = job.flow
             keep = (
                 self._sticky_runs > 0
@@ -924,8 +917,7 @@ class CodeRunner:
             if not keep:
                 replay.close()
         if keep:
-            after = nchunks + 1 if replay.new_events else nchunks
-            self._sticky_pending[flow.id] = (after, replay, events + replay.new_events)
+            self._sticky_pending[flow.id] = (replay, self._committing.get(flow.id, journal))
         elif (
             replay.drift is not None
             and isinstance(outcome, Transition)
@@ -937,25 +929,25 @@ class CodeRunner:
         return outcome
 
     def _commit_values(
-        self, flow: Flow, replay: Replay, events: Events, nchunks: int
+        self, flow: Flow, replay: Replay, journal: Journal
     ) -> dict[str, bytes] | None:
-        """The next journal chunk as a named value (None: nothing new); the journal it
-        makes is remembered once the command that stores it is acknowledged."""
-        chunk = _next_chunk(replay, nchunks)
-        if chunk is not None:
-            self._committing[flow.id] = (nchunks + 1, events + replay.new_events)
-        return chunk
+        """The values that store the claim's last step (None: nothing new, see
+        `_journal.extend`); the journal they make is remembered once the command that
+        stores them is acknowledged."""
+        values, after = _journal.extend(journal, replay.new_events)
+        if values is not None:
+            self._committing[flow.id] = after
+        return values
 
     async def _drive(
         self,
         job: Job,
         params: dict[str, Any],
         replay: Replay,
-        events: Events,
-        nchunks: int,
-    ) -> tuple[EngineOutcome, Events, int]:
+        journal: Journal,
+    ) -> tuple[EngineOutcome, Journal]:
         """Feed the replay until the claim must end; the engine outcome that ends it, and
-        the journal (events, chunks) as the claim leaves it stored."""
+        the journal as the claim leaves it stored."""
         flow = job.flow
         fed = False  # an outcome was fed since the last commit: outside effects wait
 
@@ -974,7 +966,7 @@ class CodeRunner:
                 children.append(self._child_spec(child_id, eff, child_wf, child_input))
             deferred.clear()
             deferred_ids.clear()
-            values = self._commit_values(flow, replay, events, nchunks)
+            values = self._commit_values(flow, replay, journal)
             if children:
                 return _Spawning(state, run_at_ms=run_at, values=values, children=children)
             return Transition(state, run_at_ms=run_at, values=values)
@@ -982,13 +974,13 @@ class CodeRunner:
         async def durable() -> None:
             """Store what this claim fed so far and keep the claim (step_continue): the
             next outside effect may then derive from it, with no claim in between."""
-            nonlocal flow, events, nchunks, fed
+            nonlocal flow, journal, fed
             self.counts["step_continues"] += 1
-            values = _next_chunk(replay, nchunks)
+            values, after = _journal.extend(journal, replay.new_events)
             flow = await job.step_continue(values=values)
             if values is not None:
-                nchunks, events = nchunks + 1, events + replay.new_events
-                self._remember(flow.id, (nchunks, events))
+                journal = after
+                self._remember(flow.id, journal)
             replay.rebase(self.engine.now_ms())
             fed = False
 
@@ -1058,14 +1050,14 @@ class CodeRunner:
                         if fed:
                             await durable()
                         successor = await self._continue(flow, params, value.input, replay)
-                        values = self._commit_values(flow, replay, events, nchunks) or {}
+                        values = self._commit_values(flow, replay, journal) or {}
                         values["continued"] = successor.encode()
                         return Complete(_values.encode({"continued": successor}), values)
                     result = _values.encode_plain(value)
                     if flow.parent_id is not None:
                         ending: tuple[bytes | None, bool] = (result, not params.get("j"))
                         _bounded_put(self._finishing, flow.id, ending, MAX_KEPT_RESULTS)
-                    return Complete(result, self._commit_values(flow, replay, events, nchunks))
+                    return Complete(result, self._commit_values(flow, replay, journal))
                 if out.status == "raised":
                     assert out.error is not None
                     if flow.parent_id is not None:
@@ -1073,7 +1065,7 @@ class CodeRunner:
                         _bounded_put(self._finishing, flow.id, ending, MAX_KEPT_RESULTS)
                     return Fail(
                         _values.encode(error_of(out.error)),
-                        self._commit_values(flow, replay, events, nchunks),
+                        self._commit_values(flow, replay, journal),
                     )
                 blocked = replay.blocked
                 if blocked is None:  # suspended on nothing: drift was handled above
@@ -1161,7 +1153,7 @@ class CodeRunner:
             return commit(READY)
 
         outcome = await feed()
-        return outcome, events, nchunks
+        return outcome, journal
 
     # -- answering effects ----------------------------------------------------------------
 
