@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowactors.code import _journal as jl
-from flowactors.code import _values
+from flowactors.code import _values, journal_names
 
 Store = dict[str, bytes]
 
@@ -99,3 +99,27 @@ async def test_a_long_run_keeps_few_values_and_replays_from_them(
         # A runner that never saw the run (no cache) reads the same journal.
         fresh = type(r)(r.engine, LOOP)
         assert await fresh.history("long") == history
+
+
+async def test_a_run_reads_only_the_journal_values_it_has_not_seen(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: Any
+) -> None:
+    """A worker remembers the journal it stored: a run it keeps running reads no journal
+    value back (a new run has none to read), and a runner that never saw it reads each
+    value once."""
+    async with code_runner(tmp_path, LOOP, sticky_runs=0) as r:
+        reads: list[list[str]] = []
+        get_values = r.engine.get_values
+
+        async def counting(flow_id: str, names: list[str], **kwargs: Any) -> Any:
+            reads.append(list(names))
+            return await get_values(flow_id, names, **kwargs)
+
+        monkeypatch.setattr(r.engine, "get_values", counting)
+        assert await r.execute(counter, "run", 40) == sum(range(1, 41))
+        assert reads == []
+        fresh = type(r)(r.engine, LOOP)
+        await fresh.history("run")
+        flow = await r.engine.get("run")
+        assert flow is not None
+        assert reads == [journal_names(flow.value_sizes)]

@@ -788,9 +788,16 @@ class CodeRunner:
         now = _journal.layout(flow.value_sizes)
         cached = self._cache.get(flow.id)
         keep, names = _journal.plan(cached, now)
-        if cached is not None and not names and keep == len(cached.events):
-            return cached
-        got = await self.engine.get_values(flow.id, names, partition_key=flow.partition_key)
+        if not names:
+            if cached is not None and keep == len(cached.events):
+                return cached
+            if now.units == 0:
+                return _journal.NEW  # (a new run: nothing to read, nothing to remember)
+        got = (
+            await self.engine.get_values(flow.id, names, partition_key=flow.partition_key)
+            if names
+            else {}
+        )
         chunks = [(n, cast(Events, _values.decode(got.get(n)) or [])) for n in names]
         journal = _journal.assemble(cached, now, keep, chunks)
         self._remember(flow.id, journal)
