@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m bench") -> int
         )
     finally:
         if args.gc == "tuned":
-            gc.set_threshold(*old)  # (`flowactors bench` runs in the CLI's process)
+            flowactors.tune_gc(old[0], idle_gen0=None)  # (`flowactors bench` runs in the
+            gc.set_threshold(*old)  # CLI's process: undo all of it)
     out = Console(highlight=False)
     if not out.is_terminal:
         out = Console(highlight=False, width=TABLE_WIDTH)

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from flowactors.engine import _tuning
 from flowactors.engine._tuning import TUNED_GEN0
 
 
@@ -60,7 +61,9 @@ def describe(data_dir: Path) -> Machine:
 def _gc() -> str:
     gen0, gen1, gen2 = gc.get_threshold()
     how = "tuned (flowactors.tune_gc)" if gen0 >= TUNED_GEN0 else "default"
-    return f"{how}: thresholds {gen0}/{gen1}/{gen2}"
+    idle = _tuning._idle_gen0
+    also = f", young collected when idle at {idle}" if idle is not None else ""
+    return f"{how}: thresholds {gen0}/{gen1}/{gen2}{also}"
 
 
 def filesystem_of(path: Path, mounts: str = "/proc/mounts") -> tuple[str, str, str]:

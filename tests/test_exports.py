@@ -108,5 +108,9 @@ def test_tune_gc_raises_the_young_threshold_and_gives_back_the_old_ones() -> Non
             with pytest.raises(fa.InvalidArgument):
                 fa.tune_gc(bad)  # type: ignore[arg-type]
         assert gc.get_threshold()[0] == 1_000  # a refused call changes nothing
+        for bad in (0, True, 2.5):
+            with pytest.raises(fa.InvalidArgument):
+                fa.tune_gc(idle_gen0=bad)  # type: ignore[arg-type]
     finally:
+        fa.tune_gc(before[0], idle_gen0=None)  # (engines opened later install nothing)
         gc.set_threshold(*before)

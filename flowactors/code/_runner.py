@@ -197,7 +197,7 @@ def _result_size(result: Any) -> int:
         return 0
     if (kind is str or kind is bytes) and len(result) * 4 + 16 < MAX_RESULT_BYTES:
         return 0
-    return len(_values.encode(result))
+    return len(_values.encode_plain(result))  # (as the journal stores it)
 
 
 def _info(flow: Flow, code: dict[str, Any] | None = None) -> RunInfo:

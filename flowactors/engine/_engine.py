@@ -25,7 +25,7 @@ import trio
 
 import wal
 
-from . import _layout
+from . import _layout, _tuning
 from . import _machine as m
 from ._commands import Commands
 from ._coordination import Coordination
@@ -246,19 +246,20 @@ async def open_engine(
     _report_recovery(engine.recovery)
     body_error: BaseException | None = None
     try:
-        async with trio.open_nursery() as nursery:
-            for shard in opened:
-                nursery.start_soon(shard.run)
-            try:
-                await engine._recover_policies()
-                nursery.start_soon(engine._run_couriers)
-                yield engine
-            except BaseException as exc:
-                # Kept out of the nursery so callers see their own exception, not a group.
-                body_error = exc
-            finally:
-                with trio.CancelScope(shield=True):
-                    await engine.aclose()
+        with _tuning.idle_collection():  # (if `tune_gc` asked for it: see _tuning)
+            async with trio.open_nursery() as nursery:
+                for shard in opened:
+                    nursery.start_soon(shard.run)
+                try:
+                    await engine._recover_policies()
+                    nursery.start_soon(engine._run_couriers)
+                    yield engine
+                except BaseException as exc:
+                    # Kept out of the nursery so callers see their own exception, not a group.
+                    body_error = exc
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await engine.aclose()
     finally:
         with trio.CancelScope(shield=True):
             for shard in opened:

@@ -745,7 +745,7 @@ def _check_event(name: object) -> None:
 
 
 def _encode(spec: dict[str, Any]) -> str:
-    return cbor2.dumps(spec, canonical=True).hex()
+    return cbor2.dumps(spec).hex()  # (only ever decoded: no need for canonical order)
 
 
 def _decode(text: str) -> dict[str, Any]:
