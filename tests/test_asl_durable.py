@@ -596,3 +596,40 @@ async def test_a_thread_handler_can_heartbeat(tmp_path: Path) -> None:
     async with runner(tmp_path, {"threaded": threaded}) as r:
         info = await r.execute("threaded", definition, {"n": 1})
     assert (info.status, info.output, beats) == (Status.SUCCEEDED, "ok", [{"n": 1}])
+
+
+async def test_a_long_execution_keeps_few_event_values(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A loop of 60 tasks: past its first 16 steps an execution's events go to binary
+    levels (flowactors/sdk/_journal.py), so it keeps a few values, not one per step, and
+    its history is still every event in order."""
+
+    async def bump(x: Any) -> Any:
+        return {"n": x["n"] + 1}
+
+    loop = machine(
+        {
+            "Bump": {"Type": "Task", "Resource": "bump", "Next": "More"},
+            "More": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericLessThan": 60, "Next": "Bump"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        }
+    )
+    async with runner(tmp_path, {"bump": bump}) as r:
+        info = await r.execute("loop", loop, {"n": 0})
+        assert info.status is Status.SUCCEEDED and info.output == {"n": 60}
+        history = await r.history("loop")
+        flow = await r.engine.get("loop")
+        assert flow is not None
+        chunks = [n for n in flow.value_sizes if n.startswith("ev:")]
+        assert len(chunks) <= 16 + (60).bit_length() + 1
+        assert any(n.startswith("ev:L") for n in chunks)
+        assert asl.event_chunk_names(flow.value_sizes)[:16] == [f"ev:{n:06d}" for n in range(1, 17)]
+    inline = asl.run_inline(
+        loop, {"n": 0}, {"bump": lambda x: {"n": x["n"] + 1}}, execution_id="loop"
+    )
+    assert types(history) == types(list(inline.events))

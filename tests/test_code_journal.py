@@ -1,5 +1,6 @@
-"""A code run's journal layout (`flowactors.code._journal`) against a simple model: the
-journal is every unit's events in order, whatever the values it is stored in.
+"""The journal layout of code runs and ASL executions (`flowactors.sdk._journal`) against a
+simple model: the journal is every unit's events in order, whatever the values it is
+stored in.
 
 Units are stored by `extend` into a dict of named values, as the engine would store them
 (a value is set or overwritten, never deleted). After each unit, reading the values from
@@ -19,21 +20,22 @@ from code_helpers import LOOP, code_runner, counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowactors.code import _journal as jl
 from flowactors.code import _values, journal_names
+from flowactors.sdk import _journal as jl
 
 Store = dict[str, bytes]
+P = "j:"  # (any prefix: the code runner's)
 
 
 def _read(store: Store, known: jl.Journal | None) -> jl.Journal:
-    now = jl.layout({name: len(data) for name, data in store.items()})
+    now = jl.layout({name: len(data) for name, data in store.items()}, P)
     keep, names = jl.plan(known, now)
     chunks = [(name, _values.decode(store[name])) for name in names]
     return jl.assemble(known, now, keep, chunks)
 
 
 def _journal_values(store: Store) -> int:
-    return sum(1 for name in store if name.startswith(jl.PREFIX))
+    return sum(1 for name in store if name.startswith(P))
 
 
 _units = st.lists(
@@ -51,7 +53,7 @@ def test_any_reader_sees_every_unit_in_order(units: list[list[Any]], data: st.Da
     seen: list[jl.Journal] = [journal]
     model: list[Any] = []
     for events in units:
-        values, journal = jl.extend(journal, events)
+        values, journal = jl.extend(journal, events, P)
         if values is None:
             assert not events
             continue
@@ -71,13 +73,13 @@ def test_any_reader_sees_every_unit_in_order(units: list[list[Any]], data: st.Da
 def test_a_run_stored_with_a_value_per_step_goes_on_in_levels() -> None:
     """Runs stored before levels existed have one value per step, possibly many more
     than FLAT: they are read as they are, and their next steps go to levels."""
-    store: Store = {jl.flat_name(n): _values.encode_plain([{"pos": n}]) for n in range(1, 41)}
+    store: Store = {jl.flat_name(P, n): _values.encode_plain([{"pos": n}]) for n in range(1, 41)}
     journal = _read(store, None)
     assert (journal.units, journal.flat, journal.levels) == (40, 40, {})
     model = [{"pos": n} for n in range(1, 41)]
     for n in range(41, 60):
-        values, journal = jl.extend(journal, [{"pos": n}])
-        assert values is not None and all(name.startswith(jl.LEVEL) for name in values)
+        values, journal = jl.extend(journal, [{"pos": n}], P)
+        assert values is not None and all(name.startswith(P + "L") for name in values)
         store.update(values)
         model.append({"pos": n})
         assert _read(store, None).events == model == journal.events
@@ -91,7 +93,7 @@ async def test_a_long_run_keeps_few_values_and_replays_from_them(
         assert await r.execute(counter, "long", k) == sum(range(1, k + 1))
         flow = await r.engine.get("long")
         assert flow is not None
-        names = [n for n in flow.value_sizes if n.startswith(jl.PREFIX)]
+        names = [n for n in flow.value_sizes if n.startswith(P)]
         assert len(names) <= jl.FLAT + k.bit_length() + 1
         history = await r.history("long")
         completed = [e["value"] for e in history if e["type"] == "completed"]

@@ -27,7 +27,7 @@ from ._definition import (
     TaskState,
     WaitState,
 )
-from ._durable import AslRunner, ExecutionInfo, load_handlers
+from ._durable import AslRunner, ExecutionInfo, event_chunk_names, load_handlers
 from ._errors import (
     AslHistoryMismatch,
     AslSyntaxError,
@@ -131,6 +131,7 @@ __all__ = [
     "error_matches",
     "evaluate",
     "evaluate_rule",
+    "event_chunk_names",
     "load_definition",
     "load_handlers",
     "parse_intrinsic",

@@ -10,7 +10,8 @@
 #   definition   the whole state machine's JSON (bytes as given)
 #   machine      the JSON path of the machine this flow runs ("$"; a branch's path for children)
 #   stop         JSON {error, cause}, written by `stop()` (a transitioning signal)
-#   ev:000001... CBOR lists of event dicts, one chunk per step, appended in order
+#   ev:000001... CBOR lists of event dicts, one chunk per step for the first 16 steps, then
+#   ev:L00...    binary levels (flowactors/sdk/_journal.py: a long execution keeps few values)
 # and its payload, CBOR {input, context, definition: sha256 of the definition}: with the
 # flow's created_at_ms and id it fixes `start()`. (The payload rather than a value because
 # an idempotent create compares the payload, not the values: the same name with another
@@ -77,6 +78,7 @@ import trio
 from ..engine._engine import Engine
 from ..engine._errors import FlowNotFound, FlowTerminal, InvalidArgument, StaleLease, WrongState
 from ..engine._types import ChildSpec, ChildStatus, CreateSpec, Flow, ItemResult
+from ..sdk import _journal
 from ..sdk._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Spawn, Transition
 from ..sdk._worker import Worker
 from ..sdk._workflow import Context, State, Workflow
@@ -118,6 +120,14 @@ READY, WAITING, BRANCHES, BRANCHES_DONE, STOPPING = (
 CLAIMED_STATES = (READY, WAITING, BRANCHES_DONE, STOPPING)
 ACTIVE_STATES = (*CLAIMED_STATES, BRANCHES, "running")
 CHUNK_PREFIX = "ev:"
+
+
+def event_chunk_names(value_sizes: Mapping[str, int]) -> list[str]:
+    """The names of an execution's event chunks in event order (`value_sizes`: the
+    execution flow's `Flow.value_sizes`), for tools that show its steps."""
+    return _journal.names_in_order(value_sizes, CHUNK_PREFIX)
+
+
 BRANCH_FAILED = "States.BranchFailed"
 _LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
 
@@ -136,10 +146,6 @@ class ExecutionInfo:
     flow_state: str = ""
     started_ms: int = 0
     updated_ms: int = 0
-
-
-def chunk_name(n: int) -> str:
-    return f"{CHUNK_PREFIX}{n:06d}"
 
 
 def resources(machine: StateMachine) -> set[str]:
@@ -374,7 +380,7 @@ class AslRunner:
         flow = await self.engine.get(name)
         if flow is None:
             raise FlowNotFound(f"no execution {name!r}")
-        return await self._stored_events(flow)
+        return (await self._stored(flow)).events
 
     async def stop(self, name: str, error: str = "", cause: str = "") -> ExecutionInfo:
         """Abort a running execution (it ends ABORTED with this error and cause, its
@@ -453,15 +459,14 @@ class AslRunner:
             self._machines[key] = machine
         return machine
 
-    async def _stored_events(self, flow: Flow) -> list[dict[str, Any]]:
-        names = sorted(n for n in flow.value_sizes if n.startswith(CHUNK_PREFIX))
+    async def _stored(self, flow: Flow) -> _journal.Journal:
+        """The execution's stored events (all of them: executions are not cached)."""
+        now = _journal.layout(flow.value_sizes, CHUNK_PREFIX)
+        _keep, names = _journal.plan(None, now)
         if not names:
-            return []
+            return _journal.NEW
         got = await self.engine.get_values(flow.id, names, partition_key=flow.partition_key)
-        events: list[dict[str, Any]] = []
-        for n in names:
-            events.extend(cbor2.loads(got[n]))
-        return events
+        return _journal.assemble(None, now, 0, [(n, cbor2.loads(got[n])) for n in names])
 
     async def _step(self, ctx: Context) -> Outcome | None:
         try:
@@ -476,7 +481,8 @@ class AslRunner:
         vals = flow.values
         raw = vals["definition"]
         machine = self._machine(raw, vals.get("machine", b"$").decode())
-        stored = await self._stored_events(flow)
+        journal = await self._stored(flow)
+        stored = journal.events
         if stored:
             ex = recover(machine, stored)
         else:
@@ -495,7 +501,7 @@ class AslRunner:
         spawn = await step.run(flow)
         ex = step.ex
         new = ex.events[len(stored) :]
-        values = {chunk_name(_chunks(flow) + 1): cbor2.dumps(list(new))} if new else None
+        values, _after = _journal.extend(journal, list(new), CHUNK_PREFIX)
         if ex.status is Status.SUCCEEDED:
             return Complete(_json(ex.output), values)
         if ex.status is not Status.RUNNING:
@@ -611,10 +617,6 @@ class _ExecutionDeadline:
     """The execution's timeout came while a task ran (not an interpreter command)."""
 
     now_ms: int
-
-
-def _chunks(flow: Flow) -> int:
-    return sum(1 for n in flow.value_sizes if n.startswith(CHUNK_PREFIX))
 
 
 class _Step:

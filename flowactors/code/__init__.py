@@ -44,9 +44,8 @@ from ._errors import (
     VersionMismatch,
     WorkflowFailed,
 )
-from ._journal import journal_names
 from ._replay import Context, Effect, Replay, fold
-from ._runner import ActivityInfo, CodeRunner, RunInfo, activity_info
+from ._runner import ActivityInfo, CodeRunner, RunInfo, activity_info, journal_names
 from ._scan import DENYLIST, scan, trust_modules
 from ._values import days, hours, minutes, seconds
 

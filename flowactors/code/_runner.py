@@ -8,7 +8,7 @@
 #   code              CBOR {h: code hash, v: declared version}, written at start
 #   j:000001 ...      the journal: CBOR lists of journal events (see `_replay`), written
 #   j:L00 ...         by the command that ends each step; a value per step for the first
-#                     16 steps, then binary levels (`_journal`: a long run keeps few)
+#                     16 steps, then binary levels (sdk/_journal.py: a long run keeps few)
 #   sig:<name>:<id>   the mailbox: CBOR [name, value, delivery id], one per delivery
 #   parked            CBOR {reason, message, ...} when the run is parked
 #   continued         the successor's run id, when the run continued as new
@@ -24,7 +24,7 @@
 # coroutine suspends, the host answers what it waits for, in the same claim when it can:
 # a due timer fires, a kept signal is consumed, a finished child's outcome is taken, a
 # child to start is created, an activity runs. Then the coroutine resumes (no second
-# replay). Each step's new events are stored as the journal's next unit (`_journal`: a
+# replay). Each step's new events are stored as the journal's next unit (sdk/_journal: a
 # value per step at first, then binary levels, so a long run keeps few) by ONE engine command:
 # `step_continue` when the claim goes on (the run stays leased to this worker, under the
 # next fencing token), or, to end the claim, complete / fail (the run ended), transition
@@ -91,16 +91,17 @@ from flowactors import (
 from flowactors import Context as Job
 from flowactors import Outcome as EngineOutcome
 
-from . import _journal, _values
+from ..sdk import _journal
+from ..sdk._journal import Journal
+from . import _values
 from ._define import REGISTRY, ContinueAsNew, Registry, WorkflowDef, check_queue
 from ._errors import NonRetryable, RunCancelled, UnstorableValue, WorkflowFailed
-from ._journal import Journal
 from ._replay import ActivityCall, Effect, Replay, error_of, fold
 
 FLOW_TYPE = "code"
 READY, WAITING, PARKED = "ready", "waiting", "parked"
 LIVE_STATES = (READY, WAITING, "running")
-SIG = "sig:"
+JOURNAL, SIG = "j:", "sig:"  # (the journal's values: see flowactors/sdk/_journal.py)
 MAX_RESULT_BYTES = 4 * 1024 * 1024  # one activity result (a chunk holds at most 16 MiB)
 # A run's crash budget: how many times its claim may be lost (its worker died, a deploy
 # restarted it) before the engine fails it. The engine counts reclaims over a flow's whole
@@ -186,6 +187,12 @@ def _is_async(fn: Any) -> bool:
         return _is_async_cached(fn)
     except TypeError:  # unhashable (a callable object defining __eq__ only)
         return _is_async_cached.__wrapped__(fn)
+
+
+def journal_names(value_sizes: Mapping[str, int]) -> list[str]:
+    """The names of a run's journal values in journal order (`value_sizes`: the run's
+    `Flow.value_sizes`), for tools that show a journal."""
+    return _journal.names_in_order(value_sizes, JOURNAL)
 
 
 def _result_size(result: Any) -> int:
@@ -785,7 +792,7 @@ class CodeRunner:
 
     async def _read_journal(self, flow: Flow) -> Journal:
         """The run's stored journal, reading only what the cached one lacks."""
-        now = _journal.layout(flow.value_sizes)
+        now = _journal.layout(flow.value_sizes, JOURNAL)
         cached = self._cache.get(flow.id)
         keep, names = _journal.plan(cached, now)
         if not names:
@@ -887,7 +894,7 @@ class CodeRunner:
                 )
             return self._park("unknown_workflow", f"no workflow named {name!r} is registered")
         sticky = self._sticky.pop(flow.id, None)
-        if sticky is not None and sticky[1].units == _journal.units(flow.value_sizes):
+        if sticky is not None and sticky[1].units == _journal.units(flow.value_sizes, JOURNAL):
             replay, journal = sticky
             replay.rebase(self.engine.now_ms())
         else:
@@ -941,7 +948,7 @@ class CodeRunner:
         """The values that store the claim's last step (None: nothing new, see
         `_journal.extend`); the journal they make is remembered once the command that
         stores them is acknowledged."""
-        values, after = _journal.extend(journal, replay.new_events)
+        values, after = _journal.extend(journal, replay.new_events, JOURNAL)
         if values is not None:
             self._committing[flow.id] = after
         return values
@@ -983,7 +990,7 @@ class CodeRunner:
             next outside effect may then derive from it, with no claim in between."""
             nonlocal flow, journal, fed
             self.counts["step_continues"] += 1
-            values, after = _journal.extend(journal, replay.new_events)
+            values, after = _journal.extend(journal, replay.new_events, JOURNAL)
             flow = await job.step_continue(values=values)
             if values is not None:
                 journal = after

@@ -23,6 +23,7 @@ from typing import Any
 
 import cbor2
 
+from flowactors.asl import event_chunk_names
 from flowactors.code import journal_names
 
 from .. import ChildStatus, Engine, Flow, FlowNotFound, HistoryEvent, InvalidArgument, Page
@@ -478,14 +479,14 @@ async def flow_detail(
 
 async def asl_steps(engine: Engine, flow: Flow, prefix: str = ASL_CHUNK_PREFIX) -> list[AslStep]:
     """An ASL execution's steps: its `ev:NNNNNN` named values, each a CBOR list of the
-    interpreter's event dicts (one chunk per step), newest MAX_ASL_CHUNKS. A code
-    workflow's journal has the same shape under `j:` (events keyed pos / at), laid out as
-    `flowactors.code._journal` says: a chunk per step, then binary levels (a level's
-    chunk shows as one step holding the steps merged into it)."""
+    interpreter's event dicts, newest MAX_ASL_CHUNKS. A code workflow's journal has the
+    same shape under `j:` (events keyed pos / at). Both are laid out as
+    flowactors/sdk/_journal.py says: a chunk per step, then binary levels (a level's chunk
+    shows as one step holding the steps merged into it)."""
     if prefix == CODE_CHUNK_PREFIX:
         names = journal_names(flow.value_sizes)
     else:
-        names = sorted(n for n in flow.value_sizes if n.startswith(prefix))
+        names = event_chunk_names(flow.value_sizes)
     names = names[-MAX_ASL_CHUNKS:]
     if not names:
         return []

@@ -1,47 +1,46 @@
-# How a code run's journal is laid out in its named values, so that a run of any length
-# keeps a bounded number of them.
+# A log of events kept in a flow's named values, laid out so that a flow of any length
+# keeps a bounded number of them: the journal of a code run (`j:`, flowactors.code) and the
+# event log of an ASL execution (`ev:`, flowactors.asl).
 #
-# Every step that feeds events stores them as one "unit". The first FLAT units each get a
-# value of their own, `j:000001`, `j:000002`, ... (what every run wrote before levels
-# existed, and all a short run ever needs). Later units go to levels `j:L00`, `j:L01`, ...
-# counted like a binary number: level k, when not empty, holds exactly 2^k units, and the
-# units past the flat ones are the sum of the non-empty levels. A new unit goes to the
-# lowest empty level k, merged with the units of levels k-1 .. 0, which are emptied (set to
-# an empty CBOR list: values are never deleted, only overwritten). So a run of n units keeps
-# at most FLAT + log2(n) + 1 values, each event is rewritten at most log2(n) times, and a
-# step's command carries O(log n) events on average.
+# Every step that adds events stores them as one "unit". The first FLAT units each get a
+# value of their own, `<prefix>000001`, `<prefix>000002`, ... (what every flow wrote before
+# levels existed, and all a short one ever needs). Later units go to levels `<prefix>L00`,
+# `<prefix>L01`, ... counted like a binary number: level k, when not empty, holds exactly
+# 2^k units, and the units past the flat ones are the sum of the non-empty levels. A new
+# unit goes to the lowest empty level k, merged with the units of levels k-1 .. 0, which are
+# emptied (set to an empty CBOR list: values are never deleted, only overwritten). So a flow
+# of n units keeps at most FLAT + log2(n) + 1 values, each event is rewritten at most
+# log2(n) times, and a step's command carries O(log n) events on average.
 #
 # Why it matters: the engine keeps a flow's value names in its record, and every write of
 # the record (every step) stores the record again, in the log and in its history event.
-# With a value per unit, a run's n-th step cost O(n) bytes, and a run of 2,000 activities
-# wrote 43 MB; a long run grew quadratically.
+# With a value per unit, the n-th step cost O(n) bytes, and a code run of 2,000 activities
+# wrote 43 MB; a long flow grew quadratically.
 #
-# The journal is the flat units in order, then the levels from the highest down (the
-# oldest units are in the highest level). A reader that knows an earlier layout of the
-# same run keeps the levels that cannot have changed since (the same binary digits above
-# them) and reads only the others.
+# The log is the flat units in order, then the levels from the highest down (the oldest
+# units are in the highest level). A reader that knows an earlier layout of the same flow
+# keeps the levels that cannot have changed since (the same binary digits above them) and
+# reads only the others.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _values
+import cbor2
 
-PREFIX = "j:"
-LEVEL = "j:L"
 FLAT = 16
-EMPTY = _values.encode_plain([])
+EMPTY = cbor2.dumps([])
 
 Events = list[dict[str, Any]]
 
 
-def flat_name(n: int) -> str:
-    return f"{PREFIX}{n:06d}"
+def flat_name(prefix: str, n: int) -> str:
+    return f"{prefix}{n:06d}"
 
 
-def level_name(k: int) -> str:
-    return f"{LEVEL}{k:02d}"
+def level_name(prefix: str, k: int) -> str:
+    return f"{prefix}L{k:02d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,36 +56,37 @@ class Layout:
         return len(self.flat) + sum(1 << k for k in self.levels)
 
 
-def layout(value_sizes: Mapping[str, int]) -> Layout:
+def layout(value_sizes: Mapping[str, int], prefix: str) -> Layout:
     flat: list[tuple[int, str]] = []
     levels: dict[int, str] = {}
+    level = prefix + "L"
     for name, size in value_sizes.items():
-        if not name.startswith(PREFIX):
+        if not name.startswith(prefix):
             continue
-        if name.startswith(LEVEL):
+        if name.startswith(level):
             if size > len(EMPTY):
-                levels[int(name[len(LEVEL) :])] = name
+                levels[int(name[len(level) :])] = name
         else:
-            flat.append((int(name[len(PREFIX) :]), name))
+            flat.append((int(name[len(prefix) :]), name))
     flat.sort()
     return Layout([name for _n, name in flat], levels)
 
 
-def journal_names(value_sizes: Mapping[str, int]) -> list[str]:
-    """The names of a run's journal values, in journal order, empty levels left out
-    (`value_sizes` is the run's `Flow.value_sizes`): for tools that show a journal."""
-    now = layout(value_sizes)
+def names_in_order(value_sizes: Mapping[str, int], prefix: str) -> list[str]:
+    """The names of a flow's journal values, in journal order, empty levels left out
+    (`value_sizes` is the flow's `Flow.value_sizes`)."""
+    now = layout(value_sizes, prefix)
     return [*now.flat, *(now.levels[k] for k in sorted(now.levels, reverse=True))]
 
 
-def units(value_sizes: Mapping[str, int]) -> int:
+def units(value_sizes: Mapping[str, int], prefix: str) -> int:
     """How many units `value_sizes` says are stored (what a kept journal is checked by)."""
-    return layout(value_sizes).units
+    return layout(value_sizes, prefix).units
 
 
 @dataclass(frozen=True, slots=True)
 class Journal:
-    """A run's stored journal as this process knows it: `units` stored, their `events` in
+    """A flow's stored journal as this process knows it: `units` stored, their `events` in
     order, `flat_events` of them in the flat values, and the events each non-empty level
     holds (`levels`: level -> count)."""
 
@@ -100,7 +100,7 @@ class Journal:
 NEW = Journal(0, [], 0, 0, {})
 
 
-def extend(journal: Journal, new: Events) -> tuple[dict[str, bytes] | None, Journal]:
+def extend(journal: Journal, new: Events, prefix: str) -> tuple[dict[str, bytes] | None, Journal]:
     """The values that store `new` as the next unit (None when `new` is empty), and the
     journal they make."""
     if not new:
@@ -108,7 +108,7 @@ def extend(journal: Journal, new: Events) -> tuple[dict[str, bytes] | None, Jour
     events = journal.events + new
     if journal.flat < FLAT and not journal.levels:
         n = journal.flat + 1
-        return {flat_name(n): _values.encode_plain(new)}, Journal(
+        return {flat_name(prefix, n): cbor2.dumps(new)}, Journal(
             journal.units + 1, events, n, journal.flat_events + len(new), {}
         )
     k = 0
@@ -116,9 +116,9 @@ def extend(journal: Journal, new: Events) -> tuple[dict[str, bytes] | None, Jour
         k += 1
     below = sum(journal.levels[i] for i in range(k))  # levels k-1 .. 0: the newest events
     merged = journal.events[len(journal.events) - below :] + new if below else new
-    values = {level_name(k): _values.encode_plain(merged)}
+    values = {level_name(prefix, k): cbor2.dumps(merged)}
     for i in range(k):
-        values[level_name(i)] = EMPTY
+        values[level_name(prefix, i)] = EMPTY
     levels = {i: n for i, n in journal.levels.items() if i > k}
     levels[k] = len(merged)
     return values, Journal(journal.units + 1, events, journal.flat, journal.flat_events, levels)
@@ -126,7 +126,7 @@ def extend(journal: Journal, new: Events) -> tuple[dict[str, bytes] | None, Jour
 
 def plan(known: Journal | None, now: Layout) -> tuple[int, list[str]]:
     """How to read the journal `now` describes, knowing `known` (an earlier journal of the
-    same run, or None): how many of `known`'s events to keep, and the names to read after
+    same flow, or None): how many of `known`'s events to keep, and the names to read after
     them, in journal order."""
     levels_desc = sorted(now.levels, reverse=True)
     if known is None or known.flat > len(now.flat) or known.units > now.units:
