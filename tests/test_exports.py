@@ -102,8 +102,8 @@ def test_tune_gc_raises_the_young_threshold_and_gives_back_the_old_ones() -> Non
     try:
         old = fa.tune_gc()
         assert old == before
-        assert gc.get_threshold() == (50_000, before[1], before[2])
-        assert fa.tune_gc(1_000) == (50_000, before[1], before[2])
+        assert gc.get_threshold() == (200_000, before[1], before[2])
+        assert fa.tune_gc(1_000) == (200_000, before[1], before[2])
         for bad in (0, -1, True, 2.5, "many"):
             with pytest.raises(fa.InvalidArgument):
                 fa.tune_gc(bad)  # type: ignore[arg-type]

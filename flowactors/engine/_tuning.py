@@ -6,25 +6,28 @@ replies; a code workflow's journal events and effects) while holding many long-l
 runs a young-generation collection every 700 net container allocations, and each one also
 walks whatever survived since the last: with thousands of runs in flight that is most of
 them. Measured on the 2-core VM (`bench codeflow`, 10k runs): the collector took about a
-third of the process's CPU. A young generation of 50,000 cuts that to a few percent, at
-the price of garbage cycles living a little longer (memory, not correctness: nothing in
-flowactors relies on the collector to release a resource).
+third of the process's CPU. A young generation of 50,000 cut that to a few percent; at
+10k step pipelines in flight it still took 15-19% (`bench steps`: 25-40 collections of
+about 30 ms), and 200,000 cuts that to 4% (3-4 collections, 0.3-0.5 s instead of 1.2-1.4
+s of 8 s; +12% pipelines/s, +2-6% on the code-first twin). The price is garbage cycles
+living a little longer (memory, not correctness: nothing in flowactors relies on the
+collector to release a resource), and longer collections (below).
 
 The collector's thresholds belong to the whole process, so nothing in flowactors changes
 them on its own: the application decides, once, at startup (`flowactors.tune_gc()`).
 `python -m bench` does, and says so in its table; `--gc default` measures without it.
 
-The price of a large young generation is the length of each collection: every flow record
-created since the last one is walked once (then untracked: its fields are plain values),
-and those records are scattered in memory. Measured in `bench latency`'s open loop at
-6,300 lifecycles/s: one collection of 20-30 ms every few seconds, each leaving a backlog
-that the p99 of single commands shows. So `tune_gc` also collects the young generation
-early, when it holds `idle_gen0` objects or more and the event loop is about to wait
-(nothing runnable: a Trio instrument that every open engine installs in its run): at
-under half the size (pauses of 4-8 ms measured), at a moment nobody waits for the CPU.
-A busy loop never waits, so its collections stay as rare as `gen0` makes them; a loop
-that waits now and then pays a little (`bench steps`, 3,000 pipelines: 11 young
-collections instead of 9, 2.5% more CPU).
+Tail latency. A young collection walks every flow record made since the last one (then
+untracks it: its fields are plain values), scattered in memory: in `bench latency`'s open
+loop one collection at 50,000 took 15-30 ms, and the p99 of single commands in the
+3-second windows it fell in was 23-30 ms (5-9 ms in the others). `tune_gc(idle_gen0=N)`
+has every engine opened afterwards collect the young generation early, when it holds N
+objects or more and the event loop is about to wait (nothing runnable: a Trio instrument,
+one per run): pauses of 4-9 ms at N = 20,000, at moments nobody waits for the CPU. It is
+off by default because a loop that waits now and then pays for it: with thousands of runs
+in flight each early collection walks them all again (`bench steps`, 10k pipelines: 17
+collections, 1.1 s, instead of 3 and 0.4 s). A program serving single commands with a
+tail-latency target turns it on; `bench latency` does.
 """
 
 from __future__ import annotations
@@ -37,19 +40,20 @@ import trio
 
 from ._errors import InvalidArgument
 
-TUNED_GEN0 = 50_000
-TUNED_IDLE_GEN0 = 20_000
+TUNED_GEN0 = 200_000
+LATENCY_IDLE_GEN0 = 20_000  # what `bench latency` asks for (see above)
 _idle_gen0: int | None = None  # set by tune_gc
 
 
 def tune_gc(
-    gen0: int = TUNED_GEN0, *, idle_gen0: int | None = TUNED_IDLE_GEN0, freeze: bool = False
+    gen0: int = TUNED_GEN0, *, idle_gen0: int | None = None, freeze: bool = False
 ) -> tuple[int, int, int]:
     """Raise the young-generation threshold of CPython's cyclic GC to `gen0` container
     allocations (the older generations' thresholds are kept) and return the thresholds
-    it replaced, so `gc.set_threshold(*old)` undoes it. With `idle_gen0` (None: never),
-    engines opened from now on also collect the young generation when it holds that many
-    objects and their event loop is about to wait. With `freeze`, also move every object
+    it replaced, so `gc.set_threshold(*old)` undoes it. With `idle_gen0` (default None:
+    never), engines opened from now on also collect the young generation when it holds
+    that many objects and their event loop is about to wait (for tail latency, see
+    above); a later call without it turns that off again. With `freeze`, also move every object
     alive now to the permanent generation (`gc.freeze()`): call it after opening the
     engine, so a full collection no longer walks the recovered records."""
     global _idle_gen0
