@@ -120,6 +120,8 @@ READY, WAITING, BRANCHES, BRANCHES_DONE, STOPPING = (
 CLAIMED_STATES = (READY, WAITING, BRANCHES_DONE, STOPPING)
 ACTIVE_STATES = (*CLAIMED_STATES, BRANCHES, "running")
 CHUNK_PREFIX = "ev:"
+BRANCH_FAILED = "States.BranchFailed"
+_LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
 
 
 def event_chunk_names(value_sizes: Mapping[str, int]) -> list[str]:
@@ -127,9 +129,6 @@ def event_chunk_names(value_sizes: Mapping[str, int]) -> list[str]:
     execution flow's `Flow.value_sizes`), for tools that show its steps."""
     return _journal.names_in_order(value_sizes, CHUNK_PREFIX)
 
-
-BRANCH_FAILED = "States.BranchFailed"
-_LOST = (StaleLease, FlowTerminal, WrongState, FlowNotFound)
 
 Handler = Callable[[Any], Any]
 

@@ -805,7 +805,9 @@ class CodeRunner:
             if names
             else {}
         )
-        chunks = [(n, cast(Events, _values.decode(got.get(n)) or [])) for n in names]
+        if len(got) < len(names):  # (values are only ever overwritten: the run is gone)
+            raise FlowNotFound(f"run {flow.id!r} lost its journal values while being read")
+        chunks = [(n, cast(Events, _values.decode(got[n]) or [])) for n in names]
         journal = _journal.assemble(cached, now, keep, chunks)
         self._remember(flow.id, journal)
         return journal
