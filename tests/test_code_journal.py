@@ -62,6 +62,7 @@ def test_any_reader_sees_every_unit_in_order(units: list[list[Any]], data: st.Da
         assert journal.events == model
         fresh = _read(store, None)
         assert fresh == journal
+        assert jl.units({name: len(data) for name, data in store.items()}, P) == journal.units
         known = data.draw(st.sampled_from(seen))
         assert _read(store, known) == journal  # from a stale cache: only what it lacks
         assert _journal_values(store) <= jl.FLAT + journal.units.bit_length() + 1
