@@ -8,10 +8,11 @@ walks whatever survived since the last: with thousands of runs in flight that is
 them. Measured on the 2-core VM (`bench codeflow`, 10k runs): the collector took about a
 third of the process's CPU. A young generation of 50,000 cut that to a few percent; at
 10k step pipelines in flight it still took 15-19% (`bench steps`: 25-40 collections of
-about 30 ms), and 200,000 cuts that to 4% (3-4 collections, 0.3-0.5 s instead of 1.2-1.4
-s of 8 s; +12% pipelines/s, +2-6% on the code-first twin). The price is garbage cycles
-living a little longer (memory, not correctness: nothing in flowactors relies on the
-collector to release a resource), and longer collections (below).
+about 30 ms), and 200,000 cuts that to 4% (3-4 collections, 0.3-0.5 s instead of 1.1-1.9
+s of 8-12 s; +12% pipelines/s where the VM held still, +2-6% on the code-first twin).
+The price is garbage cycles living a little longer (memory, not correctness: nothing in
+flowactors relies on the collector to release a resource), and longer collections
+(below).
 
 The collector's thresholds belong to the whole process, so nothing in flowactors changes
 them on its own: the application decides, once, at startup (`flowactors.tune_gc()`).
