@@ -800,11 +800,7 @@ class CodeRunner:
                 return cached
             if now.units == 0:
                 return _journal.NEW  # (a new run: nothing to read, nothing to remember)
-        got = (
-            await self.engine.get_values(flow.id, names, partition_key=flow.partition_key)
-            if names
-            else {}
-        )
+        got = await self.engine.get_values(flow.id, names, partition_key=flow.partition_key)
         if len(got) < len(names):  # (values are only ever overwritten: the run is gone)
             raise FlowNotFound(f"run {flow.id!r} lost its journal values while being read")
         chunks = [(n, cast(Events, _values.decode(got[n]) or [])) for n in names]
