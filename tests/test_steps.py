@@ -108,6 +108,40 @@ async def test_a_resumed_run_skips_finished_steps_and_reruns_the_current_one(
     assert CALLS == ["validate 1", "charge 1", "charge 1", "confirm"]
 
 
+async def test_a_run_journaled_with_argument_digests_resumes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps no longer digest their arguments (they come from the journal); a run whose
+    journal holds digests, stored before that, replays without drift."""
+    from flowactors.code._replay import Context
+
+    enter = Context._enter
+
+    def digested(self: Context, kind: str, name: str, digest: str | None, *rest: Any) -> Any:
+        return enter(self, kind, name, "0123456789abcdef" if digest is None else digest, *rest)
+
+    CALLS.clear()
+    GATE["gate"] = trio.Event()
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(Context, "_enter", digested)
+            async with trio_engine(tmp_path) as engine:
+                runs = Pipelines(engine, [order], lease_ms=10_000)
+                await runs.start(order, "o-4", {"id": "o-4"})
+                async with runs.running():
+                    await trio.sleep(1)
+                assert (await runs.describe("o-4")).done == ("validate",)
+    finally:
+        del GATE["gate"]
+    async with trio_engine(tmp_path) as engine:
+        runs = Pipelines(engine, [order], lease_ms=10_000)
+        async with runs.running():
+            with trio.fail_after(60):  # (virtual time: a parked run would never end)
+                assert (await runs.result("o-4"))["confirmed"]
+        assert (await runs.describe("o-4")).status == "completed"
+    assert CALLS == ["validate 1", "charge 1", "charge 1", "confirm"]
+
+
 REFUNDS: list[str] = []
 saga = steps("saga")
 

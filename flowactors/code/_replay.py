@@ -181,7 +181,7 @@ class Context:
         return self._r.cursor < self._r.stored
 
     def _enter(
-        self, kind: str, name: str, digest: str, extra: dict[str, Any] | None = None
+        self, kind: str, name: str, digest: str | None, extra: dict[str, Any] | None = None
     ) -> Effect | None:
         r = self._r
         if r.closing:
@@ -194,7 +194,11 @@ class Context:
         pos = r.cursor
         if pos < len(r.effects):
             eff = r.effects[pos]
-            if eff.kind != kind or eff.name != name or eff.digest != digest:
+            if (
+                eff.kind != kind
+                or eff.name != name
+                or (digest is not None and eff.digest != digest)
+            ):
                 got = f"{kind} {name!r} (args {digest}) at position {pos}"
                 r.drift = NonDeterminismError(
                     f"run {r.run_id}: the journal holds {eff.shape()}, the code now asks for {got}",
@@ -205,6 +209,7 @@ class Context:
                 return None
             r.cursor += 1
             return eff
+        digest = digest or ""
         eff = Effect(pos, kind, name, digest, dict(extra or {}))
         r.effects.append(eff)
         r.cursor += 1
@@ -293,9 +298,28 @@ class Context:
         act = name or _fn_name(fn)
         canonical = _values.check(list(args), f"activity {act} arguments")
         canonical = _values.check(kwargs, f"activity {act} keyword arguments") or canonical
-        eff = self._enter("activity", act, _values.digest([list(args), kwargs], canonical))
+        digest = _values.digest([list(args), kwargs], canonical)
         call = ActivityCall(fn, args, kwargs, retry, timeout, heartbeat_timeout, idempotency_key)
-        eff = await self._wait(eff, call)
+        eff = await self._wait(self._enter("activity", act, digest), call)
+        return self._activity_outcome(act, eff, compensate)
+
+    async def _activity(
+        self,
+        act: str,
+        digest: str | None,
+        call: ActivityCall,
+        compensate: Callable[..., Any] | None = None,
+    ) -> Any:
+        """`activity` once its arguments are checked and digested. `digest` None: the
+        caller vouches that they are a pure function of the journal and the run's input
+        (flowactors.steps: a step's context is the previous step's journaled result), so
+        there is nothing to check or compare, and no digest is stored."""
+        eff = await self._wait(self._enter("activity", act, digest), call)
+        return self._activity_outcome(act, eff, compensate)
+
+    def _activity_outcome(
+        self, act: str, eff: Effect, compensate: Callable[..., Any] | None
+    ) -> Any:
         if not eff.ok:
             err = eff.error or {}
             raise ActivityError(

@@ -273,7 +273,7 @@ class CodeRunner:
         activity_threads: int = 16,
         poll_ms: int = 500,
         cache_runs: int = 10_000,
-        sticky_runs: int = 2_000,
+        sticky_runs: int = 10_000,
         queues: Mapping[str, int] | None = None,
         max_reclaims: int = MAX_RECLAIMS,
     ) -> None:

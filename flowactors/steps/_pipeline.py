@@ -67,6 +67,7 @@ from flowactors.code import (
     activity_info,
 )
 from flowactors.code._define import check_queue
+from flowactors.code._replay import ActivityCall
 from flowactors.code._values import check as _values_check
 
 if TYPE_CHECKING:
@@ -836,17 +837,19 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
         return run_step
 
     runners = {s.name: runner(s) for s in pipeline.steps}
+    retries = {s.name: None if s.retry is None else s.retry.policy() for s in pipeline.steps}
 
     async def run_one(ctx: Context, step: Step, run_input: Any, data: Any) -> Any:
         """One step to its end: its attempts, and its waits / children in between."""
-        retry = None if step.retry is None else step.retry.policy()
+        fn, retry, act = runners[step.name], retries[step.name], f"step:{step.name}"
         resolved: dict[str, Any] = {}
         while True:
             try:
-                got = await ctx.activity(
-                    runners[step.name], run_input, data, resolved, retry=retry,
-                    compensate=step.compensate, name=f"step:{step.name}",
-                )  # fmt: skip
+                # The step's arguments are the run's input, the context the previous step
+                # returned and what its own waits produced: all from the journal, so they
+                # are neither checked nor digested again (no digest: see `_activity`).
+                call = ActivityCall(fn, (run_input, data, resolved), {}, retry)
+                got = await ctx._activity(act, None, call, step.compensate)
             except ActivityError as exc:
                 if exc.type != SUSPEND:
                     raise _StepError(step.name, exc) from exc
