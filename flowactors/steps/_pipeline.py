@@ -858,7 +858,7 @@ def _build(pipeline: Pipeline) -> list[WorkflowDef]:
                 return got.result if isinstance(got, ActivityRef) else got
             # The wait, out of the `except` block: a coroutine suspended in one keeps the
             # exception alive, its traceback and every frame on it (a waiting run held
-            # ~15 objects more for the cyclic GC to walk).
+            # about ten objects more for the cyclic GC to walk).
             if spec["op"] in ("call", "start"):
                 ref = spec["ref"]
                 handle = ctx.start_child(spec["w"], spec["i"], id=ref, queue=spec.get("queue"))
