@@ -264,6 +264,12 @@ def valid_args(name: str, f: fa.Flow) -> dict[str, Any]:
         "stuck": {"type": TYPE},
         "terminals": {"type": TYPE},
         "transition": {"flow_id": "q", "from_state": "queued", "to_state": "x", "fencing_token": 0},
+        "transition_claiming": {
+            **claimed,
+            "from_state": "running",
+            "to_state": "x",
+            "children": [fa.ChildSpec("ch", "kid", lease_ms=1_000)],
+        },
         "transition_many": {"items": ack, "from_state": "running", "to_state": "x"},
     }
     return dict(table[name])

@@ -200,3 +200,90 @@ async def test_spawn_children_refuses_what_only_a_transition_does(tmp_path: Path
                     p.id, p.lease_token, p.fencing_token, group_id="g", children=[spec],
                     success_state="done", failure_state="failed",
                 )  # fmt: skip
+
+
+async def move_claiming(e: Any, p: fa.Flow, children: Any) -> tuple[fa.Flow, list[fa.Flow]]:
+    got: tuple[fa.Flow, list[fa.Flow]] = await e.transition_claiming(
+        p.id, "running", "waiting", p.fencing_token, lease_token=p.lease_token,
+        run_at_ms=e.now_ms() + LATER, children=children, partition_key=p.partition_key,
+    )  # fmt: skip
+    return got
+
+
+async def test_children_with_a_lease_are_created_claimed_by_the_parents_owner(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:
+        p = await claimed(e)
+        specs = [
+            fa.ChildSpec("mine", "item", payload=b"a", values={"v": b"1"}, lease_ms=1_000),
+            fa.ChildSpec("theirs", "item", wake_parent=True),
+            fa.ChildSpec("also", "item", state="later", wake_parent=True, lease_ms=50),
+        ]
+        parent, kids = await move_claiming(e, p, specs)
+        assert (parent.state, parent.lease_token) == ("waiting", None)
+        assert [k.id for k in kids] == ["mine", "also"]
+        mine, also = kids
+        assert (mine.state, mine.logical_state, mine.lease_owner) == ("running", "queued", "w")
+        assert (mine.fencing_token, mine.version, mine.parent_id) == (1, 1, "parent")
+        assert mine.lease_deadline_ms == clock.now + 1_000
+        assert (mine.payload, dict(mine.values), dict(mine.value_sizes)) == (None, {}, {"v": 1})
+        assert (also.logical_state, also.lease_deadline_ms) == ("later", clock.now + 50)
+        assert await e.get("mine") == mine
+        (event,) = await e.history("mine")
+        assert (event.name, dict(event.meta), event.state) == (
+            "created",
+            {"worker": "w"},
+            "running",
+        )
+        # Only the unclaimed child is due to others; the claimed one is ours to finish.
+        assert [f.id for f in await e.claim_due("item", "other", limit=10)] == ["theirs"]
+        done = await e.complete("mine", mine.lease_token, mine.fencing_token, result=b"ok")
+        assert done.state == "completed"
+        # A lease not kept expires as a claim's does: the child is reclaimed.
+        clock.advance(51)
+        (back,) = await e.claim_due("item", "other", states=["later"])
+        assert (back.id, back.fencing_token, back.reclaims) == ("also", 2, 1)
+        # The same command again is a no-op that claims nothing more.
+        before = written(e)
+        again, none = await move_claiming(e, p, specs)
+        assert (again.version, none, written(e)) == (parent.version, [], before)
+
+
+async def test_a_claimed_child_survives_a_reopen_leased(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:
+        p = await claimed(e)
+        _parent, (kid,) = await move_claiming(
+            e, p, [fa.ChildSpec("kid", "item", wake_parent=True, lease_ms=500)]
+        )
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:
+        assert await e.get("kid") == kid
+        assert await e.claim_due("item", "other") == []
+        await e.complete("kid", kid.lease_token, kid.fencing_token)
+        assert (await e.get("parent")).next_run_at_ms == clock.now
+
+
+async def test_claimed_children_are_refused_where_no_lease_can_be_had(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with open_checked(tmp_path, clock, shards=SHARDS) as e:
+        p = await claimed(e)
+        await e.create("idle", "order")
+        before = written(e)
+        leased = [fa.ChildSpec("c", "item", lease_ms=100)]
+        with pytest.raises(fa.InvalidArgument, match="transition_claiming"):
+            await move(e, p, leased)  # (`transition` would not return the claimed child)
+        with pytest.raises(fa.InvalidArgument, match="not claimed"):
+            await e.transition_claiming("idle", "queued", "waiting", 0, children=leased)
+        for bad in (0, -1, "100", True, 10**15):
+            with pytest.raises(fa.InvalidArgument, match="lease_ms"):
+                await move_claiming(e, p, [fa.ChildSpec("c", "item", lease_ms=bad)])
+        with pytest.raises(fa.InvalidArgument, match="lease_ms"):
+            await e.spawn_children(
+                p.id, p.lease_token, p.fencing_token, group_id="g", children=leased,
+                success_state="done", failure_state="failed",
+            )  # fmt: skip
+        assert written(e) == before
+        assert await e.get("c") is None
+        assert (await e.get("parent")).lease_token == p.lease_token

@@ -484,3 +484,92 @@ async def test_a_bad_step_continue_fails_only_its_own_handler(
 
 async def _info_is(wf: fa.Workflow, want: dict[str, int]) -> bool:
     return await wf.info() == want
+
+
+async def test_children_created_claimed_run_on_the_worker_with_no_claim(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`transition(run_children=True)`: the children the worker can run (its workflow,
+    due now, a state it serves, a slot: the parent's own, then free ones) are created
+    claimed by it and run at once, hydrated as that state's claim would be; the rest are
+    created as usual. The worker never runs more than `concurrency` handlers."""
+    async with trio_engine(tmp_path) as engine:
+        jobs = Client(engine).workflow(type="job", initial_state="split")
+        seen: dict[str, tuple[bytes | None, bool, dict[str, bytes], int]] = {}
+        busy = peak = 0
+
+        @jobs.state("split")
+        async def split(job: fa.Context) -> None:
+            now = engine.now_ms()
+            kids = [
+                fa.ChildSpec(f"k{i}", "job", state="leaf", payload=b"p" * size,
+                             values={"v": b"%d" % i, "w": b"-"})
+                for i, size in enumerate((5, 3, 2))
+            ]  # fmt: skip
+            kids.append(fa.ChildSpec("later", "job", state="leaf", run_at_ms=now + 10))
+            kids.append(fa.ChildSpec("elsewhere", "other", state="leaf"))
+            await job.transition("joined", run_at_ms=now + 60_000, children=kids,
+                                 run_children=True)  # fmt: skip
+
+        @jobs.state("leaf", lease_ms=5_000, payload_max_bytes=4, claim_values=["v"])
+        async def leaf(job: fa.Context) -> fa.Complete:
+            nonlocal busy, peak
+            busy += 1
+            peak = max(peak, busy)
+            lease_left = (job.flow.lease_deadline_ms or 0) - engine.now_ms()
+            seen[job.id] = (job.payload, job.flow.payload_omitted, dict(job.values), lease_left)
+            await trio.sleep(0.05)
+            busy -= 1
+            return complete(result="ok")
+
+        await jobs.start("s")
+        worker = jobs.worker(concurrency=2)
+        with trio.fail_after(60):  # (virtual time: a slot counted twice never drains)
+            async with running(worker):
+                await until(lambda: _done(jobs, 4))
+        stats = worker.statistics()
+        assert (stats.adopted, stats.claimed, stats.in_flight) == (2, 5, 0)
+        assert peak == 2
+        # The first two: created claimed (the parent's slot, then the one free slot).
+        for kid in ("k0", "k1"):
+            events = await jobs.history(kid)
+            assert [e.name for e in events] == ["created", "completed"]
+            assert dict(events[0].meta) == {"worker": worker.name}
+        assert [e.name for e in await jobs.history("k2")] == ["created", "claimed", "completed"]
+        assert seen["k0"] == (None, True, {"v": b"0"}, 5_000)
+        assert seen["k1"] == (b"ppp", False, {"v": b"1"}, 5_000)
+        assert seen["k2"][:3] == (b"pp", False, {"v": b"2"})
+        assert "claimed" in [e.name for e in await jobs.history("later")]
+        other = await engine.get("elsewhere")
+        assert other is not None and other.state == "leaf"
+
+
+async def test_a_refused_transition_gives_back_the_slots_it_took(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio_engine(tmp_path) as engine:
+        jobs = Client(engine).workflow(type="job", initial_state="split")
+        await engine.create("taken", "job", state="leaf", run_at_ms=10**12)
+        refused = []
+
+        @jobs.state("split")
+        async def split(job: fa.Context) -> fa.Complete:
+            kids = [fa.ChildSpec(k, "job", state="leaf") for k in ("k0", "k1", "taken")]
+            try:
+                await job.transition("joined", children=kids, run_children=True)
+            except fa.FlowExists as exc:
+                refused.append(exc)
+            return complete(result="alone")
+
+        @jobs.state("leaf")
+        async def leaf(job: fa.Context) -> fa.Complete:
+            return complete()
+
+        await jobs.start("s")
+        worker = jobs.worker(concurrency=3)
+        with trio.fail_after(60):
+            async with running(worker):
+                await until(lambda: _done(jobs, 1))
+        stats = worker.statistics()
+        assert (len(refused), stats.adopted, stats.completed, stats.in_flight) == (1, 0, 1, 0)
+        assert await engine.get("k0") is None and await engine.get("k1") is None

@@ -720,8 +720,12 @@ class CodeRunner:
             event = self._ended.pop(flow.id, None)
             if event is not None:
                 event.set()
-            if flow.parent_id is not None and (ending is None or ending[1]):
-                self._wake_send.send_nowait(("wake", flow.parent_id))
+            if flow.parent_id is not None:
+                if ending is None or ending[1]:
+                    self._wake_send.send_nowait(("wake", flow.parent_id))
+                else:  # the engine made the parent due: our workers may be idle, polling
+                    for worker in self._workers:
+                        worker.wake()
             return
         if committed is not None:
             self._remember(flow.id, committed)
@@ -838,6 +842,7 @@ class CodeRunner:
                 run_at_ms=outcome.run_at_ms,
                 values=outcome.values,
                 children=outcome.children,
+                run_children=True,
             )
         except (FlowExists, IdempotencyConflict):
             for child in outcome.children:

@@ -530,36 +530,86 @@ class Commands(Routing):
         `children` are created by the same command, on the flow's shard, with the flow as
         their parent: they exist exactly when the move is durable, and a child whose id is
         taken refuses the whole command (FlowExists). A child with `wake_parent` makes the
-        flow due at once when it ends, if the flow is then waiting unleased."""
+        flow due at once when it ends, if the flow is then waiting unleased. (Children
+        with `lease_ms` are for `transition_claiming`, which returns them.)"""
         command = self._transition_cmd(
-            flow_id,
-            from_state,
-            to_state,
-            fencing_token,
-            lease_token,
-            run_at_ms,
-            delay_ms,
-            priority,
-            payload,
-            values,
-            attributes,
-        )
+            flow_id, from_state, to_state, fencing_token, lease_token, run_at_ms, delay_ms,
+            priority, payload, values, attributes,
+        )  # fmt: skip
         creates: list[m.Create] = []
         if not (type(children) is tuple and not children):  # (the default: none)
             carried = m.values_bytes(command.values or {})
             creates = c.child_creates(children, "transition", carried)
+            if any(ch.lease_ms is not None for ch in children):
+                raise InvalidArgument(
+                    "transition: children with lease_ms are created claimed, for the "
+                    "caller to run: use transition_claiming, which returns them"
+                )
         if not creates:
             result: Flow = await self._one(flow_id, partition_key, command)
             return result
-        home = self._locate(flow_id, partition_key)
+        moved: Flow = await self._with_children(command, partition_key, creates, children)
+        return moved
+
+    async def transition_claiming(
+        self,
+        flow_id: str,
+        from_state: str,
+        to_state: str,
+        fencing_token: int,
+        *,
+        lease_token: str | None = None,
+        run_at_ms: int | None = None,
+        delay_ms: int | None = None,
+        priority: int | None = None,
+        payload: bytes | None = None,
+        values: Mapping[str, bytes] | None = None,
+        attributes: Mapping[str, str] | None = None,
+        partition_key: str | None = None,
+        children: Sequence[ChildSpec],
+    ) -> tuple[Flow, list[Flow]]:
+        """`transition(children=)` of a claimed flow, whose children with `lease_ms` are
+        created already claimed by the flow's lease owner (one `created` event each,
+        leased for their `lease_ms`, fencing token 1): the caller runs them at once, as
+        if its worker had claimed them, and they cost no claim command and no read.
+
+        Returns the moved flow and those children, in order, as `claim_due` would have
+        returned them but with neither payload nor values read (the caller sent them).
+        An exact replay of the command returns the flow and no children (the first one
+        claimed them)."""
+        command = self._transition_cmd(
+            flow_id, from_state, to_state, fencing_token, lease_token, run_at_ms, delay_ms,
+            priority, payload, values, attributes,
+        )  # fmt: skip
+        carried = m.values_bytes(command.values or {})
+        creates = c.child_creates(children, "transition_claiming", carried)
+        if not creates:
+            return await self._one(flow_id, partition_key, command), []
+        got = await self._with_children(command, partition_key, creates, children)
+        if isinstance(got, list):
+            return got[0], got[1:]
+        return got, []
+
+    async def _with_children(
+        self,
+        command: m.Transition,
+        partition_key: str | None,
+        creates: list[m.Create],
+        children: Sequence[ChildSpec],
+    ) -> Any:
+        home = self._locate(command.id, partition_key)
         with self._reserving((ch.id, home) for ch in creates):
-            moved: Flow = await self._call(
+            return await self._call(
                 self._shards[home],
                 Request(
-                    c.TransitionWithChildren(command, creates, [s.wake_parent for s in children])
+                    c.TransitionWithChildren(
+                        command,
+                        creates,
+                        [s.wake_parent for s in children],
+                        [s.lease_ms for s in children],
+                    )
                 ),
             )
-        return moved
 
     async def complete(
         self,

@@ -53,6 +53,7 @@ from ._record import (
     FENCING,
     HIST_FLOOR,
     ID,
+    LEASE_OWNER,
     NEXT_RUN_AT,
     PARENT_ID,
     PARTITION,
@@ -163,11 +164,14 @@ class Spawn:
 @dataclass(slots=True)
 class TransitionWithChildren:
     """`Engine.transition(children=)`: the transition, and children created in the same
-    decision on the parent's shard; `wakes[i]`: child i wakes its parent when it ends."""
+    decision on the parent's shard; `wakes[i]`: child i wakes its parent when it ends;
+    `leases[i]`: child i is created claimed by the parent's lease owner, for that many
+    ms (`transition_claiming`; None: not claimed)."""
 
     transition: m.Transition
     children: list[m.Create]
     wakes: list[bool]
+    leases: list[int | None] | None = None
 
 
 def child_creates(children: Sequence[ChildSpec], what: str, carried: int = 0) -> list[m.Create]:
@@ -183,6 +187,8 @@ def child_creates(children: Sequence[ChildSpec], what: str, carried: int = 0) ->
         if spec.retention_ms is not None:
             m.check_int(spec.retention_ms, "retention_ms", 0, m.MAX_ACTIVE_MS)
         m.check_bool(spec.wake_parent, "wake_parent")
+        if spec.lease_ms is not None:
+            m.check_int(spec.lease_ms, "lease_ms", 1, m.MAX_DELAY_MS)
         create = m.Create(
             spec.id,
             m.check_type(spec.type),
@@ -496,16 +502,30 @@ def decide_transition_children(
 ) -> Decision:
     """The transition, then its children: created on this shard, under the parent, in the
     same decision (so in the same frame: they exist exactly when the move is durable). Any
-    child refused (its id taken, a partition not the parent's) refuses the whole command."""
+    child refused (its id taken, a partition not the parent's) refuses the whole command.
+
+    A child with a lease (`c.leases`) is created claimed by the parent's lease owner: its
+    one `created` event holds the record a claim would have made of it (running, fencing
+    1, leased), so it is never due to anyone else while that lease holds. The result is
+    then the moved parent followed by those children."""
+    before = state.get(c.transition.id)
     parent, writes = m.decide_transition(state, c.transition, now, config)
     if not writes:
         return parent, []  # an exact replay: the children came with the first one
+    leases = c.leases or [None] * len(c.children)
+    owner = before[LEASE_OWNER] if before is not None else None
+    if owner is None and any(lease is not None for lease in leases):
+        raise InvalidArgument(
+            f"flow {c.transition.id!r} is not claimed: only a claimed flow's children "
+            "can be created claimed (by its lease owner)"
+        )
     tx = _Tx(state, now, config, [])
     (moved,) = writes
     assert type(moved) is Write
     tx.write(moved)
     root = parent[ROOT_ID] or parent[ID]
-    for create, wake in zip(c.children, c.wakes, strict=True):
+    claimed: list[Record] = []
+    for create, wake, lease in zip(c.children, c.wakes, leases, strict=True):
         if create.id == parent[ID]:
             raise InvalidArgument(f"flow {parent[ID]!r} cannot be its own child")
         if create.partition is not None and create.partition != parent[PARTITION]:
@@ -525,8 +545,15 @@ def decide_transition_children(
         )
         record, (w,) = m.decide_create(state, child, now)
         if wake:
-            w.record = evolve(record, ext={"wp": 1})
+            record = w.record = evolve(record, ext={"wp": 1})
+        if lease is not None:
+            assert owner is not None
+            w.record = m.claimed_at_creation(record, owner, lease, now)
+            w.meta = {"worker": owner}
+            claimed.append(w.record)
         tx.write(w)
+    if claimed:
+        return [parent, *claimed], tx.mutations
     return parent, tx.mutations
 
 

@@ -84,10 +84,13 @@ class Coordination(Routing):
         m.check_state(success_state, "success_state")
         m.check_state(failure_state, "failure_state")
         creates = c.child_creates(children, "spawn_children")
-        if any(ch.wake_parent or ch.retention_ms is not None for ch in children):
+        if any(
+            ch.wake_parent or ch.retention_ms is not None or ch.lease_ms is not None
+            for ch in children
+        ):
             raise InvalidArgument(
-                "spawn_children: retention_ms and wake_parent are for a transition's "
-                "children (a fanout group reports to its parent itself)"
+                "spawn_children: retention_ms, wake_parent and lease_ms are for a "
+                "transition's children (a fanout group reports to its parent itself)"
             )
         command = c.Spawn(
             parent_id,

@@ -925,6 +925,19 @@ def decide_create_many(
     return results, mutations
 
 
+def claimed_at_creation(r: Record, worker: str, lease_ms: int, now: int) -> Record:
+    """A new record `r` as `worker`'s first claim of it at `now` would leave it (the
+    same fields as `decide_claim`'s), still at version 1: created and claimed by one
+    event (`Engine.transition_claiming`)."""
+    fencing = r[FENCING] + 1
+    deadline = now + lease_ms
+    claimed = _CLAIMED(
+        r, RUNNING, r[STATE], r[VERSION], fencing, worker, f"{worker}:{now}:{fencing}",
+        deadline, deadline, now,
+    )  # fmt: skip
+    return evolve(claimed, last_event="created")
+
+
 def _expired_active(r: Record, now: int) -> bool:
     return r[ACTIVE_DEADLINE] is not None and now >= r[ACTIVE_DEADLINE] and not terminal(r)
 

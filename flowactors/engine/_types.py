@@ -197,10 +197,12 @@ class ChildSpec:
     defaults to the parent's, so children live on the parent's shard unless you give them
     another partition (a transition's children always live with their parent).
 
-    Only for a transition's children: `retention_ms` (as `create`'s), and `wake_parent`:
+    Only for a transition's children: `retention_ms` (as `create`'s), `wake_parent`:
     when the child ends, its parent, if it is then waiting unleased for a later due time,
     is made due at once (a `child_ended` event) - for runtimes that keep their own joins
-    (flowactors.code); a fanout group reports to its parent on its own."""
+    (flowactors.code); a fanout group reports to its parent on its own - and `lease_ms`
+    (`transition_claiming` only): the child is created already claimed by the parent's
+    lease owner, leased for `lease_ms`, so the caller runs it at once with no claim."""
 
     id: str
     type: str
@@ -214,6 +216,7 @@ class ChildSpec:
     correlation_id: str | None = None
     retention_ms: int | None = None
     wake_parent: bool = False
+    lease_ms: int | None = None
 
 
 class ChildStatus(NamedTuple):

@@ -37,6 +37,7 @@ flows still queued are released the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -54,7 +55,7 @@ from ..engine._errors import (
     StaleLease,
     WrongState,
 )
-from ..engine._types import Ack, ContinueSpec, Flow, ItemResult
+from ..engine._types import Ack, ChildSpec, ContinueSpec, Flow, ItemResult
 from ._outcomes import Complete, ExceptionPolicy, Fail, Outcome, Retry, Spawn, Transition
 from ._workflow import Context, Handler, Workflow
 
@@ -76,6 +77,7 @@ class WorkerStatistics:
     claim_calls: int
     empty_claims: int
     in_flight: int
+    adopted: int = 0  # of `claimed`: children created claimed for this worker (`_adopt`)
 
 
 class _Job:
@@ -261,6 +263,7 @@ class Worker:
                 "lease_extensions",
                 "claim_calls",
                 "empty_claims",
+                "adopted",
             ),
             0,
         )
@@ -415,6 +418,75 @@ class Worker:
             self._queue.extend(flows)
             self._summon(1)
 
+    # -- children created claimed (`Context.transition(run_children=True)`) -------------
+
+    def _lease_children(
+        self, ctx: Context, children: Sequence[ChildSpec]
+    ) -> tuple[list[ChildSpec], int]:
+        """`children`, with a lease on each this worker can run at once (its flow type,
+        due now, a state it claims, a slot for it), and how many. The first takes the
+        slot of `ctx`'s own flow, which its claim ends (`ctx.handed_slot`); the others
+        take free slots, taken now so that handlers adopting side by side cannot
+        overfill the worker; `_adopt` gives back what the command did not claim."""
+        slots = 0 if self._stopping else 1 + max(0, self.concurrency - self._in_flight)
+        out: list[ChildSpec] = []
+        taken = 0
+        for child in children:
+            if (
+                taken < slots
+                and child.type == self.workflow.flow_type
+                and child.run_at_ms is None
+                and child.lease_ms is None
+            ):
+                group = self._group_of(child.state)
+                if group is not None:
+                    child = dataclasses.replace(child, lease_ms=group[1])
+                    taken += 1
+            out.append(child)
+        if taken:
+            ctx.handed_slot = True
+            self._in_flight += taken - 1
+        return out, taken
+
+    def _group_of(
+        self, state: str
+    ) -> tuple[tuple[str, ...] | None, int, bool | int, tuple[str, ...]] | None:
+        for group in self._groups:
+            if group[0] is None or state in group[0]:
+                return group
+        return None
+
+    def _adopt(
+        self, ctx: Context, children: list[Flow], specs: Sequence[ChildSpec], taken: int
+    ) -> None:
+        """Run `children`, created claimed for this worker (`_lease_children`), as if
+        claimed: hydrated as its claim would have been, from what their specs sent."""
+        unused = taken - len(children)
+        if unused and not children:
+            ctx.handed_slot, unused = False, unused - 1  # (its own slot is its own again)
+        if unused:
+            self._done(unused)
+        sent = {spec.id: spec for spec in specs}
+        flows = []
+        for flow in children:
+            spec = sent[flow.id]
+            group = self._group_of(flow.logical_state)
+            assert group is not None
+            cap, names = group[2], group[3]
+            payload, omitted = spec.payload, False
+            if payload is not None and cap is not True:  # (as the engine's claim hydrates)
+                if cap is False:
+                    payload = None
+                elif len(payload) > cap:
+                    payload, omitted = None, True
+            values = {n: spec.values[n] for n in names if n in spec.values} if spec.values else {}
+            flows.append(flow._replace(payload=payload, payload_omitted=omitted, values=values))
+        if flows:
+            self._counts["claimed"] += len(flows)
+            self._counts["adopted"] += len(flows)
+            self._queue.extend(flows)
+            self._summon(1)
+
     # -- the runner pool ----------------------------------------------------------------
 
     def _open_pool(self, jobs: trio.Nursery) -> None:
@@ -440,20 +512,24 @@ class Worker:
             self._jobs.start_soon(self._runner)
 
     async def _runner(self) -> None:
-        """Run queued flows until the queue is empty, park, repeat (until cancelled)."""
+        """Run queued flows until the queue is empty, park, repeat (until cancelled).
+
+        One cancel scope serves the runner's jobs, parks included, until a lost lease
+        cancels it (only while that job's handler runs): then a new one is made. (A scope
+        costs ~6 us to enter and leave, which a scope per job paid three times per
+        code-workflow pipeline.)"""
         try:
+            self._pending -= 1  # this runner is looking at the queue now
             while True:
-                self._pending -= 1  # this runner is looking at the queue now
-                if self._queue and self._busy:
-                    # Another runner's handler is suspended (it awaits something, or runs
-                    # in a thread): do not run the rest one after another behind it, wake
-                    # a runner for every queued flow, as a task per flow would have.
-                    self._summon(len(self._queue) - 1)  # this runner takes one
-                while self._queue:
-                    # One scope for all the jobs this runner takes in a row; a lost lease
-                    # cancels it (only while that job's handler runs), so it is renewed.
-                    scope = trio.CancelScope()
-                    with scope:
+                scope = trio.CancelScope()
+                with scope:
+                    while True:
+                        if self._queue and self._busy:
+                            # Another runner's handler is suspended (it awaits something,
+                            # or runs in a thread): do not run the rest one after another
+                            # behind it, wake a runner for every queued flow, as a task per
+                            # flow would have.
+                            self._summon(len(self._queue) - 1)  # this runner takes one
                         while self._queue and not scope.cancel_called:
                             flow = self._queue.popleft()
                             # A spare, in case this handler waits: it runs only once this
@@ -464,7 +540,10 @@ class Worker:
                                 await self._run_job(flow, scope)
                             finally:
                                 self._busy -= 1
-                await self._parked.park()
+                        if scope.cancel_called:
+                            break  # (a handler swallowed its cancel: a new scope first)
+                        await self._parked.park()
+                        self._pending -= 1  # unparked: looking at the queue again
         finally:
             self._runners -= 1
 
@@ -490,6 +569,7 @@ class Worker:
         plan = self._plan(flow.logical_state)
         ctx = Context(self.workflow, flow, plan.lease_ms)
         ctx.continuer = self._continuer
+        ctx.worker = self
         job = _Job(ctx, trio.current_time() + plan.lease_ms * self.extend_every / 1000, scope)
         self._held.add(job)
         try:
@@ -502,7 +582,7 @@ class Worker:
                 if job.lost or ctx.settled:
                     if job.lost:
                         self._counts["lost_leases"] += 1
-                    self._done()
+                    self._done(0 if ctx.handed_slot else 1)
                 else:
                     await self._release(ctx.flow)
             raise
@@ -512,7 +592,7 @@ class Worker:
                 self._counts["lost_leases"] += 1
             elif ctx.settled_as is not None:
                 self._counts[ctx.settled_as] += 1
-            self._done()
+            self._done(0 if ctx.handed_slot else 1)  # (a child it adopted has the slot)
             return
         job.outcome = outcome
         self._outcomes.append(job)

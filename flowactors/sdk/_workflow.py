@@ -129,8 +129,11 @@ class Context:
         self.lease_ms = lease_ms
         self.settled = False  # the handler already ended the claim (spawn_children)
         self.settled_as: str | None = None  # how (the worker's count it goes in)
-        # Set by a Worker: gathers the step_continues of its handlers (`_Continuer`).
+        # Set by a Worker: gathers the step_continues of its handlers (`_Continuer`);
+        # the worker itself (runs the children `transition(run_children=True)` claims).
         self.continuer: Any = None
+        self.worker: Any = None
+        self.handed_slot = False  # its worker slot went to a child it created claimed
 
     @property
     def id(self) -> str:
@@ -237,12 +240,34 @@ class Context:
         run_at_ms: int | None = None,
         values: Mapping[str, bytes] | None = None,
         children: Sequence[ChildSpec] = (),
+        run_children: bool = False,
     ) -> Flow:
         """End this claim now: move the flow to `to_state` (the engine's `transition`,
         `children` created by the same command). The worker acknowledges nothing more;
         the moved flow is returned (for handlers that must see the command's answer,
-        as the code-workflow runner does when a child id is taken)."""
+        as the code-workflow runner does when a child id is taken).
+
+        `run_children`: the children this context's worker can run - of its workflow,
+        due now, in a state it claims, while it has a slot free - are created claimed by
+        it (`Engine.transition_claiming`) and run as soon as the command is durable, with
+        no claim of their own: no claim command, no read, no wait for its next claim."""
         flow = self.flow
+        worker = self.worker
+        if run_children and children and worker is not None:
+            specs, taken = worker._lease_children(self, children)
+            if taken:
+                try:
+                    moved, kids = await self.workflow.engine.transition_claiming(
+                        flow.id, "running", to_state, flow.fencing_token,
+                        lease_token=flow.lease_token, run_at_ms=run_at_ms, values=values,
+                        children=specs, partition_key=flow.partition_key,
+                    )  # fmt: skip
+                except BaseException:
+                    worker._adopt(self, [], specs, taken)  # (gives the slots back)
+                    raise
+                worker._adopt(self, kids, specs, taken)
+                self.settled, self.settled_as = True, "transitioned"
+                return moved
         moved = await self.workflow.engine.transition(
             flow.id,
             "running",
