@@ -352,3 +352,22 @@ async def test_await_any_child_takes_the_first_to_end_and_cancel_child_stops_the
         assert reasons is not None and "lost the race" in str(reasons)
     with pytest.raises(ValueError, match="non-empty"):
         await ctx_call(lambda ctx: ctx.await_any_child([]))
+
+
+class _HoldsEverything:
+    """A `held` that claims to hold every run: each claim comes without payload or code."""
+
+    def __contains__(self, _run_id: object) -> bool:
+        return True
+
+
+async def test_a_run_claimed_as_held_but_no_longer_kept_reads_what_it_needs(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The worker claims the runs its runner keeps without their payload and "code"; a
+    run evicted in between (here: every run, none is kept) reads them itself."""
+    async with code_runner(tmp_path, REG) as r:
+        await r.start(parent, "p1", [5, -1])
+        async with r.running(held=_HoldsEverything()):
+            out = await r.result("p1")
+        assert out["results"] == [50, "ValueError"] and out["direct"] == 10

@@ -290,3 +290,21 @@ def test_claim_band_is_the_highest_due_band_a_claim_could_take(
             for q, due in entries
         ) else -1  # fmt: skip
         assert ShardState.claim_band(fake, "t", states, reclaim, False, p, now) == want  # type: ignore[arg-type]
+
+
+async def test_claim_leaves_out_what_the_caller_holds(tmp_path: Path, clock: FakeClock) -> None:
+    """`held`: the flows whose payload and values the caller holds come back with neither
+    read (their sizes still there); the others as asked. Anything but a container of
+    ids is refused before anything is claimed."""
+    async with open_checked(tmp_path, clock, shards=1) as e:
+        for fid in ("kept", "new"):
+            await e.create(fid, "t", payload=b"12345", values={"v": b"val"})
+        for bad in ("kept", b"kept", 5, True):
+            with pytest.raises(fa.InvalidArgument, match="held"):
+                await e.claim_due("t", "w", payload=True, values=["v"], held=bad)
+        assert await e.info("t") == {"queued": 2}
+        got = await e.claim_due("t", "w", limit=2, payload=True, values=["v"], held={"kept"})
+        flows = {f.id: f for f in got}
+        assert (flows["kept"].payload, dict(flows["kept"].values)) == (None, {})
+        assert (flows["kept"].payload_size, dict(flows["kept"].value_sizes)) == (5, {"v": 3})
+        assert (flows["new"].payload, dict(flows["new"].values)) == (b"12345", {"v": b"val"})

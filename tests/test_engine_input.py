@@ -213,6 +213,10 @@ def admits(hint: Any, value: object) -> bool:
         return isinstance(value, dict) and all(
             admits(key, k) and admits(val, v) for k, v in value.items()
         )
+    if origin is collections.abc.Container:  # (looked up in, never iterated)
+        return isinstance(value, collections.abc.Container) and not isinstance(
+            value, str | bytes | bytearray
+        )
     assert isinstance(hint, type), hint
     return isinstance(value, hint)
 

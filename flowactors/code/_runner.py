@@ -320,9 +320,11 @@ class CodeRunner:
         self._cache_runs = cache_runs
         self._committing: dict[str, Journal] = {}
         # Suspended replays kept after their step committed (see `_advance`): run id ->
-        # (replay, the journal once committed); pending until the commit is acked.
-        self._sticky: OrderedDict[str, tuple[Replay, Journal]] = OrderedDict()
-        self._sticky_pending: dict[str, tuple[Replay, Journal]] = {}
+        # (replay, the journal once committed, the run's payload); pending until the
+        # commit is acked. The worker claims kept runs without reading their payload and
+        # "code" again (`held`).
+        self._sticky: OrderedDict[str, tuple[Replay, Journal, dict[str, Any]]] = OrderedDict()
+        self._sticky_pending: dict[str, tuple[Replay, Journal, dict[str, Any]]] = {}
         self._sticky_runs = sticky_runs
         self._watch: dict[str, tuple[str, Any]] = {}
         self._ended: dict[str, trio.Event] = {}
@@ -629,6 +631,7 @@ class CodeRunner:
                 user_ack(flow)
 
         options.setdefault("concurrency", 64)
+        options.setdefault("held", self._sticky)
         worker = Worker(self._flows_of(queue), on_ack=on_ack, **options)
         return worker
 
@@ -882,27 +885,36 @@ class CodeRunner:
     async def _advance(self, job: Job) -> EngineOutcome | None:
         self.counts["steps"] += 1
         flow = job.flow
-        params = _values.decode(flow.payload)
-        code = _values.decode(flow.values.get("code")) or {}
-        name, code_hash = params["w"], code.get("h", "")
-        wf = self.registry.find(name, code_hash)
-        if wf is None:
-            if name in self.registry.versions:
-                return self._park(
-                    "version",
-                    f"run {flow.id} started on {name} code {code_hash[:12]}, which is not "
-                    "registered here (register that version, then resume the run)",
-                    stored=code_hash,
-                    current=self.registry.latest(name).code_hash,
-                )
-            return self._park("unknown_workflow", f"no workflow named {name!r} is registered")
         sticky = self._sticky.pop(flow.id, None)
-        if sticky is not None and sticky[1].units == _journal.units(flow.value_sizes, JOURNAL):
-            replay, journal = sticky
+        if sticky is not None and sticky[1].units != _journal.units(flow.value_sizes, JOURNAL):
+            sticky[0].close()  # (its journal moved on elsewhere: replay from the store)
+            sticky = None
+        if sticky is not None:
+            replay, journal, params = sticky
             replay.rebase(self.engine.now_ms())
         else:
-            if sticky is not None:
-                sticky[0].close()
+            if flow.payload is None and flow.payload_size:
+                # Claimed as kept (`held`: no payload or "code" read), evicted since.
+                got = await self.engine.get(
+                    flow.id, payload=True, values=("code",), partition_key=flow.partition_key
+                )
+                if got is None or got.lease_token != flow.lease_token:
+                    raise StaleLease(f"run {flow.id!r} changed hands while being read")
+                flow = job.flow = got
+            params = _values.decode(flow.payload)
+            code = _values.decode(flow.values.get("code")) or {}
+            name, code_hash = params["w"], code.get("h", "")
+            wf = self.registry.find(name, code_hash)
+            if wf is None:
+                if name in self.registry.versions:
+                    return self._park(
+                        "version",
+                        f"run {flow.id} started on {name} code {code_hash[:12]}, which is "
+                        "not registered here (register that version, then resume the run)",
+                        stored=code_hash,
+                        current=self.registry.latest(name).code_hash,
+                    )
+                return self._park("unknown_workflow", f"no workflow named {name!r} is registered")
             journal = await self._read_journal(flow)
             if journal.units == 0 and flow.parent_id is not None and not params.get("j"):
                 # (a child created with its parent's step cannot outlive its cancel: the
@@ -934,7 +946,11 @@ class CodeRunner:
             if not keep:
                 replay.close()
         if keep:
-            self._sticky_pending[flow.id] = (replay, self._committing.get(flow.id, journal))
+            self._sticky_pending[flow.id] = (
+                replay,
+                self._committing.get(flow.id, journal),
+                params,
+            )
         elif (
             replay.drift is not None
             and isinstance(outcome, Transition)

@@ -4,7 +4,7 @@ machine's command and sends it to the shard that holds the flow (see `_routing`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -215,6 +215,7 @@ class Commands(Routing):
         reclaim_ratio: int = 25,
         priority: int | None = None,
         partition_key: str | None = None,
+        held: Container[str] | None = None,
     ) -> list[Flow]:
         """Claim up to `limit` due flows of `type` under a lease of `lease_ms`.
 
@@ -222,23 +223,15 @@ class Commands(Routing):
         bumps its fencing token and mints a lease token; both must be presented by every
         later mutation. Expired leases are reclaimed in the same call (about
         `reclaim_ratio`% of `limit` first, then normal work, then more reclaims).
-        `payload=True` (or a byte cap) and `values=[...]` hydrate bytes from disk.
+        `payload=True` (or a byte cap) and `values=[...]` hydrate bytes from disk, except
+        for flows whose id is in `held` (a set, a dict: what the caller already holds,
+        looked up as the answer is made), which come back with neither read.
         `partition_key` claims only that partition's flows (a tenant's worker).
         """
         return await self._claim(
-            type,
-            worker,
-            states,
-            limit,
-            lease_ms,
-            payload,
-            values,
-            reclaim,
-            reclaim_ratio,
-            priority,
-            partition_key,
-            only_expired=False,
-        )
+            type, worker, states, limit, lease_ms, payload, values, reclaim, reclaim_ratio,
+            priority, partition_key, held, only_expired=False,
+        )  # fmt: skip
 
     async def reclaim(
         self,
@@ -252,23 +245,15 @@ class Commands(Routing):
         values: Sequence[str] = (),
         priority: int | None = None,
         partition_key: str | None = None,
+        held: Container[str] | None = None,
     ) -> list[Flow]:
         """Claim only flows whose lease expired (their worker is presumed dead); the
-        filters are claim_due's (`states` are the logical states they were running in)."""
+        filters and `held` are claim_due's (`states` are the logical states they were
+        running in)."""
         return await self._claim(
-            type,
-            worker,
-            states,
-            limit,
-            lease_ms,
-            payload,
-            values,
-            True,
-            100,
-            priority,
-            partition_key,
-            only_expired=True,
-        )
+            type, worker, states, limit, lease_ms, payload, values, True, 100, priority,
+            partition_key, held, only_expired=True,
+        )  # fmt: skip
 
     async def _claim(
         self,
@@ -283,6 +268,7 @@ class Commands(Routing):
         reclaim_ratio: int,
         priority: int | None,
         partition_key: str | None,
+        held: Container[str] | None,
         *,
         only_expired: bool,
     ) -> list[Flow]:
@@ -299,7 +285,7 @@ class Commands(Routing):
             if states is None
             else tuple([m.check_state(s) for s in m.check_list(states, "states")])
         )
-        hyd = _hydrate(payload, values)
+        hyd = _hydrate(payload, values, held=held)
         if partition_key is not None:
             m.check_name(partition_key, "partition_key")
         n = len(self._shards)

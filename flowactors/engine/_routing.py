@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -75,13 +75,22 @@ def _require_record(state: ShardState, flow_id: str) -> Record:
     return record
 
 
-def _hydrate(payload: bool | int, values: Iterable[str], outcome: bool = False) -> Hydrate:
+def _hydrate(
+    payload: bool | int,
+    values: Iterable[str],
+    outcome: bool = False,
+    held: Container[str] | None = None,
+) -> Hydrate:
     if payload is not True and payload is not False:
         m.check_int(payload, "payload max bytes", 0, m.MAX_BLOB_BYTES)
     names = () if values == () else m.check_names(values, "value name")
+    if held is not None and (
+        not isinstance(held, Container) or isinstance(held, str | bytes | bytearray)
+    ):
+        raise InvalidArgument(f"held must be a container of flow ids, got {held!r:.60}")
     if payload is False and not names and not outcome:
         return NO_HYDRATE  # the shared instance: `to_flow` takes its fast path on it
-    return Hydrate(payload, names, outcome)
+    return Hydrate(payload, names, outcome, held)
 
 
 class Routing:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
@@ -128,11 +128,14 @@ _tuple_new = tuple.__new__
 @dataclass(frozen=True, slots=True)
 class Hydrate:
     """What to read back from the log when answering: payload (True, or a byte cap),
-    named values, and the result and error bytes."""
+    named values, and the result and error bytes; none of them for flows whose id is in
+    `held` (a claim's caller that already holds them: `claim_due(held=)`). `held` is not
+    compared: claims that differ only in it are still decided together."""
 
     payload: bool | int = False
     values: tuple[str, ...] = ()
     outcome: bool = False
+    held: Container[str] | None = field(default=None, compare=False)
 
 
 NO_HYDRATE = Hydrate()
@@ -985,6 +988,8 @@ class Shard:
         return blobs.get(which) if blobs else None
 
     def to_flow(self, r: Record, hyd: Hydrate = NO_HYDRATE) -> Flow:
+        if hyd.held is not None and r[ID] in hyd.held:
+            hyd = NO_HYDRATE  # (its caller holds its payload and values)
         # Most replies ask for nothing (the shared NO_HYDRATE) about a flow with no
         # values: nothing to read or size, straight to the tuple.
         if hyd is NO_HYDRATE and not r[VALUES]:

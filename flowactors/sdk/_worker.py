@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,8 +178,9 @@ class Worker:
     """Runs one workflow's handlers for the given states (default: every declared state).
 
     `handler` overrides the states' own handlers (a queue worker). `lease_ms`,
-    `claim_payload`, `claim_values` override the states' claim settings. `on_ack` is
-    called with each flow as its acknowledgement made it durable (after the commit).
+    `claim_payload`, `claim_values` override the states' claim settings; flows whose id
+    is in `held` come without payload and values (its handler holds them: `claim_due`).
+    `on_ack` is called with each flow as its acknowledgement made it durable.
     """
 
     def __init__(
@@ -200,6 +201,7 @@ class Worker:
         max_idle_ms: int = 500,
         shutdown_grace_ms: int = 10_000,
         on_ack: Callable[[Flow], None] | None = None,
+        held: Container[str] | None = None,
     ) -> None:
         if not isinstance(workflow, Workflow):
             raise InvalidArgument(f"a worker needs a Workflow, got {workflow!r:.60}")
@@ -244,6 +246,7 @@ class Worker:
         self.max_idle_ms = max_idle_ms
         self.shutdown_grace_ms = shutdown_grace_ms
         self.on_ack = on_ack
+        self.held = held
         self._groups = workflow.claim_groups(
             self.states, lease_ms=lease_ms, payload=claim_payload, values=claim_values
         )
@@ -393,6 +396,7 @@ class Worker:
                     lease_ms=lease,
                     payload=payload,
                     values=values,
+                    held=self.held,
                 )
             else:
                 got = await self.engine.claim_due(
@@ -403,6 +407,7 @@ class Worker:
                     lease_ms=lease,
                     payload=payload,
                     values=values,
+                    held=self.held,
                 )
             if not got:
                 self._counts["empty_claims"] += 1
