@@ -42,6 +42,8 @@ CONSTRUCTORS: dict[str, Build] = {
     "Worker claim_values a str": lambda e: fa.Worker(fa.Workflow(e, type="t"), claim_values="v"),
     "Worker idle_ms None": lambda e: fa.Worker(fa.Workflow(e, type="t"), idle_ms=None),
     "Worker on_ack not callable": lambda e: fa.Worker(fa.Workflow(e, type="t"), on_ack=5),
+    "Worker held a str": lambda e: fa.Worker(fa.Workflow(e, type="t"), held="run-1"),
+    "Worker held an int": lambda e: fa.Worker(fa.Workflow(e, type="t"), held=5),
     "worker() states a str": lambda e: fa.Workflow(e, type="t").worker("queued"),
     "worker() states an int": lambda e: fa.Workflow(e, type="t").worker(5),
     "AslRunner handlers a list": lambda e: asl.AslRunner(e, handlers=["a"]),

@@ -550,7 +550,7 @@ async def test_a_refused_transition_gives_back_the_slots_it_took(
     async with trio_engine(tmp_path) as engine:
         jobs = Client(engine).workflow(type="job", initial_state="split")
         await engine.create("taken", "job", state="leaf", run_at_ms=10**12)
-        refused = []
+        refused: list[fa.FlowError] = []
 
         @jobs.state("split")
         async def split(job: fa.Context) -> fa.Complete:
@@ -559,6 +559,11 @@ async def test_a_refused_transition_gives_back_the_slots_it_took(
                 await job.transition("joined", children=kids, run_children=True)
             except fa.FlowExists as exc:
                 refused.append(exc)
+            for bad in ([*kids[:2], ("k2", "job")], [*kids[:2], fa.ChildSpec("k0", "job")]):
+                try:  # (not a ChildSpec; an id twice)
+                    await job.transition("joined", children=bad, run_children=True)
+                except fa.InvalidArgument as exc:
+                    refused.append(exc)
             return complete(result="alone")
 
         @jobs.state("leaf")
@@ -571,5 +576,6 @@ async def test_a_refused_transition_gives_back_the_slots_it_took(
             async with running(worker):
                 await until(lambda: _done(jobs, 1))
         stats = worker.statistics()
-        assert (len(refused), stats.adopted, stats.completed, stats.in_flight) == (1, 0, 1, 0)
+        assert [type(exc) for exc in refused] == [fa.FlowExists, *[fa.InvalidArgument] * 2]
+        assert (stats.adopted, stats.completed, stats.in_flight) == (0, 1, 0)
         assert await engine.get("k0") is None and await engine.get("k1") is None

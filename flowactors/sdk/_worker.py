@@ -230,6 +230,10 @@ class Worker:
             m.check_int(value, what, 0, m.MAX_DELAY_MS)
         if name is not None:
             m.check_name(name, "worker name")
+        if held is not None and (
+            not isinstance(held, Container) or isinstance(held, str | bytes | bytearray)
+        ):
+            raise InvalidArgument(f"held must be a container of flow ids, got {held!r:.60}")
         for fn, what in ((handler, "handler"), (on_ack, "on_ack")):
             if fn is not None and not callable(fn):
                 raise InvalidArgument(f"{what} must be callable or None, got {fn!r:.60}")
@@ -439,6 +443,7 @@ class Worker:
         for child in children:
             if (
                 taken < slots
+                and isinstance(child, ChildSpec)  # (the engine refuses anything else)
                 and child.type == self.workflow.flow_type
                 and child.run_at_ms is None
                 and child.lease_ms is None
@@ -471,7 +476,9 @@ class Worker:
             ctx.handed_slot, unused = False, unused - 1  # (its own slot is its own again)
         if unused:
             self._done(unused)
-        sent = {spec.id: spec for spec in specs}
+        if not children:
+            return
+        sent = {spec.id: spec for spec in specs if isinstance(spec, ChildSpec)}
         flows = []
         for flow in children:
             spec = sent[flow.id]
