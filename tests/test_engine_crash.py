@@ -121,6 +121,15 @@ async def perform(engine: fa.Engine, cmd: Cmd, model: Snapshot) -> Any:
     if kind == "transition":
         src = "running" if f is not None and f.state == "running" else (f.state if f else "queued")
         return await engine.transition(fid, src, "stage2", fence, lease_token=token)
+    if kind == "transition_claiming":  # a child created claimed, waking its parent
+        # (the parent: the first claimed flow there is, else one that refuses)
+        p = next((x for x in model.values() if x is not None and x.lease_token), f)
+        kid = fa.ChildSpec(cmd[2], TYPE, lease_ms=LEASE_MS, wake_parent=True)
+        return await engine.transition_claiming(
+            fid if p is None else p.id, "running", "stage2",
+            0 if p is None else p.fencing_token, lease_token=None if p is None else p.lease_token,
+            run_at_ms=10**12, children=[kid],
+        )  # fmt: skip
     if kind == "complete":
         return await engine.complete(fid, token, fence, result=cmd[2])
     if kind == "retry":
@@ -325,6 +334,7 @@ class EngineMachine(RuleBasedStateMachine):
         ),
         st.tuples(st.just("claim"), st.integers(1, 5)),
         st.tuples(st.just("transition"), st.sampled_from(IDS)),
+        st.tuples(st.just("transition_claiming"), st.sampled_from(IDS), st.sampled_from(IDS)),
         st.tuples(st.just("complete"), st.sampled_from(IDS), st.binary(max_size=20)),
         st.tuples(st.just("retry"), st.sampled_from(IDS)),
         st.tuples(st.just("fail"), st.sampled_from(IDS)),
