@@ -308,3 +308,32 @@ async def test_claim_leaves_out_what_the_caller_holds(tmp_path: Path, clock: Fak
         assert (flows["kept"].payload, dict(flows["kept"].values)) == (None, {})
         assert (flows["kept"].payload_size, dict(flows["kept"].value_sizes)) == (5, {"v": 3})
         assert (flows["new"].payload, dict(flows["new"].values)) == (b"12345", {"v": b"val"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 20)), max_size=40),
+    st.integers(0, 20),
+    st.sampled_from((None, 0, 1, 2)),
+)
+def test_iter_due_scans_small_indexes_as_it_ranges_large_ones(
+    entries: list[tuple[int, int]], now: int, priority: int | None
+) -> None:
+    """`ShardState.iter_due` against a model, on both sides of its scan threshold (a
+    small index is scanned whole, a large one ranged per priority): the due entries,
+    priority 2, 1, 0, then due time, then id."""
+    from types import SimpleNamespace
+
+    from flowactors.engine import _state
+    from flowactors.engine._sorted import SortedIndex
+
+    index = SortedIndex((-p, due, f"f{i:02d}") for i, (p, due) in enumerate(entries))
+    fake = SimpleNamespace(due={("t", "queued"): index})
+    model = sorted(
+        (-p, due, f"f{i:02d}")
+        for i, (p, due) in enumerate(entries)
+        if due <= now and (priority is None or p == priority)
+    )
+    got = list(_state.ShardState.iter_due(fake, "t", "queued", now, priority))  # type: ignore[arg-type]
+    assert got == model
+    assert list(_state.ShardState.iter_due(fake, "t", "other", now, priority)) == []  # type: ignore[arg-type]
