@@ -171,7 +171,7 @@ class TransitionWithChildren:
     transition: m.Transition
     children: list[m.Create]
     wakes: list[bool]
-    leases: list[int | None] | None = None
+    leases: list[int | None]
 
 
 def child_creates(children: Sequence[ChildSpec], what: str, carried: int = 0) -> list[m.Create]:
@@ -512,9 +512,8 @@ def decide_transition_children(
     parent, writes = m.decide_transition(state, c.transition, now, config)
     if not writes:
         return parent, []  # an exact replay: the children came with the first one
-    leases = c.leases or [None] * len(c.children)
     owner = before[LEASE_OWNER] if before is not None else None
-    if owner is None and any(lease is not None for lease in leases):
+    if owner is None and any(lease is not None for lease in c.leases):
         raise InvalidArgument(
             f"flow {c.transition.id!r} is not claimed: only a claimed flow's children "
             "can be created claimed (by its lease owner)"
@@ -525,7 +524,7 @@ def decide_transition_children(
     tx.write(moved)
     root = parent[ROOT_ID] or parent[ID]
     claimed: list[Record] = []
-    for create, wake, lease in zip(c.children, c.wakes, leases, strict=True):
+    for create, wake, lease in zip(c.children, c.wakes, c.leases, strict=True):
         if create.id == parent[ID]:
             raise InvalidArgument(f"flow {parent[ID]!r} cannot be its own child")
         if create.partition is not None and create.partition != parent[PARTITION]:
