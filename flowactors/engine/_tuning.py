@@ -24,7 +24,13 @@ loop one collection at 50,000 took 15-30 ms, and the p99 of single commands in t
 3-second windows it fell in was 23-30 ms (5-9 ms in the others). `tune_gc(idle_gen0=N)`
 has every engine opened afterwards collect the young generation early, when it holds N
 objects or more and the event loop is about to wait (nothing runnable: a Trio instrument,
-one per run): pauses of 4-9 ms at N = 20,000, at moments nobody waits for the CPU. It is
+one per run). A pause lasts in proportion to N: 6-15 ms at N = 20,000 (a third of the
+objects are records), 1.0-2.4 ms at 5,000. "About to wait" is not "idle for long": under
+load the next arrival comes a fraction of a millisecond later and waits out the pause,
+so the worst commands of a 3-second window at 4,000 lifecycles/s clustered in the 50 ms
+around the one or two collections at 20,000 (p99 of create 6-15 ms over six runs), and
+were spread over the window at 5,000 (6.0-7.8 ms over seven); the collector's total time
+was the same (9-12 ms per 3 s). It is
 off by default because a loop that waits now and then pays for it: with thousands of runs
 in flight each early collection walks them all again (`bench steps`, 10k pipelines: 17
 collections, 1.1 s, instead of 3 and 0.4 s). A program serving single commands with a
@@ -42,7 +48,7 @@ import trio
 from ._errors import InvalidArgument
 
 TUNED_GEN0 = 200_000
-LATENCY_IDLE_GEN0 = 20_000  # what `bench latency` asks for (see above)
+LATENCY_IDLE_GEN0 = 5_000  # what `bench latency` asks for (see above)
 _idle_gen0: int | None = None  # set by tune_gc
 
 
