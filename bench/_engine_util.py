@@ -234,6 +234,12 @@ async def open_loop(engine: Engine, rate: float, seconds: float, tag: str) -> Lo
     the loop's CPU per lifecycle at 3,500/s, more than half of what the engine spends on
     one in the closed loop, with a sleep per arrival and a task spawned for each):
     - it wakes once per timer tick and starts every lifecycle whose time has come;
+    - while other tasks are runnable it does not sleep on a timer but yields
+      (`checkpoint`), and looks at the clock again when they have run: a timed sleep costs
+      the loop a cancel scope, a raised Cancelled and a deadline (21-26 us on the 2-core
+      VM), a yield 4 us, and under load the loop turns over more often than the timer
+      ticks (1 ms) anyway. Measured at 4,000 lifecycles/s: 160-167 instead of 181-187 us
+      of the loop's user CPU per lifecycle, and arrivals start closer to their time;
     - it hands each to an idle task of an elastic pool, as a server hands requests to its
       connections' tasks, and spawns a task only when none is idle. No arrival ever waits
       for a busy task, and each task keeps a flow type of its own (see `lifecycle`).
@@ -260,8 +266,14 @@ async def open_loop(engine: Engine, rate: float, seconds: float, tag: str) -> Lo
         started = clock()
         trio_started = trio.current_time()
         spawned = nxt = 0
+        now = trio.current_time
+        busy = trio.lowlevel.current_statistics
         while nxt < count:
-            await trio.sleep_until(trio_started + nxt * interval)
+            if now() < trio_started + nxt * interval:
+                if busy().tasks_runnable:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                await trio.sleep_until(trio_started + nxt * interval)
             due = math.floor((trio.current_time() - trio_started) / interval) + 1
             for i in range(nxt, min(count, max(due, nxt + 1))):
                 if idle:
