@@ -89,6 +89,11 @@ class OsFile:
     def close(self) -> None:
         os.close(self._fd)
 
+    def fileno(self) -> int:
+        """The OS file descriptor (the log's AIO fdatasync needs it; not in the protocol:
+        other file systems' handles are synced through their own `sync`)."""
+        return self._fd
+
 
 class _FlockLock:
     __slots__ = ("_fd",)

@@ -1,5 +1,7 @@
 """A log's own commit thread: one long-lived worker that runs blocking calls (a commit's
-write and fdatasync) for tasks of one Trio run.
+write and fdatasync) for tasks of one Trio run. Commits use it where Linux AIO is missing
+(`_aio.py` says why AIO comes first: this thread must win the GIL back from a busy loop
+three times per commit) and for rotations, which create, seal and sync several files.
 
 Why not `trio.to_thread.run_sync`: it is built for arbitrary, concurrent, cancellable
 calls (a capacity limiter, a thread cache handing each call to some thread, context

@@ -6,8 +6,11 @@ Theory of operation
 The task that opened a batch is its leader: when no commit is in flight it commits at once,
 otherwise it waits for its turn. Everything that arrived while the previous commit was in
 flight is therefore committed together: the leader encodes one frame per submitted batch of
-operations, appends them with one write(2) and makes them durable with one fdatasync, both
-in a worker thread so the Trio loop keeps running. Only then does it publish the new
+operations, appends them with one write(2) and makes them durable with one fdatasync, and
+the Trio loop keeps running meanwhile: the write (a copy into the page cache) is made in the
+loop and the fdatasync through Linux AIO, completing on an eventfd the loop waits on
+(`_aio.py`); without AIO, and for a rotation, both are made in a worker thread
+(`_iothread.py`). Only then does it publish the new
 locations in the keydir and wake every member of the batch. A reader never sees a value
 that a crash could take back. The leader's part cannot be cancelled (its waits are
 shielded, and a cancel cannot interrupt the commit thread), so a cancelled caller cannot
@@ -91,8 +94,9 @@ import trio
 import xxhash
 
 from . import _format as fmt
+from ._aio import AioSync, AioUnsupported, open_aio
 from ._errors import CorruptLog, InvalidArgument, LogBroken, LogClosed, LogLocked, WalError
-from ._fs import DirLock, FileHandle, FileSystem, OsFileSystem, makedirs_durably
+from ._fs import DirLock, FileHandle, FileSystem, OsFile, OsFileSystem, makedirs_durably
 from ._iothread import IoThread
 from ._keydir import (
     _SEGMENT_MASK,
@@ -186,6 +190,8 @@ class LogStatistics:
     # fdatasync latency of commits: power-of-two microsecond bucket -> syncs, and the sum.
     sync_micros_histogram: dict[int, int] = field(default_factory=dict)
     sync_seconds_total: float = 0.0
+    # How the last commit's fdatasync was made: "aio", "thread", "inline" ("" before any).
+    sync_via: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,12 +277,17 @@ class Log:
         self._active_min = 0  # bytes of the active segment a manifest says are durable
         self._counters = _Counters()
         self.recovery = RecoveryReport(0, 0, 0, 0, (), None, 0.0)
-        # Commits write and fsync in a worker thread, so the event loop runs on meanwhile.
-        # False runs them inline, blocking the loop: for tests on Trio's MockClock with
-        # autojump, where a task waiting on a thread counts as idle and lets virtual time
-        # leap ahead by however long the disk happens to take.
+        # The event loop runs on while a commit is on its way to disk: a commit writes in
+        # the loop (into the page cache) and fdatasyncs through Linux AIO (`_aio` says
+        # why); where AIO is unavailable, and for rotations (several files and syncs),
+        # it writes and syncs in a worker thread. False runs everything inline, blocking
+        # the loop: for tests on Trio's MockClock with autojump, where a task waiting on
+        # the disk counts as idle and lets virtual time leap ahead by however long the
+        # disk happens to take.
         self.io_threads = True
-        self._io: IoThread | None = None  # the commit thread, started by the first commit
+        self._io: IoThread | None = None  # the commit thread, started when first needed
+        self._aio: AioSync | bool | None = True  # True: not tried yet; None: unavailable
+        self.sync_via = ""  # how the last commit's fdatasync was made: aio, thread, inline
 
     # -- opening ------------------------------------------------------------------------
 
@@ -780,11 +791,19 @@ class Log:
                 and now - self._last_sync_ms >= self._sync_interval_ms
             )
         )
-        write = partial(
-            self._write_sync, blob, new_seg, manifest, sync, self._hint_body, self._hint_count
-        )
+        new_handle: FileHandle | None = None
         try:
-            new_handle = await self._in_thread(write) if self.io_threads else write()
+            aio = self._aio_for(new_seg)
+            if aio is not None:
+                await self._write_aio(aio, blob, sync)
+            else:
+                write = partial(
+                    self._write_sync, blob, new_seg, manifest, sync, self._hint_body,
+                    self._hint_count,
+                )  # fmt: skip
+                new_handle = await self._in_thread(write) if self.io_threads else write()
+                if sync:
+                    self.sync_via = "thread" if self.io_threads else "inline"
         except OSError as exc:
             self._broken = LogBroken(
                 f"write to {self.path} failed ({errno.errorcode.get(exc.errno or 0, exc)}: "
@@ -918,6 +937,42 @@ class Log:
             self._last_sync_ns = time.perf_counter_ns() - started
             self._unsynced = False
         return new_handle
+
+    def _aio_for(self, new_seg: int | None) -> AioSync | None:
+        """The AIO context a commit syncs through, or None for the thread / inline path:
+        a rotation, a file that is not an OS file (a test's fault-injecting one), no AIO
+        on this system, or `io_threads=False`."""
+        aio = self._aio
+        if aio is None or new_seg is not None or not self.io_threads:
+            return None
+        if type(self._files[self._active]) is not OsFile:
+            return None
+        if aio is True:
+            aio = self._aio = open_aio()
+        assert aio is not False
+        return aio
+
+    async def _write_aio(self, aio: AioSync, blob: bytes, sync: bool) -> None:
+        """Append in the loop (a copy into the page cache), fdatasync through AIO. If the
+        kernel refuses AIO fdatasync (nothing was submitted), sync in the commit thread,
+        now and from then on."""
+        handle = self._files[self._active]
+        assert type(handle) is OsFile
+        if blob:
+            handle.append(blob)
+            self._unsynced = True
+        if sync and self._unsynced:
+            started = time.perf_counter_ns()
+            try:
+                await aio.fdatasync(handle.fileno())
+                self.sync_via = "aio"
+            except AioUnsupported:
+                self._aio = None
+                aio.close()
+                await self._in_thread(handle.sync)
+                self.sync_via = "thread"
+            self._last_sync_ns = time.perf_counter_ns() - started
+            self._unsynced = False
 
     # -- reading ------------------------------------------------------------------------
 
@@ -1189,6 +1244,7 @@ class Log:
             broken=self._broken is not None,
             sync_micros_histogram=dict(sorted(c.sync_histogram.items())),
             sync_seconds_total=c.sync_ns / 1e9,
+            sync_via=self.sync_via,
         )
 
     def _check(self) -> None:
@@ -1259,6 +1315,9 @@ class Log:
         if self._io is not None:
             self._io.stop()
             self._io = None
+        if isinstance(self._aio, AioSync):
+            self._aio.close()
+            self._aio = None
         for handle in self._files.values():
             with suppress(OSError):
                 handle.close()

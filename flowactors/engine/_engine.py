@@ -183,9 +183,11 @@ async def open_engine(
     bounded pass with its next batch of work: it fails flows past their max_active_ms
     and deletes terminal flows past their retention. It rides on traffic rather than a
     timer, so an idle engine does nothing and Trio's MockClock never jumps for it.
-    `io_threads=False` runs each commit's write and fdatasync inside the event loop
-    (blocking it): for tests on `trio.testing.MockClock(autojump_threshold=0)`, where
-    waiting on a thread lets virtual time leap ahead by however long the disk takes.
+    By default the event loop runs on while a commit is on its way to disk (its
+    fdatasync goes through Linux AIO, or a worker thread where AIO is missing; see
+    `wal/_aio.py`). `io_threads=False` runs each commit's write and fdatasync inside the
+    event loop (blocking it): for tests on `trio.testing.MockClock(autojump_threshold=0)`,
+    where waiting on the disk lets virtual time leap ahead by however long it takes.
     """
     if not isinstance(path, str | os.PathLike):
         raise InvalidArgument(f"path must be a str or os.PathLike, not {type(path).__name__}")

@@ -178,7 +178,7 @@ def shards_table(shards: Sequence[Mapping[str, Any]]) -> Html:
         html(
             "<tr><td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>"
             "<td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>"
-            "<td class=num>{}</td><td>{}</td></tr>",
+            "<td class=num>{}</td><td>{}</td><td>{}</td></tr>",
             s["index"],
             f"{s['flows']:,}",
             f"{s['requests']:,}",
@@ -188,6 +188,7 @@ def shards_table(shards: Sequence[Mapping[str, Any]]) -> Html:
             s["outbox"],
             size(s["log_bytes"]),
             s["segments"],
+            s.get("sync_via") or "-",
             badge("failed", "broken") if s["broken"] else badge("completed", "healthy"),
         )
         for s in shards
@@ -196,6 +197,7 @@ def shards_table(shards: Sequence[Mapping[str, Any]]) -> Html:
         "<table><thead><tr><th>shard</th><th class=num>flows</th><th class=num>requests</th>"
         "<th class=num>commits</th><th class=num>frames/commit</th><th class=num>queue</th>"
         "<th class=num>outbox</th><th class=num>log</th><th class=num>segments</th>"
+        '<th title="how commits reach the disk">fdatasync</th>'
         "<th>health</th></tr></thead><tbody>{}</tbody></table>",
         rows,
     )

@@ -202,6 +202,7 @@ def live_figures(engine: Engine) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             "broken": s["broken"],
             "sync_seconds": log.sync_seconds_total,
             "mean_batch": round(log.mean_batch_frames, 2),
+            "sync_via": log.sync_via,  # how commits reach the disk: aio, thread, inline
         }
         shards.append(row)
         for key in totals:
