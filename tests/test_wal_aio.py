@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ async def test_a_failed_aio_fdatasync_breaks_the_log_and_is_not_retried(
 async def test_no_aio_on_this_architecture_means_the_commit_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_aio.platform, "machine", lambda: "sparc64")
+    monkeypatch.setattr(platform, "machine", lambda: "sparc64")
     assert open_aio() is None
     async with wal.open_log(str(tmp_path / "log")) as log:
         await log.put(b"a", b"1")
@@ -111,7 +112,7 @@ async def test_a_context_that_cannot_be_set_up_means_the_commit_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An unknown syscall number fails like a sandbox refusing io_setup (ENOSYS).
-    monkeypatch.setitem(_aio._SYSCALLS, _aio.platform.machine().lower(), (-1, -1, -1, -1))
+    monkeypatch.setitem(_aio._SYSCALLS, platform.machine().lower(), (-1, -1, -1, -1))
     assert open_aio() is None
     async with wal.open_log(str(tmp_path / "log")) as log:
         await log.put(b"a", b"1")
@@ -156,3 +157,21 @@ async def test_rotation_commits_go_through_the_thread_and_later_ones_back_to_aio
         assert log.statistics().sync_via == "thread" and log.statistics().segments == 2
         await log.put(b"c", b"x")
         assert log.statistics().sync_via == "aio"
+
+
+@needs_aio
+async def test_a_refused_submission_falls_back_without_breaking_the_log(tmp_path: Path) -> None:
+    """The real submission path: io_submit failing (here: ENOSYS from a bad syscall number)
+    submitted nothing, so the commit syncs in the thread and the log stays healthy."""
+    path = str(tmp_path / "log")
+    async with wal.open_log(path) as log:
+        await log.put(b"a", b"1")
+        aio = log._aio
+        assert isinstance(aio, AioSync)
+        aio._nr = (*aio._nr[:3], -1)
+        await log.put(b"b", b"2")
+        stats = log.statistics()
+        assert stats.sync_via == "thread" and not stats.broken and stats.fsyncs == 2
+        assert log._aio is None
+    async with wal.open_log(path) as log:
+        assert dict(log.items()) == {b"a": b"1", b"b": b"2"}

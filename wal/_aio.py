@@ -17,9 +17,11 @@ What it costs. ctypes calls to three syscalls whose numbers depend on the archit
 (x86_64 and aarch64 here; elsewhere `open_aio` returns None and the log uses its commit
 thread). The kernel must support `IOCB_CMD_FDSYNC` (Linux 4.18); where it or the file
 system does not, `io_submit` refuses the request (EINVAL) and nothing was submitted:
-`AioUnsupported`, the log falls back for good. A context that cannot be set up (seccomp,
-`fs.aio-max-nr` exhausted) also means None. A completion carrying an error is a failed
-fdatasync: `OSError`, and the log is broken (never retried), as with `os.fdatasync`.
+`AioUnsupported`, the log falls back for good (so it does on any refused submission, a
+full AIO quota included: nothing was written by it, so it says nothing about the disk).
+A context that cannot be set up (seccomp, `fs.aio-max-nr` exhausted) also means None.
+A completion carrying an error is a failed fdatasync: `OSError`, and the log is broken
+(never retried), as with `os.fdatasync`.
 
 The wait is shielded from cancellation: a request in flight cannot be called back, and
 the commit must know whether its bytes are durable before anyone goes on.
@@ -45,12 +47,11 @@ _SYSCALLS = {
 }
 _IOCB_CMD_FDSYNC = 3
 _IOCB_FLAG_RESFD = 1
-# io_submit refusing the request kind itself: nothing was submitted, use another way.
-_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM}
 
 
 class AioUnsupported(Exception):
-    """The kernel or file system refused an AIO fdatasync; nothing was submitted."""
+    """`io_submit` refused an AIO fdatasync (kernel, file system, quota); nothing was
+    submitted."""
 
 
 class _Iocb(ctypes.Structure):  # struct iocb, linux/aio_abi.h (little-endian layout)
@@ -134,11 +135,9 @@ class AioSync:
         submitted = libc.syscall(
             ctypes.c_long(self._nr[3]), self._ctx, ctypes.c_long(1), self._iocbs
         )
-        if submitted != 1:
+        if submitted != 1:  # nothing was submitted: this says nothing about the disk
             code = ctypes.get_errno() if submitted < 0 else errno.EAGAIN
-            if code in _UNSUPPORTED:
-                raise AioUnsupported(os.strerror(code))
-            raise OSError(code, f"io_submit: {os.strerror(code)}")
+            raise AioUnsupported(f"io_submit: {os.strerror(code)}")
         with trio.CancelScope(shield=True):  # in flight: it cannot be called back
             while True:
                 await trio.lowlevel.wait_readable(self._efd)
