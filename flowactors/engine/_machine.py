@@ -1023,13 +1023,11 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
     def reclaim_up_to(n: int) -> None:
         if n <= 0 or not c.reclaim:
             return
-        for _p, _due, fid in list(state.iter_due(c.type, RUNNING, now, c.priority)):
+        for _p, _due, fid in list(state.iter_due(c.type, RUNNING, now, c.priority, c.partition)):
             if len(claimed) >= c.limit or n <= 0:
                 return
             r = state.records[fid]
             if fid in taken or (c.states is not None and r[RUN_STATE] not in c.states):
-                continue
-            if c.partition is not None and r[PARTITION] != c.partition:
                 continue
             take(r, reclaim=True)
             n -= 1
@@ -1049,10 +1047,7 @@ def decide_claim(state: ShardState, c: Claim, now: int, config: Config) -> Decis
         for s in states:
             if s == RUNNING or s in TERMINAL:
                 continue
-            due = state.iter_due(c.type, s, now, c.priority)
-            if part is not None:  # (a scan past other partitions' due flows on the shard)
-                due = (e for e in due if records[e[2]][PARTITION] == part)
-            candidates.extend(islice(due, want))
+            candidates.extend(islice(state.iter_due(c.type, s, now, c.priority, part), want))
         if len(states) > 1:
             candidates.sort()
         limit, worker = c.limit, c.worker

@@ -17,6 +17,10 @@ record through the same `put`):
   these three, so listing a (type, state) never scans other flows.
 - `deadlines`: a SortedList of `(active_deadline, id)` for live records with max_active_ms.
 - `part_counts[(type, partition, state)]`: counts per partition, for records that have one.
+- `part_due[(type, state, partition)]`: the `due` entries of the records that have a
+  partition, per partition, so a claim for one tenant ranges its own entries instead of
+  walking past every other tenant's due flows on the shard. Records without a partition
+  (most) never pay for it.
 - `foreign`: ids of the records that do not live on their id's home shard (created in a
   partition that routes elsewhere, or children placed on their parent's shard). With each
   shard's records, it is how the engine finds a flow from its id alone: the home shard's
@@ -111,6 +115,7 @@ class ShardState:
         "open_outcomes",
         "parked",
         "part_counts",
+        "part_due",
         "records",
         "retention",
         "route",
@@ -140,6 +145,7 @@ class ShardState:
         self.foreign: set[str] = set()
         self.noted: dict[str, set[str]] = {}
         self.open_outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.part_due: dict[tuple[str, str, str], SortedIndex] = {}
         self._sorted_list: type = SortedIndex
 
     def get(self, flow_id: str) -> Record | None:
@@ -279,7 +285,8 @@ class ShardState:
         """Recovery: index many records at once. Runs the same `_index` as `put`, but the
         sorted indexes collect into plain lists that are sorted once at the end."""
         saved = (self.due, self.terminal, self.parked, self.retention, self.deadlines)
-        self.due, self.terminal, self.parked = {}, {}, {}
+        saved_part = self.part_due
+        self.due, self.terminal, self.parked, self.part_due = {}, {}, {}, {}
         # (lists that answer `add`, standing in for the sorted indexes while loading)
         self.retention, self.deadlines = _Bulk(), _Bulk()  # type: ignore[assignment]
         self._sorted_list = _Bulk
@@ -289,8 +296,16 @@ class ShardState:
                 self._index(r)
         finally:
             bulk = (self.due, self.terminal, self.parked, self.retention, self.deadlines)
+            loaded_part: dict[Any, Any] = self.part_due
             self.due, self.terminal, self.parked, self.retention, self.deadlines = saved
+            self.part_due = saved_part
             self._sorted_list = SortedIndex
+        for part_key, part_entries in loaded_part.items():
+            part_sl = self.part_due.get(part_key)
+            if part_sl is None:
+                self.part_due[part_key] = SortedIndex(part_entries)
+            else:
+                part_sl.update(part_entries)
         for mine, loaded in zip((self.due, self.terminal, self.parked), bulk[:3], strict=True):
             for key, entries in loaded.items():
                 sl = mine.get(key)
@@ -331,6 +346,12 @@ class ShardState:
         if r[PARTITION] is not None:
             pkey = (r[TYPE], r[PARTITION], r[STATE])
             self.part_counts[pkey] = self.part_counts.get(pkey, 0) + 1
+            if r[NEXT_RUN_AT] is not None:
+                dkey = (r[TYPE], r[STATE], r[PARTITION])
+                sl = self.part_due.get(dkey)
+                if sl is None:
+                    sl = self.part_due[dkey] = self._sorted_list()
+                sl.add((-r[PRIORITY], r[NEXT_RUN_AT], r[ID]))
             if self.route(r[ID]) != self.index:
                 self.foreign.add(r[ID])
         if r[ACTIVE_DEADLINE] is not None and r[STATE] not in TERMINAL:
@@ -376,6 +397,12 @@ class ShardState:
                 self.part_counts[pkey] = n
             else:
                 del self.part_counts[pkey]
+            if r[NEXT_RUN_AT] is not None:
+                dkey = (r[TYPE], r[STATE], r[PARTITION])
+                sl = self.part_due[dkey]
+                sl.remove((-r[PRIORITY], r[NEXT_RUN_AT], r[ID]))
+                if not sl:
+                    del self.part_due[dkey]
             self.foreign.discard(r[ID])
         elif r[PARENT_ID] is not None:
             self.foreign.discard(r[ID])
@@ -475,10 +502,19 @@ class ShardState:
         return best
 
     def iter_due(
-        self, flow_type: str, state: str, now: int, priority: int | None = None
+        self,
+        flow_type: str,
+        state: str,
+        now: int,
+        priority: int | None = None,
+        partition: str | None = None,
     ) -> Iterator[DueKey]:
-        """Due entries of (type, state) with due time <= now: priority 2, 1, 0, then time."""
-        sl = self.due.get((flow_type, state))
+        """Due entries of (type, state) with due time <= now: priority 2, 1, 0, then time;
+        with `partition`, only that partition's (from its own index)."""
+        if partition is None:
+            sl = self.due.get((flow_type, state))
+        else:
+            sl = self.part_due.get((flow_type, state, partition))
         if sl is None:
             return
         if len(sl) <= _SCAN:
@@ -504,6 +540,7 @@ class ShardState:
         parked: dict[tuple[str, str], list[str]] = {}
         deadlines: list[tuple[int, str]] = []
         part_counts: dict[tuple[str, str, str], int] = {}
+        part_due: dict[tuple[str, str, str], list[DueKey]] = {}
         foreign = {fid for fid in self.records if self.route(fid) != self.index}
         assert foreign == self.foreign, "foreign index drifted"
         for fid, r in self.records.items():
@@ -528,6 +565,9 @@ class ShardState:
             if r[PARTITION] is not None:
                 pkey = (r[TYPE], r[PARTITION], r[STATE])
                 part_counts[pkey] = part_counts.get(pkey, 0) + 1
+                if r[NEXT_RUN_AT] is not None:
+                    dkey = (r[TYPE], r[STATE], r[PARTITION])
+                    part_due.setdefault(dkey, []).append((-r[PRIORITY], r[NEXT_RUN_AT], fid))
             if r[ACTIVE_DEADLINE] is not None and r[STATE] not in TERMINAL:
                 deadlines.append((r[ACTIVE_DEADLINE], fid))
             if r[PARENT_ID] is not None:
@@ -567,6 +607,11 @@ class ShardState:
         assert sorted(deadlines) == list(self.deadlines), "deadline index drifted"
         self.deadlines._check()
         assert part_counts == self.part_counts, "partition counts drifted"
+        assert {k: sorted(v) for k, v in part_due.items()} == {
+            k: list(v) for k, v in self.part_due.items()
+        }, "partition due index drifted"
+        for sl in self.part_due.values():
+            sl._check()
         for parent, kids in self.noted.items():
             assert kids, f"empty noted set for {parent!r}"
         assert not self.open_outcomes, "an outcome event left open after its frame"
