@@ -59,6 +59,12 @@ async def test_metrics_move_with_work(tmp_path: Path) -> None:
         assert _total(after, "flowactors_fdatasync_seconds_sum") > 0
         assert _total(after, "flowactors_request_queue_depth") == 0
         assert _total(after, "flowactors_courier_backlog") == 0
+        paths = {
+            dict(labels)["path"]
+            for (name, labels), value in after.items()
+            if name == "flowactors_commit_sync_path" and value == 1
+        }
+        assert paths and paths <= {"aio", "thread"}  # (a machine without AIO: the thread)
 
         # errors count under their class; retries, reclaims and dead letters move
         with pytest.raises(fa.FlowTerminal):

@@ -182,6 +182,17 @@ def _shard_metrics(shards: list[dict[str, Any]]) -> Iterator[Metric]:
         for s in shards:
             metric.add_metric([str(s["index"])], read(s))
         yield metric
+    # How commits reach the disk (aio, thread, inline): a thread where AIO was expected is
+    # worth an alert, since it costs single commands their tail latency (wal/_aio.py).
+    via = GaugeMetricFamily(
+        "flowactors_commit_sync_path",
+        "1 for the way the shard's last commit was fdatasync'd",
+        labels=["shard", "path"],
+    )
+    for s in shards:
+        if s["log"].sync_via:
+            via.add_metric([str(s["index"]), s["log"].sync_via], 1)
+    yield via
 
 
 def _histograms(shards: list[dict[str, Any]]) -> Iterator[Metric]:
