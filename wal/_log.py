@@ -7,14 +7,14 @@ The task that opened a batch is its leader: when no commit is in flight it commi
 otherwise it waits for its turn. Everything that arrived while the previous commit was in
 flight is therefore committed together: the leader encodes one frame per submitted batch of
 operations, appends them with one write(2) and makes them durable with one fdatasync, and
-the Trio loop keeps running meanwhile: the write (a copy into the page cache) is made in the
-loop and the fdatasync through Linux AIO, completing on an eventfd the loop waits on
+the Trio loop keeps running meanwhile: the write (a copy into the page cache) is made in
+the loop and the fdatasync through Linux AIO, completing on an eventfd the loop waits on
 (`_aio.py`); without AIO, and for a rotation, both are made in a worker thread
-(`_iothread.py`). Only then does it publish the new
-locations in the keydir and wake every member of the batch. A reader never sees a value
-that a crash could take back. The leader's part cannot be cancelled (its waits are
-shielded, and a cancel cannot interrupt the commit thread), so a cancelled caller cannot
-strand the others; a cancelled non-leader's write still lands.
+(`_iothread.py`). Only then does it publish the new locations in the keydir and wake every
+member of the batch. A reader never sees a value that a crash could take back. The
+leader's part cannot be cancelled (its waits are shielded, and a cancel can interrupt
+neither the AIO wait nor the commit thread), so a cancelled caller cannot strand the
+others; a cancelled non-leader's write still lands.
 This is the write-group design of LevelDB/RocksDB, without a background task, so the log
 needs no nursery and raises plain exceptions.
 
@@ -702,9 +702,10 @@ class Log:
                     await batch.turn.wait()
                     await self._lead(batch)
             else:
-                # No shield needed (a CancelScope costs ~12 us, a tenth of a small
-                # commit): the leader's only wait is the commit thread, which a cancel
-                # cannot interrupt (`IoThread.run`), and a rotation shields its lock.
+                # No shield needed here (a CancelScope costs ~12 us): the leader's only
+                # wait is the disk, and neither way to it lets a cancel through: the AIO
+                # wait shields itself (`AioSync.fdatasync`), the commit thread cannot be
+                # interrupted (`IoThread.run`), and a rotation shields its lock.
                 self._leader_active = True
                 await self._lead(batch)
         else:
