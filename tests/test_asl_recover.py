@@ -164,3 +164,39 @@ def test_a_foreign_history_is_refused() -> None:
         asl.recover(other, events)
     with pytest.raises(asl.AslHistoryMismatch):
         asl.recover(DEFINITION, events[1:])
+
+
+def test_resume_shares_emitted_events_but_leaves_the_caller_its_execution() -> None:
+    """`resume` copies the run but not its emitted events (append-only dicts): the new
+    execution holds the same event objects plus its own, the old one is unchanged."""
+    step = asl.start(DEFINITION, {"items": [], "mode": "wait"}, now_ms=100)
+    before = step.execution
+    old = list(before.events)
+    (_timeout, wait) = step.effects
+    assert isinstance(wait, asl.StartTimer)
+    after = asl.resume(before, asl.TimerFired(wait.timer_id, now_ms=wait.fire_at_ms)).execution
+    assert list(before.events) == old and before.pending == step.execution.pending
+    assert len(after.events) > len(old)
+    assert all(a is b for a, b in zip(after.events[: len(old)], old, strict=True))  # shared
+
+
+def test_recover_replays_in_place_without_copying_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A recover of n commands copied the whole run (every event) once per command:
+    O(n^2). It now applies each command to the run it is rebuilding."""
+    from flowactors.asl import _interpret
+
+    full = asl.run_inline(DEFINITION, {"items": ["a", "b", "c"], "mode": "wait"}, HANDLERS)
+    copies = 0
+    real = _interpret._Run.__deepcopy__
+
+    def counting(self: Any, memo: dict[int, Any]) -> Any:
+        nonlocal copies
+        copies += 1
+        return real(self, memo)
+
+    monkeypatch.setattr(_interpret._Run, "__deepcopy__", counting)
+    recovered = asl.recover(DEFINITION, list(full.events))
+    assert copies == 0
+    assert list(recovered.events) == list(full.events) and recovered.status is full.status
