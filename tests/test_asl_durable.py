@@ -633,3 +633,75 @@ async def test_a_long_execution_keeps_few_event_values(
         loop, {"n": 0}, {"bump": lambda x: {"n": x["n"] + 1}}, execution_id="loop"
     )
     assert types(history) == types(list(inline.events))
+
+
+def _waiting_loop(n: int) -> dict[str, Any]:
+    """A loop of `n` one-second waits, each followed by a task: every wake is a claim."""
+    return machine(
+        {
+            "Wait": {"Type": "Wait", "Seconds": 1, "Next": "Bump"},
+            "Bump": {"Type": "Task", "Resource": "bump", "Next": "More"},
+            "More": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericLessThan": n, "Next": "Wait"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        }
+    )
+
+
+async def _bump(x: Any) -> Any:
+    return {"n": x["n"] + 1}
+
+
+@pytest.mark.parametrize("kept", [0, 1024])
+async def test_kept_executions_skip_the_replay_and_change_nothing_stored(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, kept: int
+) -> None:
+    """A runner keeps an execution in memory after each acknowledged step, and its next
+    claim takes it from there instead of replaying the history; the history stored and
+    the output are the same as with keeping off (and as the pure interpreter's)."""
+    async with trio_engine(tmp_path) as engine:
+        r = AslRunner(engine, {"bump": _bump}, kept_executions=kept)
+        info = await r.execute("loop", _waiting_loop(30), {"n": 0})
+        history = await r.history("loop")
+    assert info.status is Status.SUCCEEDED and info.output == {"n": 30}
+    inline = asl.run_inline(_waiting_loop(30), {"n": 0}, {"bump": lambda x: {"n": x["n"] + 1}})
+    assert types(history) == types(list(inline.events))
+    assert r.counts["steps"] == 61
+    if kept:
+        assert r.counts["replays"] == 0
+    else:
+        assert r.counts["replays"] == 60  # every claim but the first
+
+
+async def test_a_kept_execution_written_meanwhile_is_rebuilt_from_the_store(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A stop writes the flow after the step that left the execution kept: the version
+    the claim sees is not the kept one plus one, so the runner rebuilds (and sees the
+    stop) instead of trusting its memory."""
+    wait = machine({"W": {"Type": "Wait", "Seconds": 10_000, "End": True}})
+    async with trio_engine(tmp_path) as engine, trio.open_nursery() as nursery:
+        r = AslRunner(engine, {})
+        await nursery.start(r.run)
+        await r.start("w", wait, {})
+        while r.counts["commits"] < 1:
+            await trio.sleep(1)
+        assert "w" in r._kept and r.counts["replays"] == 0
+        await r.stop("w", "Operator", "enough")
+        ended = await r.wait("w")
+        nursery.cancel_scope.cancel()
+    assert (ended.status, ended.error) == (Status.ABORTED, "Operator")
+    assert r.counts["replays"] == 1
+
+
+def test_kept_executions_must_be_a_count(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with fa.open_engine(tmp_path / "d") as engine:
+            for bad in (-1, True, 1.5, "8"):
+                with pytest.raises(asl.AslUsageError, match="kept_executions"):
+                    AslRunner(engine, {}, kept_executions=bad)  # type: ignore[arg-type]
+
+    trio.run(main)

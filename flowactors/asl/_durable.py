@@ -24,7 +24,8 @@
 # stopping (stop requested); then completed / failed.
 #
 # One claim, one step. A worker claims an execution, rebuilds it (`start` from the stored
-# start values when no chunk exists yet, else `recover` over all chunks) and answers what it
+# start values when no chunk exists yet, else `recover` over all chunks; or takes it from
+# memory, see "Kept executions") and answers what it
 # waits for, in this order: a requested stop; timers already due (the execution timeout
 # first); a scheduled task (the handler runs here, under TimeoutSeconds, HeartbeatSeconds and
 # the execution timeout); the outcomes of a resolved child group, fed in index order. Timers
@@ -53,6 +54,16 @@
 # with wait-all every child of a group is terminal before its outcomes are fed, and a parent
 # that ends while children live (stop) cancels them by the group's cancel-on-close rule.
 #
+# Kept executions. Rebuilding costs O(events) per claim, so an execution that waits many
+# times replays its whole history at every wake. After a step that moved it to ready or
+# waiting is acknowledged, the runner keeps the execution in memory (the `kept_executions`
+# most recent ones) with the journal it stored and the version the acknowledgement
+# returned. The next claim uses it only if the claimed flow is that version plus one (the
+# claim itself: nothing else wrote the flow in between, no other worker's step, no stop,
+# no child outcome) and holds that many journal units; else it rebuilds from the store.
+# Replay being deterministic (tests/test_asl_recover.py: every cut of a history recovers
+# to the same continuation), the kept execution is the one a rebuild would give.
+#
 # Why the SDK Worker: it already does what a host needs around a step - bounded concurrency,
 # lease extension while a long handler runs, dropping work whose lease was lost, graceful
 # shutdown, batched acknowledgements. An execution step is one async Workflow handler that
@@ -68,6 +79,7 @@ import inspect
 import json
 import math
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -261,7 +273,9 @@ class AslRunner:
     Task handlers take the task's input and return its output (JSON); async handlers run
     in Trio, sync ones in a thread. Raise `TaskError(error, cause)` to fail with an ASL
     error name (any other exception: its class name). Handlers run at least once per
-    task attempt (see the module comment).
+    task attempt (see the module comment). `kept_executions`: how many executions a
+    runner keeps in memory after stepping them, so their next wake skips the replay
+    ("Kept executions" in the module comment; 0: none).
     """
 
     def __init__(
@@ -273,6 +287,7 @@ class AslRunner:
         lease_ms: int = 60_000,
         task_threads: int = 16,
         poll_ms: int = 500,
+        kept_executions: int = 1024,
     ) -> None:
         checked = check_mapping_arg(handlers, "handlers")
         for resource, fn in checked.items():
@@ -282,6 +297,7 @@ class AslRunner:
         self.handlers: dict[str, Handler] = dict(checked)
         self.flow_type = flow_type
         self.poll_ms = check_int_arg(poll_ms, "poll_ms")
+        self.kept_executions = check_int_arg(kept_executions, "kept_executions")
         check_int_arg(task_threads, "task_threads")
         if task_threads < 1:
             raise AslUsageError("task_threads must be at least 1")
@@ -301,7 +317,12 @@ class AslRunner:
         self._threads = trio.CapacityLimiter(task_threads)
         self._machines: dict[tuple[bytes, str], StateMachine] = {}
         self._ended: dict[str, trio.Event] = {}
-        self.counts = dict.fromkeys(("steps", "tasks_run", "spawns", "commits"), 0)
+        self.counts = dict.fromkeys(("steps", "replays", "tasks_run", "spawns", "commits"), 0)
+        # Executions kept after an acknowledged step (see "Kept executions" above): id ->
+        # (the version the acknowledgement returned, the journal stored, the execution);
+        # and the one a step hands on until its command is acknowledged.
+        self._kept: OrderedDict[str, tuple[int, _journal.Journal, Execution]] = OrderedDict()
+        self._kept_pending: dict[str, tuple[_journal.Journal, Execution]] = {}
 
     # -- the API --------------------------------------------------------------------------
 
@@ -402,6 +423,7 @@ class AslRunner:
 
         def on_ack(flow: Flow) -> None:
             self.counts["commits"] += 1
+            self._keep(flow)
             if flow.terminal and flow.id in self._ended:
                 self._ended.pop(flow.id).set()
             if user_ack is not None:
@@ -446,6 +468,42 @@ class AslRunner:
 
     # -- one step -------------------------------------------------------------------------
 
+    def _keep(self, flow: Flow) -> None:
+        """A step's command was acknowledged: keep the execution it left, if it asked."""
+        pending = self._kept_pending.pop(flow.id, None)
+        if pending is None or flow.terminal or flow.state not in (READY, WAITING):
+            return
+        self._kept[flow.id] = (flow.version, *pending)
+        self._kept.move_to_end(flow.id)
+        while len(self._kept) > self.kept_executions:
+            self._kept.popitem(last=False)
+
+    async def _rebuilt(
+        self, flow: Flow, machine: StateMachine
+    ) -> tuple[_journal.Journal, Execution]:
+        """The execution a claimed flow holds, and its stored journal: kept in memory when
+        nothing but this claim wrote the flow since the step that left it, else rebuilt."""
+        kept = self._kept.pop(flow.id, None)
+        if (
+            kept is not None
+            and kept[0] + 1 == flow.version
+            and kept[1].units == _journal.units(flow.value_sizes, CHUNK_PREFIX)
+        ):
+            return kept[1], kept[2]
+        journal = await self._stored(flow)
+        if journal.events:
+            self.counts["replays"] += 1
+            return journal, recover(machine, journal.events)
+        params = cbor2.loads(flow.payload or b"")
+        ex = start(
+            machine,
+            params["input"],
+            params["context"],
+            now_ms=flow.created_at_ms,
+            execution_id=flow.id,
+        ).execution
+        return journal, ex
+
     def _machine(self, raw: bytes, path: str) -> StateMachine:
         key = (raw, path)
         machine = self._machines.get(key)
@@ -480,19 +538,9 @@ class AslRunner:
         vals = flow.values
         raw = vals["definition"]
         machine = self._machine(raw, vals.get("machine", b"$").decode())
-        journal = await self._stored(flow)
+        self._kept_pending.pop(flow.id, None)  # (a step that never got its command in)
+        journal, ex = await self._rebuilt(flow, machine)
         stored = journal.events
-        if stored:
-            ex = recover(machine, stored)
-        else:
-            params = cbor2.loads(flow.payload or b"")
-            ex = start(
-                machine,
-                params["input"],
-                params["context"],
-                now_ms=flow.created_at_ms,
-                execution_id=flow.id,
-            ).execution
         step = _Step(self, ex)
         if flow.logical_state == STOPPING and "stop" in vals:
             stop = json.loads(vals["stop"])
@@ -512,10 +560,14 @@ class AslRunner:
         if step.blocked and not new:
             return Transition(READY, delay_ms=self.poll_ms)  # children still live (rare)
         pending = ex.pending
-        if any(not isinstance(e, StartTimer) for e in pending):
-            return Transition(READY, values=values)
         if not pending:
             raise AslUsageError(f"execution {flow.id!r} is running but waits for nothing")
+        if self.kept_executions:
+            self._kept_pending[flow.id] = (_after, ex)  # kept once acknowledged (`_keep`)
+            if len(self._kept_pending) > self.kept_executions:  # (commands never acked)
+                del self._kept_pending[next(iter(self._kept_pending))]
+        if any(not isinstance(e, StartTimer) for e in pending):
+            return Transition(READY, values=values)
         fire_at = min(e.fire_at_ms for e in pending if isinstance(e, StartTimer))
         return Transition(WAITING, run_at_ms=max(fire_at, 0), values=values)
 
